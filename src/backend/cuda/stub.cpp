@@ -1,0 +1,19 @@
+// CPU-only builds: the CUDA entry points report that CUDA was not compiled in.
+#ifndef LRNN_WITH_CUDA
+#include "backend/cuda/cuda_backend.h"
+
+namespace lrnn::cuda {
+
+static status not_built() {
+  return status(status_code::unsupported,
+                "CUDA is not available: this lrnn was built without CUDA (configure with --preset cuda-release)");
+}
+bool built() { return false; }
+int device_count() { return 0; }
+result<void*> allocate(size_t, int) { return not_built(); }
+void release(void*, int) {}
+status memcpy(void*, const void*, size_t, copy_kind) { return not_built(); }
+status memset(void*, int, size_t) { return not_built(); }
+
+}  // namespace lrnn::cuda
+#endif

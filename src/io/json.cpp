@@ -1,0 +1,70 @@
+// Guarded JSON parsing (see json.h).
+#include "io/json.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace lrnn::io {
+
+// Depth of [ and { outside strings; stops early once past the limit.
+static int nesting_depth(std::string_view text, int limit) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+      if (max_depth > limit) return max_depth;
+    } else if (c == ']' || c == '}') --depth;
+  }
+  return max_depth;
+}
+
+result<json> parse_json(std::string_view text, const std::string& source) {
+  if (nesting_depth(text, max_json_depth) > max_json_depth)
+    return make_error(status_code::parse_error, "{}: JSON nested deeper than {} levels", source, max_json_depth);
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    // Parse again with exceptions only to obtain nlohmann's position and reason.
+    try {
+      (void)json::parse(text.begin(), text.end());
+    } catch (const json::exception& e) {
+      return make_error(status_code::parse_error, "{}: invalid JSON: {}", source, e.what());
+    }
+    return make_error(status_code::parse_error, "{}: invalid JSON", source);
+  }
+  return j;
+}
+
+result<json> read_json_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return make_error(status_code::not_found, "{}: cannot open file", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) return make_error(status_code::io_error, "{}: read failed", path);
+  return parse_json(ss.str(), path);
+}
+
+const char* json_type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::string: return "string";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    case json::value_t::null: return "null";
+    case json::value_t::binary: return "binary";
+    case json::value_t::discarded: return "invalid";
+  }
+  return "unknown";
+}
+
+}  // namespace lrnn::io

@@ -1,0 +1,2 @@
+// lrnn command-line tool: placeholder entry until the subcommand table lands.
+int main() { return 0; }
