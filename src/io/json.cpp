@@ -33,7 +33,8 @@ result<json> parse_json(std::string_view text, const std::string& source) {
   if (j.is_discarded()) {
     // Parse again with exceptions only to obtain nlohmann's position and reason.
     try {
-      (void)json::parse(text.begin(), text.end());
+      json again = json::parse(text.begin(), text.end());
+      (void)again;
     } catch (const json::exception& e) {
       return make_error(status_code::parse_error, "{}: invalid JSON: {}", source, e.what());
     }
