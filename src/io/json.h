@@ -7,8 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lrnn::io {
 
@@ -20,6 +22,16 @@ inline constexpr int max_json_depth = 64;
 // max_json_depth, invalid UTF-8 and trailing garbage.
 result<json> parse_json(std::string_view text, const std::string& source);
 result<json> read_json_file(const std::string& path);
+
+// nlohmann keeps only the last of repeated keys; formats where a repeat means a corrupt or
+// ambiguous file (safetensors headers, checkpoint indexes) look for one first. `path` holds
+// the keys of the enclosing objects ("[]" for an array element), outermost first.
+struct duplicate_key {
+  std::string key;
+  std::vector<std::string> path;
+};
+// The first key repeated within one object of `text`, which parse_json has accepted.
+std::optional<duplicate_key> find_duplicate_key(std::string_view text);
 
 // "string", "integer", "number", "boolean", "array", "object", "null".
 const char* json_type_name(const json& j);
