@@ -1,5 +1,7 @@
 // CUDA runtime glue for the core: plain cudaMalloc/cudaFree (no managed memory), copies.
-// The caching allocator arrives with the CUDA kernels (issue #7).
+// Host C++ (runtime API only); compiled in CUDA builds. The caching allocator arrives with
+// the CUDA kernels (issue #7).
+#ifdef LRNN_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 
@@ -48,3 +50,4 @@ status memset(void* dst, int value, size_t nbytes) {
 }
 
 }  // namespace lrnn::cuda
+#endif
