@@ -52,7 +52,8 @@ static int run_main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int rc = app.exit(e);  // prints help, version or the usage error
+    return rc == 0 ? 0 : 2;
   }
   set_log_level(*log_level_from_name(globals.log_level));
   set_num_threads(globals.threads);

@@ -1,0 +1,108 @@
+// The `lrnn` binary end to end: --help/--version, `info` on every fixture (tables and --json),
+// and one-line errors with a non-zero exit for bad input.
+#include "io/json.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct run_result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+run_result run_cli(const std::string& args) {
+  const std::string cmd = std::string(LRNN_CLI_PATH) + " " + args + " 2>&1";
+  run_result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+const std::string data_dir = LRNN_TEST_DATA_DIR;
+const char* fixtures[] = {"fla_gated_deltanet", "fla_gla", "fla_retnet", "fla_rwkv7",
+                          "hf_recurrentgemma", "hf_rwkv4", "hf_xlstm"};
+
+TEST(cli, help_and_version) {
+  auto h = run_cli("--help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("info"), std::string::npos);
+  auto v = run_cli("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("lrnn "), std::string::npos);
+  auto ih = run_cli("info --help");
+  EXPECT_EQ(ih.code, 0);
+  EXPECT_NE(ih.out.find("--json"), std::string::npos);
+  EXPECT_NE(run_cli("").code, 0);                  // a subcommand is required
+  EXPECT_EQ(run_cli("no-such-command").code, 2);  // usage error
+}
+
+TEST(cli, info_prints_every_fixture) {
+  for (const char* f : fixtures) {
+    auto r = run_cli("info " + data_dir + "/" + f);
+    EXPECT_EQ(r.code, 0) << f << "\n" << r.out;
+    EXPECT_NE(r.out.find("model_type"), std::string::npos) << f;
+    EXPECT_NE(r.out.find("parameters"), std::string::npos) << f;
+  }
+}
+
+TEST(cli, info_json_matches_the_checkpoint) {
+  for (const char* f : fixtures) {
+    auto r = run_cli("info --json " + data_dir + "/" + f);
+    ASSERT_EQ(r.code, 0) << f << "\n" << r.out;
+    auto j = lrnn::io::parse_json(r.out, "info --json");
+    ASSERT_TRUE(j.ok()) << j.error().message();
+    const auto& o = *j;
+    EXPECT_EQ(o["config"]["model_type"], o["model_type"]);
+    ASSERT_TRUE(o["tensors"].is_array());
+    EXPECT_EQ(o["num_tensors"].get<size_t>(), o["tensors"].size());
+    uint64_t bytes = 0, params = 0;
+    for (const auto& t : o["tensors"]) {
+      bytes += t["bytes"].get<uint64_t>();
+      uint64_t n = 1;
+      for (const auto& d : t["shape"]) n *= d.get<uint64_t>();
+      params += n;
+      EXPECT_EQ(t["dtype"], "F32");
+    }
+    EXPECT_EQ(o["total_bytes"].get<uint64_t>(), bytes);
+    EXPECT_EQ(o["total_parameters"].get<uint64_t>(), params);
+    EXPECT_EQ(bytes, params * 4);  // the fixtures are fp32
+  }
+}
+
+TEST(cli, info_errors_are_one_line_and_nonzero) {
+  auto missing = run_cli("info /nonexistent/model");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("/nonexistent/model"), std::string::npos) << missing.out;
+  EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1) << missing.out;
+
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("lrnn_cli_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(data_dir + "/fla_gla/model.safetensors", dir / "model.safetensors", fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "config.json") << "{\"model_type\": \"gla\", \"vocab_size\": \"many\"}";
+  auto bad_cfg = run_cli("info " + dir.string());
+  EXPECT_EQ(bad_cfg.code, 1);
+  EXPECT_NE(bad_cfg.out.find("vocab_size"), std::string::npos) << bad_cfg.out;
+  EXPECT_EQ(std::count(bad_cfg.out.begin(), bad_cfg.out.end(), '\n'), 1) << bad_cfg.out;
+
+  std::ofstream(dir / "model.safetensors", std::ios::binary | std::ios::trunc) << "short";
+  auto bad_st = run_cli("info " + dir.string());
+  EXPECT_EQ(bad_st.code, 1);
+  EXPECT_NE(bad_st.out.find("model.safetensors"), std::string::npos) << bad_st.out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
