@@ -101,6 +101,7 @@ void result<T>::check() const {
   } while (0)
 
 // `LRNN_ASSIGN_OR_RETURN(auto x, make_x());` — unwraps a result<T> or returns its status.
+// It expands to several statements: put it in braces under an if/else.
 #define LRNN_ASSIGN_OR_RETURN(decl, expr) \
   LRNN_ASSIGN_OR_RETURN_IMPL(LRNN_CONCAT(lrnn_res_, __LINE__), decl, expr)
 #define LRNN_ASSIGN_OR_RETURN_IMPL(tmp, decl, expr) \

@@ -14,6 +14,7 @@
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace lrnn::io {
@@ -25,8 +26,8 @@ namespace {
 constexpr char npy_magic[] = "\x93NUMPY";
 constexpr size_t npy_magic_len = 6;
 constexpr size_t npy_align = 64;
-constexpr size_t npy_max_dims = 64;        // NumPy's NPY_MAXDIMS
-constexpr size_t npy_growth_digits = 21;   // numpy.lib.format.GROWTH_AXIS_MAX_DIGITS
+constexpr size_t npy_max_dims = 64;       // NumPy's NPY_MAXDIMS
+constexpr size_t npy_growth_digits = 21;  // numpy.lib.format.GROWTH_AXIS_MAX_DIGITS
 
 struct npy_preamble {
   int major = 1;
@@ -60,8 +61,7 @@ result<npy_preamble> parse_preamble(const uint8_t* p, size_t avail, uint64_t tot
   if (total < pre.header_offset)
     return make_error(status_code::parse_error, "{}: truncated .npy file: {} bytes, shorter than the {}-byte preamble",
                       source, total, pre.header_offset);
-  if (avail < pre.header_offset)
-    return make_error(status_code::internal, "{}: npy preamble parsed from {} bytes", source, avail);
+  LRNN_ASSERT(avail >= pre.header_offset, "npy preamble parsed from {} bytes", avail);
   pre.header_len = p[8] | (static_cast<uint64_t>(p[9]) << 8);
   if (len_bytes == 4) pre.header_len |= (static_cast<uint64_t>(p[10]) << 16) | (static_cast<uint64_t>(p[11]) << 24);
   if (pre.header_len > total - pre.header_offset)
@@ -108,6 +108,7 @@ class header_parser {
     if (!eat('{')) return fail("header does not start with '{'");
     skip_ws();
     while (!peek('}')) {
+      if (pos_ >= s_.size()) return fail("unterminated dict (no closing '}')");
       LRNN_ASSIGN_OR_RETURN(std::string key, parse_string("a dict key"));
       skip_ws();
       if (!eat(':')) return fail(fmt::format("expected ':' after key '{}'", key));
@@ -129,7 +130,8 @@ class header_parser {
         skip_ws();
         continue;
       }
-      if (!peek('}')) return fail("expected ',' or '}' after a value (unterminated dict?)");
+      if (pos_ >= s_.size()) return fail("unterminated dict (no closing '}')");
+      if (!peek('}')) return fail("expected ',' or '}' after a value");
     }
     ++pos_;
     skip_ws();
@@ -229,6 +231,7 @@ class header_parser {
       shape.push_back(d);
       skip_ws();
       trailing_comma = eat(',');
+      if (pos_ >= s_.size()) return fail("unterminated shape tuple");
       if (!trailing_comma && !peek(')')) return fail("expected ',' or ')' in shape tuple");
       skip_ws();
     }
@@ -318,7 +321,8 @@ class fd_closer {
 };
 
 // numpy.lib.format: sorted keys, repr() values, spare spaces so the growth axis can grow
-// in place, then padding so that the data starts at a multiple of 64 bytes.
+// in place, then padding so that the data starts at a multiple of 64 bytes. Version 2.0
+// only when the header outgrows 1.0's uint16 length, as numpy.save decides it.
 std::string make_header(const char* descr, const shape_t& shape) {
   std::string shape_repr = "(";
   for (size_t i = 0; i < shape.size(); ++i) shape_repr += (i ? ", " : "") + std::to_string(shape[i]);
@@ -414,15 +418,37 @@ result<tensor> read_npy(const std::string& path) {
   return finish(std::move(raw), h);
 }
 
-status write_npy(const std::string& path, const tensor& t) {
-  if (!t.defined()) return make_error(status_code::invalid_argument, "{}: cannot write an undefined tensor", path);
+namespace {
+
+// The header and a contiguous CPU copy of `t`; `name` starts error messages.
+result<std::pair<std::string, tensor>> prepare_write(const tensor& t, const std::string& name) {
+  if (!t.defined()) return make_error(status_code::invalid_argument, "{}: cannot write an undefined tensor", name);
   const char* descr = npy_descr(t.type());
   if (descr == nullptr)
     return make_error(status_code::unsupported, "{}: NumPy has no {} dtype; convert the tensor (e.g. to f32) first",
-                      path, dtype_name(t.type()));
+                      name, dtype_name(t.type()));
+  if (t.shape().size() > npy_max_dims)
+    return make_error(status_code::invalid_argument, "{}: a NumPy array has at most {} dimensions, {} has {}", name,
+                      npy_max_dims, t.describe(), t.dim());
   LRNN_ASSIGN_OR_RETURN(tensor host, t.to(device::cpu()));
   LRNN_ASSIGN_OR_RETURN(tensor c, host.contiguous());
-  const std::string header = make_header(descr, c.shape());
+  return std::make_pair(make_header(descr, c.shape()), std::move(c));
+}
+
+}  // namespace
+
+result<std::vector<uint8_t>> serialize_npy(const tensor& t) {
+  LRNN_ASSIGN_OR_RETURN(auto prepared, prepare_write(t, "npy"));
+  const auto& [header, c] = prepared;
+  std::vector<uint8_t> out(header.size() + c.nbytes());
+  std::memcpy(out.data(), header.data(), header.size());
+  if (c.nbytes() > 0) std::memcpy(out.data() + header.size(), c.raw_data(), c.nbytes());
+  return out;
+}
+
+status write_npy(const std::string& path, const tensor& t) {
+  LRNN_ASSIGN_OR_RETURN(auto prepared, prepare_write(t, path));
+  const auto& [header, c] = prepared;
 
   static std::atomic<uint64_t> counter{0};
   std::string tmp;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lrnn::io {
 
@@ -23,6 +24,9 @@ result<tensor> parse_npy(const uint8_t* data, size_t size, const std::string& so
 // numpy.save would: header v1.0 (v2.0 when longer than 65535 bytes), data at a multiple of
 // 64 bytes. Atomic: a temporary file in the same folder, fsync, then rename over `path`.
 status write_npy(const std::string& path, const tensor& t);
+
+// The bytes write_npy would write, in memory.
+result<std::vector<uint8_t>> serialize_npy(const tensor& t);
 
 // NumPy's descr for a dtype ("<f4", "|b1", ...); nullptr for bf16, which NumPy lacks.
 const char* npy_descr(dtype t);

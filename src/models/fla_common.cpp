@@ -1,0 +1,136 @@
+// Shared fla-format model pieces (see fla_common.h).
+#include "models/fla_common.h"
+
+#include "ops/dense/dense.h"
+#include "ops/norm/norm.h"
+
+namespace lrnn::models::fla {
+
+result<tensor> rms_norm(const tensor& x, const tensor& w, double eps) {
+  ops::rms_norm_spec spec;
+  spec.eps = eps;
+  return ops::rms_norm_forward(spec, x, w, ops::norm_form::cpu);
+}
+
+result<gated_mlp> gated_mlp::load(weight_loader& w, const io::config& c, const std::string& prefix, int64_t hidden) {
+  LRNN_ASSIGN_OR_RETURN(auto inter_opt, c.get_optional_int("intermediate_size"));
+  int64_t inter = 0;
+  std::string why;
+  if (inter_opt) {
+    inter = *inter_opt;
+    why = fmt::format("intermediate_size={}", inter);
+  } else {
+    LRNN_ASSIGN_OR_RETURN(int64_t ratio, c.get_int("hidden_ratio", 4, 1, 64));
+    inter = static_cast<int64_t>(static_cast<double>(hidden) * static_cast<double>(ratio) * 2 / 3);
+    inter = 256 * ((inter + 255) / 256);
+    why = fmt::format("hidden_ratio={} -> intermediate {}", ratio, inter);
+  }
+  LRNN_ASSIGN_OR_RETURN(std::string act, c.get_string("hidden_act", "swish"));
+  if (act != "swish" && act != "silu")
+    return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", c.source(), act);
+  gated_mlp m;
+  LRNN_ASSIGN_OR_RETURN(m.gate, w.get(prefix + "gate_proj.weight", {inter, hidden}, why));
+  LRNN_ASSIGN_OR_RETURN(m.up, w.get(prefix + "up_proj.weight", {inter, hidden}, why));
+  LRNN_ASSIGN_OR_RETURN(m.down, w.get(prefix + "down_proj.weight", {hidden, inter}, why));
+  return m;
+}
+
+result<tensor> gated_mlp::forward(const tensor& x) const {
+  LRNN_ASSIGN_OR_RETURN(tensor g, ops::linear(x, gate));
+  LRNN_ASSIGN_OR_RETURN(tensor u, ops::linear(x, up));
+  ops::apply_activation(g, ops::activation::silu);
+  LRNN_TRY(ops::mul_inplace(g, u));
+  return ops::linear(g, down);
+}
+
+result<short_conv> short_conv::load(weight_loader& w, const std::string& prefix, int64_t channels, int64_t width, bool bias) {
+  short_conv s;
+  s.channels = channels;
+  s.width = width;
+  LRNN_ASSIGN_OR_RETURN(tensor wt, w.get(prefix + "weight", {channels, 1, width}, fmt::format("conv_size={}", width)));
+  LRNN_ASSIGN_OR_RETURN(tensor w2, wt.view({channels, width}));
+  LRNN_ASSIGN_OR_RETURN(tensor tr, w2.transpose(0, 1));
+  LRNN_ASSIGN_OR_RETURN(s.weight, tr.contiguous());
+  if (bias) {
+    LRNN_ASSIGN_OR_RETURN(s.bias, w.get(prefix + "bias", {channels}, "conv_bias=true"));
+  }
+  return s;
+}
+
+result<tensor> short_conv::forward(const tensor& x, model_state& st, const std::string& key) const {
+  const int64_t B = x.size(0);
+  LRNN_ASSIGN_OR_RETURN(tensor cache, state_tensor(st, key, {B, width - 1, channels}));
+  ops::conv1d_spec spec;
+  spec.activation = ops::conv1d_activation::silu;
+  ops::conv1d_inputs in;
+  in.x = x;
+  in.weight = weight;
+  in.bias = bias;
+  LRNN_ASSIGN_OR_RETURN(auto out, ops::conv1d_forward(spec, in, cache, ops::conv1d_form::cpu, true));
+  st.tensors[key] = out.final_cache;
+  return out.y;
+}
+
+result<lm_frame> lm_frame::load(weight_loader& w, const io::config& c, int64_t vocab, int64_t hidden, double eps) {
+  lm_frame f;
+  f.norm_eps = eps;
+  const std::string why = fmt::format("vocab_size={}, hidden_size={}", vocab, hidden);
+  LRNN_ASSIGN_OR_RETURN(f.embed, w.get("model.embeddings.weight", {vocab, hidden}, why));
+  LRNN_ASSIGN_OR_RETURN(f.final_norm, w.get("model.norm.weight", {hidden}, why));
+  LRNN_ASSIGN_OR_RETURN(bool tie, c.get_bool("tie_word_embeddings", false));
+  if (tie && !w.has("lm_head.weight")) f.lm_head = f.embed;
+  else {
+    LRNN_ASSIGN_OR_RETURN(f.lm_head, w.get("lm_head.weight", {vocab, hidden}, why));
+  }
+  return f;
+}
+
+result<tensor> lm_frame::embed_tokens(const tensor& ids) const { return ops::embedding(ids, embed); }
+
+result<tensor> lm_frame::logits(const tensor& h) const {
+  LRNN_ASSIGN_OR_RETURN(tensor n, rms_norm(h, final_norm, norm_eps));
+  return ops::linear(n, lm_head);
+}
+
+uint64_t lm_frame::bytes_per_token() const {
+  return static_cast<uint64_t>(embed.size(1)) * 4 + final_norm.nbytes() + lm_head.nbytes();
+}
+
+ops::decay_attn_form decay_form(compute_form f, int64_t T) {
+  switch (f) {
+    case compute_form::chunk: return ops::decay_attn_form::chunk;
+    case compute_form::recurrent: return ops::decay_attn_form::recurrent;
+    case compute_form::parallel: return ops::decay_attn_form::parallel;
+    case compute_form::automatic:
+      if (T == 1) return ops::decay_attn_form::recurrent;
+      return T <= 16 ? ops::decay_attn_form::parallel : ops::decay_attn_form::chunk;
+  }
+  return ops::decay_attn_form::chunk;
+}
+
+result<tensor> state_tensor(model_state& st, const std::string& key, const shape_t& shape) {
+  auto it = st.tensors.find(key);
+  if (it != st.tensors.end()) {
+    if (it->second.shape() != shape)
+      return make_error(status_code::invalid_argument, "state tensor '{}' is {}, expected {}", key, it->second.describe(),
+                        shape_to_string(shape));
+    return it->second;
+  }
+  LRNN_ASSIGN_OR_RETURN(tensor z, tensor::zeros(shape, dtype::f32));
+  st.tensors[key] = z;
+  return z;
+}
+
+status check_ids(const tensor& ids, const model_state& st, int64_t vocab) {
+  if (ids.dim() != 2 || (ids.type() != dtype::i64 && ids.type() != dtype::i32))
+    return make_error(status_code::invalid_argument, "token ids must be int64 [B, T], got {}", ids.describe());
+  if (ids.size(0) != st.batch)
+    return make_error(status_code::invalid_argument, "token ids have batch {}, the state has {}", ids.size(0), st.batch);
+  if (ids.size(1) == 0) return make_error(status_code::invalid_argument, "no tokens to process");
+  for (double v : ids.to_doubles())
+    if (v < 0 || v >= static_cast<double>(vocab))
+      return make_error(status_code::invalid_argument, "token id {} is outside the vocabulary [0, {})", static_cast<int64_t>(v), vocab);
+  return {};
+}
+
+}  // namespace lrnn::models::fla

@@ -1,0 +1,54 @@
+// Pieces shared by the fla-format models (GLA, RetNet, Gated DeltaNet, RWKV-7): pre-norm
+// residual blocks, the gated (SwiGLU) MLP, short convolutions, embeddings and the LM head,
+// and the mapping of a model-level compute_form onto an op's form.
+#pragma once
+
+#include "models/model.h"
+#include "models/weights.h"
+#include "ops/conv1d/conv1d.h"
+#include "ops/decay_attn/decay_attn.h"
+
+#include <string>
+
+namespace lrnn::models::fla {
+
+// fla's GatedMLP: down(silu(gate(x)) * up(x)); intermediate_size from the config or
+// 256-rounded 2/3 * hidden_ratio * hidden_size.
+struct gated_mlp {
+  tensor gate, up, down;
+  static result<gated_mlp> load(weight_loader& w, const io::config& c, const std::string& prefix, int64_t hidden);
+  result<tensor> forward(const tensor& x) const;
+};
+
+// fla's ShortConvolution (depthwise causal conv + optional SiLU): torch weight [C, 1, W]
+// loaded as [W, C]; the cache lives in the model state under `key`.
+struct short_conv {
+  tensor weight, bias;
+  int64_t channels = 0, width = 0;
+  static result<short_conv> load(weight_loader& w, const std::string& prefix, int64_t channels, int64_t width, bool bias);
+  // x [B, T, C]; updates state.tensors[key] ([B, W - 1, C]).
+  result<tensor> forward(const tensor& x, model_state& st, const std::string& key) const;
+};
+
+// Embedding, final RMSNorm and LM head (tied to the embedding when the config says so).
+struct lm_frame {
+  tensor embed, final_norm, lm_head;
+  double norm_eps = 1e-6;
+  static result<lm_frame> load(weight_loader& w, const io::config& c, int64_t vocab, int64_t hidden, double eps);
+  result<tensor> embed_tokens(const tensor& ids) const;
+  result<tensor> logits(const tensor& h) const;  // [B, T, D] -> [B, T, vocab]
+  uint64_t bytes_per_token() const;               // one embedding row + norm + head
+};
+
+result<tensor> rms_norm(const tensor& x, const tensor& w, double eps);
+
+// automatic -> recurrent for one token, parallel for a few, chunk otherwise.
+ops::decay_attn_form decay_form(compute_form f, int64_t T);
+
+// Reads `key` from the state or makes zeros of `shape` (f32).
+result<tensor> state_tensor(model_state& st, const std::string& key, const shape_t& shape);
+
+// Checks the ids tensor: int64 [B, T] on CPU with B == state batch.
+status check_ids(const tensor& ids, const model_state& st, int64_t vocab);
+
+}  // namespace lrnn::models::fla
