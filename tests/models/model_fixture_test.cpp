@@ -153,3 +153,64 @@ TEST(models, missing_and_misshaped_tensors_are_named) {
 
 }  // namespace
 }  // namespace lrnn::models
+
+namespace lrnn::models {
+namespace {
+
+// A state saved after a prompt and loaded in a "later run" continues exactly like one
+// uninterrupted run; a state refuses to load into another model or a changed config.
+TEST(generation, saved_state_continues_exactly) {
+  const std::string dir = data_dir + "/fla_gla";
+  auto m = load_model(dir).value();
+  const std::vector<int64_t> prompt = {5, 17, 99, 3, 200, 41, 7};
+  gen::generate_options o;
+  o.max_new_tokens = 12;
+  o.sampling.temperature = 0.9;
+  o.sampling.top_k = 50;
+  o.sampling.seed = 7;
+  model_state after;
+  auto one = gen::generate(*m, {prompt}, o, nullptr, &after).value();
+  const std::string path = std::filesystem::temp_directory_path() / ("lrnn_state_" + std::to_string(::getpid()) + ".safetensors");
+  ASSERT_TRUE(save_state(path, after, m->model_type(), m->config_fingerprint()).ok());
+  auto m2 = load_model(dir).value();
+  auto loaded = load_state(path, m2->model_type(), m2->config_fingerprint());
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  auto two = gen::generate(*m2, {{}}, o, &*loaded).value();
+  EXPECT_EQ(one.ids, two.ids);
+  EXPECT_FALSE(load_state(path, "rwkv7", m2->config_fingerprint()).ok());
+  EXPECT_FALSE(load_state(path, m2->model_type(), "another").ok());
+  std::filesystem::remove(path);
+}
+
+// A batch of prompts of different lengths gives each prompt's own single-prompt result.
+TEST(generation, batch_equals_separate_runs) {
+  auto m = load_model(data_dir + "/fla_gla").value();
+  gen::generate_options o;
+  o.max_new_tokens = 10;
+  o.sampling.greedy = true;
+  const std::vector<std::vector<int64_t>> prompts = {{1, 2, 3}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}, {42}};
+  auto batch = gen::generate(*m, prompts, o).value();
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    auto single = gen::generate(*m, {prompts[b]}, o).value();
+    EXPECT_EQ(batch.ids[b], single.ids[0]) << "prompt " << b;
+  }
+}
+
+TEST(generation, stop_ids_and_bad_input) {
+  auto m = load_model(data_dir + "/fla_gla").value();
+  gen::generate_options o;
+  o.max_new_tokens = 10;
+  o.sampling.greedy = true;
+  auto free_run = gen::generate(*m, {{1, 2, 3}}, o).value();
+  o.stop_ids = {free_run.ids[0][3]};
+  auto stopped = gen::generate(*m, {{1, 2, 3}}, o).value();
+  EXPECT_LE(stopped.ids[0].size(), 4u);
+  EXPECT_EQ(stopped.ids[0].back(), free_run.ids[0][3]);
+  EXPECT_FALSE(gen::generate(*m, {{1, 9999}}, o).ok());  // outside the vocabulary
+  EXPECT_FALSE(gen::generate(*m, {{}}, o).ok());         // empty prompt, no state
+  o.sampling.top_p = 0;
+  EXPECT_FALSE(gen::generate(*m, {{1}}, o).ok());
+}
+
+}  // namespace
+}  // namespace lrnn::models
