@@ -67,10 +67,13 @@ tensor::tensor(std::shared_ptr<storage> st, int64_t offset, shape_t shape, shape
 }
 
 static status check_shape(const shape_t& shape) {
+  for (int64_t d : shape)
+    if (d < 0) return make_error(status_code::invalid_argument, "negative dimension in shape {}", shape_to_string(shape));
+  for (int64_t d : shape)
+    if (d == 0) return {};  // no elements: any other dimension is fine (strides stay 0)
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0) return make_error(status_code::invalid_argument, "negative dimension in shape {}", shape_to_string(shape));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 16 / d)
+    if (n > std::numeric_limits<int64_t>::max() / 16 / d)
       return make_error(status_code::invalid_argument, "shape {} is too large", shape_to_string(shape));
     n *= d;
   }

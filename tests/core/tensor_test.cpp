@@ -92,6 +92,10 @@ TEST(tensor, bad_view_arguments_are_errors_not_crashes) {
   EXPECT_FALSE(t.view({-1, -1}).ok());
   EXPECT_FALSE(tensor::empty({-1, 2}, dtype::f32).ok());
   EXPECT_FALSE(tensor::empty({int64_t(1) << 40, int64_t(1) << 40}, dtype::f32).ok());
+  auto none = tensor::empty({int64_t(1) << 62, 0}, dtype::f32);  // no elements: fine
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->numel(), 0);
+  EXPECT_TRUE(none->to_doubles().empty());
 }
 
 TEST(tensor, dtype_conversion_and_copies) {
