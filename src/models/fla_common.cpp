@@ -4,6 +4,8 @@
 #include "ops/dense/dense.h"
 #include "ops/norm/norm.h"
 
+#include <cmath>
+
 namespace lrnn::models::fla {
 
 result<tensor> rms_norm(const tensor& x, const tensor& w, double eps) {
@@ -131,6 +133,106 @@ status check_ids(const tensor& ids, const model_state& st, int64_t vocab) {
     if (v < 0 || v >= static_cast<double>(vocab))
       return make_error(status_code::invalid_argument, "token id {} is outside the vocabulary [0, {})", static_cast<int64_t>(v), vocab);
   return {};
+}
+
+}  // namespace lrnn::models::fla
+
+namespace lrnn::models::fla {
+
+result<std::unique_ptr<model>> causal_lm::build(const load_context& ctx, const std::string& type, const mixer_loader& load_mixer) {
+  const io::config& c = ctx.config;
+  auto m = std::make_unique<causal_lm>();
+  m->type_ = type;
+  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(c));
+  m->vocab_ = common.vocab_size;
+  const int64_t D = common.hidden_size;
+  LRNN_ASSIGN_OR_RETURN(m->eps_, c.get_float("norm_eps", 1e-6));
+  if (c.has("attn"))
+    return make_error(status_code::unsupported, "{}: hybrid softmax attention layers ('attn') are not supported yet", c.source());
+  if (c.has("attnres_block_size"))
+    return make_error(status_code::unsupported, "{}: attnres_block_size is not supported yet", c.source());
+  LRNN_ASSIGN_OR_RETURN(bool l2warp, c.get_bool("use_l2warp", false));
+  if (l2warp) return make_error(status_code::unsupported, "{}: use_l2warp=true is not supported yet", c.source());
+  weight_loader w(ctx.weights, c.source());
+  LRNN_ASSIGN_OR_RETURN(m->frame_, lm_frame::load(w, c, m->vocab_, D, m->eps_));
+  for (int64_t l = 0; l < common.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    layer L;
+    LRNN_ASSIGN_OR_RETURN(L.attn_norm, w.get(p + "attn_norm.weight", {D}, fmt::format("hidden_size={}", D)));
+    LRNN_ASSIGN_OR_RETURN(L.mix, load_mixer(w, p + "attn."));
+    LRNN_ASSIGN_OR_RETURN(L.mlp_norm, w.get(p + "mlp_norm.weight", {D}, fmt::format("hidden_size={}", D)));
+    LRNN_ASSIGN_OR_RETURN(L.mlp, gated_mlp::load(w, c, p + "mlp.", D));
+    m->layers_.push_back(std::move(L));
+  }
+  if (auto extra = w.unused(); !extra.empty())
+    return make_error(status_code::unsupported, "{}: tensor '{}' is not used by lrnn's {} (a config option not implemented?)",
+                      ctx.dir, extra.front(), type);
+  m->weight_bytes_ = w.bytes_loaded() - m->frame_.embed.nbytes() + m->frame_.bytes_per_token();
+  return std::unique_ptr<model>(std::move(m));
+}
+
+result<model_state> causal_lm::initial_state(int64_t batch) const {
+  if (batch <= 0) return make_error(status_code::invalid_argument, "batch must be >= 1, got {}", batch);
+  model_state st;
+  st.batch = batch;
+  for (size_t l = 0; l < layers_.size(); ++l) LRNN_TRY(layers_[l].mix->init_state(st, batch, fmt::format("layers.{}.", l)));
+  return st;
+}
+
+result<tensor> causal_lm::forward(const tensor& ids, model_state& st, compute_form form) {
+  LRNN_TRY(check_ids(ids, st, vocab_));
+  LRNN_ASSIGN_OR_RETURN(tensor h, frame_.embed_tokens(ids));  // [B, T, D]
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const layer& L = layers_[l];
+    LRNN_ASSIGN_OR_RETURN(tensor x, rms_norm(h, L.attn_norm, eps_));
+    LRNN_ASSIGN_OR_RETURN(tensor a, L.mix->forward(x, st, fmt::format("layers.{}.", l), form));
+    LRNN_TRY(ops::add_inplace(h, a));
+    LRNN_ASSIGN_OR_RETURN(tensor y, rms_norm(h, L.mlp_norm, eps_));
+    LRNN_ASSIGN_OR_RETURN(tensor mo, L.mlp.forward(y));
+    LRNN_TRY(ops::add_inplace(h, mo));
+  }
+  return frame_.logits(h);
+}
+
+void apply_rotary(tensor& x, const std::vector<int64_t>& start, double base) {
+  LRNN_ASSERT(x.type() == dtype::f32 && x.is_contiguous() && x.dim() == 4, "apply_rotary on {}", x.describe());
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3), half = D / 2;
+  std::vector<double> inv_freq(half);
+  for (int64_t i = 0; i < half; ++i)
+    inv_freq[i] = 1.0 / std::pow(base, static_cast<double>(2 * i) / static_cast<double>(D));
+  float* p = x.data<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const double pos = static_cast<double>(start[b] + t);
+      for (int64_t i = 0; i < half; ++i) {
+        const double a = pos * inv_freq[i];
+        const float c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+        for (int64_t h = 0; h < H; ++h) {
+          float* r = p + ((b * T + t) * H + h) * D;
+          const float x1 = r[i], x2 = r[i + half];
+          r[i] = x1 * c - x2 * s;
+          r[i + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+}
+
+result<std::vector<int64_t>> positions(model_state& st, const std::string& key, int64_t batch) {
+  auto it = st.tensors.find(key);
+  if (it == st.tensors.end()) {
+    LRNN_ASSIGN_OR_RETURN(tensor z, tensor::zeros({batch}, dtype::i64));
+    it = st.tensors.emplace(key, z).first;
+  }
+  if (it->second.shape() != shape_t{batch} || it->second.type() != dtype::i64)
+    return make_error(status_code::invalid_argument, "state tensor '{}' is {}, expected i64[{}]", key, it->second.describe(), batch);
+  const int64_t* p = it->second.data<int64_t>();
+  return std::vector<int64_t>(p, p + batch);
+}
+
+void advance_positions(model_state& st, const std::string& key, int64_t by) {
+  tensor& t = st.tensors.at(key);
+  int64_t* p = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] += by;
 }
 
 }  // namespace lrnn::models::fla

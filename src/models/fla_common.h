@@ -8,6 +8,8 @@
 #include "ops/conv1d/conv1d.h"
 #include "ops/decay_attn/decay_attn.h"
 
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace lrnn::models::fla {
@@ -50,5 +52,56 @@ result<tensor> state_tensor(model_state& st, const std::string& key, const shape
 
 // Checks the ids tensor: int64 [B, T] on CPU with B == state batch.
 status check_ids(const tensor& ids, const model_state& st, int64_t vocab);
+
+}  // namespace lrnn::models::fla
+
+namespace lrnn::models::fla {
+
+// A token mixer of an fla block (GLA attention, retention, gated delta net, ...). State
+// tensors live in the model_state under the layer prefix ("layers.3.").
+class mixer {
+ public:
+  virtual ~mixer() = default;
+  // Adds the zero state of `batch` sequences under `prefix`.
+  virtual status init_state(model_state& st, int64_t batch, const std::string& prefix) const = 0;
+  // x [B, T, D] (already normed) -> [B, T, D]; advances the state.
+  virtual result<tensor> forward(const tensor& x, model_state& st, const std::string& prefix, compute_form form) const = 0;
+};
+
+// The fla causal LM: embeddings -> N x (x += mixer(norm(x)); x += mlp(norm(x))) -> norm -> head.
+class causal_lm final : public model {
+ public:
+  struct layer {
+    tensor attn_norm, mlp_norm;
+    std::unique_ptr<mixer> mix;
+    gated_mlp mlp;
+  };
+  using mixer_loader = std::function<result<std::unique_ptr<mixer>>(weight_loader& w, const std::string& prefix)>;
+
+  // Loads frame, norms and MLPs; `load_mixer` loads each layer's mixer from "model.layers.{i}.attn.".
+  static result<std::unique_ptr<model>> build(const load_context& ctx, const std::string& type, const mixer_loader& load_mixer);
+
+  const std::string& model_type() const override { return type_; }
+  int64_t vocab_size() const override { return vocab_; }
+  uint64_t weight_bytes() const override { return weight_bytes_; }
+  result<model_state> initial_state(int64_t batch) const override;
+  result<tensor> forward(const tensor& ids, model_state& st, compute_form form) override;
+
+ private:
+  std::string type_;
+  int64_t vocab_ = 0;
+  double eps_ = 1e-6;
+  lm_frame frame_;
+  std::vector<layer> layers_;
+  uint64_t weight_bytes_ = 0;
+};
+
+// Rotary embedding as fla's RotaryEmbedding (half-split, base 10000, rotary dim = head dim):
+// x [B, T, H, D] rotated in place for positions start[b] + t.
+void apply_rotary(tensor& x, const std::vector<int64_t>& start, double base);
+
+// Per-sequence token counters kept in the state as "<key>" i64 [B].
+result<std::vector<int64_t>> positions(model_state& st, const std::string& key, int64_t batch);
+void advance_positions(model_state& st, const std::string& key, int64_t by);
 
 }  // namespace lrnn::models::fla

@@ -1,172 +1,137 @@
-// GLA (gated linear attention) in fla's format (model_type "gla"): pre-norm blocks of
-// GatedLinearAttention (per-key gate logsigmoid(W2 W1 x + b) / 16, optional short convs,
-// per-head RMSNorm, swish output gate) and a SwiGLU MLP. Reference: fla/layers/gla.py,
-// fla/models/gla/modeling_gla.py; the operator is decay_attn (per_token_key).
+// GLA (gated linear attention) in fla's format (model_type "gla"): the fla causal LM whose
+// mixer is GatedLinearAttention — per-key gate logsigmoid(W2 W1 x + b) / 16, optional short
+// convolutions, per-head RMSNorm and a swish output gate. Reference: fla/layers/gla.py;
+// the operator is decay_attn (per_token_key).
 #include "models/fla_common.h"
 #include "ops/dense/dense.h"
 
 namespace lrnn::models {
 namespace {
 
-struct gla_layer {
-  tensor attn_norm, q, k, v, g, gk0, gk1, gk1_bias, o, g_norm, mlp_norm;
-  fla::gated_mlp mlp;
-  fla::short_conv q_conv, k_conv, v_conv;
+struct gla_config {
+  int64_t D = 0, H = 0, key_dim = 0, value_dim = 0, Kh = 0, Vh = 0, low_rank = 16, gate_normalizer = 16, conv_size = 4;
+  double eps = 1e-6, expand_k = 0.5, expand_v = 1.0;
+  std::optional<double> clamp_min;
+  bool short_conv = false, conv_bias = false, output_gate = true, affine = true;
 };
 
-class gla_model final : public model {
+class gla_mixer final : public fla::mixer {
  public:
-  const std::string& model_type() const override { return type_; }
-  int64_t vocab_size() const override { return vocab_; }
-  uint64_t weight_bytes() const override { return weight_bytes_; }
+  gla_config c;
+  tensor q, k, v, g, gk0, gk1, gk1_bias, o, g_norm;
+  fla::short_conv q_conv, k_conv, v_conv;
 
-  result<model_state> initial_state(int64_t batch) const override {
-    if (batch <= 0) return make_error(status_code::invalid_argument, "batch must be >= 1, got {}", batch);
-    model_state st;
-    st.batch = batch;
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      LRNN_ASSIGN_OR_RETURN(tensor s, tensor::zeros({batch, H_, Kh_, Vh_}, dtype::f32));
-      st.tensors[fmt::format("layers.{}.s", l)] = s;
-    }
-    return st;
+  status init_state(model_state& st, int64_t batch, const std::string& p) const override {
+    LRNN_ASSIGN_OR_RETURN(tensor s, tensor::zeros({batch, c.H, c.Kh, c.Vh}, dtype::f32));
+    st.tensors[p + "s"] = s;
+    return {};
   }
 
-  result<tensor> forward(const tensor& ids, model_state& st, compute_form form) override {
-    LRNN_TRY(fla::check_ids(ids, st, vocab_));
-    const int64_t B = ids.size(0), T = ids.size(1);
-    LRNN_ASSIGN_OR_RETURN(tensor h, frame_.embed_tokens(ids));  // [B, T, D]
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const gla_layer& L = layers_[l];
-      const std::string p = fmt::format("layers.{}.", l);
-      LRNN_ASSIGN_OR_RETURN(tensor x, fla::rms_norm(h, L.attn_norm, eps_));
-      LRNN_ASSIGN_OR_RETURN(tensor q, ops::linear(x, L.q));
-      LRNN_ASSIGN_OR_RETURN(tensor k, ops::linear(x, L.k));
-      LRNN_ASSIGN_OR_RETURN(tensor v, ops::linear(x, L.v));
-      if (short_conv_) {
-        LRNN_ASSIGN_OR_RETURN(q, L.q_conv.forward(q, st, p + "q_conv"));
-        LRNN_ASSIGN_OR_RETURN(k, L.k_conv.forward(k, st, p + "k_conv"));
-        LRNN_ASSIGN_OR_RETURN(v, L.v_conv.forward(v, st, p + "v_conv"));
-      }
-      LRNN_ASSIGN_OR_RETURN(tensor gk_low, ops::linear(x, L.gk0));
-      LRNN_ASSIGN_OR_RETURN(tensor gk, ops::linear(gk_low, L.gk1, L.gk1_bias));
-      ops::apply_activation(gk, ops::activation::logsigmoid);
-      ops::scale_inplace(gk, 1.0f / static_cast<float>(gate_normalizer_));
-      if (clamp_min_) {
-        float* gp = gk.data<float>();
-        for (int64_t i = 0; i < gk.numel(); ++i) gp[i] = std::max(gp[i], static_cast<float>(*clamp_min_));
-      }
-      ops::decay_attn_inputs in;
-      LRNN_ASSIGN_OR_RETURN(in.q, q.view({B, T, H_, Kh_}));
-      LRNN_ASSIGN_OR_RETURN(in.k, k.view({B, T, H_, Kh_}));
-      LRNN_ASSIGN_OR_RETURN(in.v, v.view({B, T, H_, Vh_}));
-      LRNN_ASSIGN_OR_RETURN(in.g, gk.view({B, T, H_, Kh_}));
-      ops::decay_attn_state init;
-      init.s = st.tensors.at(p + "s");
-      LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(spec_, in, init, fla::decay_form(form, T)));
-      st.tensors[p + "s"] = out.final_state.s;
-      LRNN_ASSIGN_OR_RETURN(tensor o, out.o.view({B, T, H_ * Vh_}));
-      LRNN_ASSIGN_OR_RETURN(o, ops::group_rms_norm(o, H_, L.g_norm, eps_));
-      if (L.g.defined()) {
-        LRNN_ASSIGN_OR_RETURN(tensor g, ops::linear(x, L.g));
-        ops::apply_activation(g, ops::activation::silu);
-        LRNN_TRY(ops::mul_inplace(o, g));
-      }
-      LRNN_ASSIGN_OR_RETURN(tensor a, ops::linear(o, L.o));
-      LRNN_TRY(ops::add_inplace(h, a));
-      LRNN_ASSIGN_OR_RETURN(tensor y, fla::rms_norm(h, L.mlp_norm, eps_));
-      LRNN_ASSIGN_OR_RETURN(tensor m, L.mlp.forward(y));
-      LRNN_TRY(ops::add_inplace(h, m));
+  result<tensor> forward(const tensor& x, model_state& st, const std::string& p, compute_form form) const override {
+    const int64_t B = x.size(0), T = x.size(1);
+    LRNN_ASSIGN_OR_RETURN(tensor qx, ops::linear(x, q));
+    LRNN_ASSIGN_OR_RETURN(tensor kx, ops::linear(x, k));
+    LRNN_ASSIGN_OR_RETURN(tensor vx, ops::linear(x, v));
+    if (c.short_conv) {
+      LRNN_ASSIGN_OR_RETURN(qx, q_conv.forward(qx, st, p + "q_conv"));
+      LRNN_ASSIGN_OR_RETURN(kx, k_conv.forward(kx, st, p + "k_conv"));
+      LRNN_ASSIGN_OR_RETURN(vx, v_conv.forward(vx, st, p + "v_conv"));
     }
-    return frame_.logits(h);
-  }
-
-  static result<std::unique_ptr<model>> build(const load_context& ctx) {
-    const io::config& c = ctx.config;
-    auto m = std::make_unique<gla_model>();
-    LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(c));
-    m->vocab_ = common.vocab_size;
-    const int64_t D = common.hidden_size;
-    LRNN_ASSIGN_OR_RETURN(m->H_, c.get_int("num_heads", 4, 1, 4096));
-    LRNN_ASSIGN_OR_RETURN(auto kv_heads, c.get_optional_int("num_kv_heads"));
-    if (kv_heads && *kv_heads != m->H_)
-      return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", c.source(), *kv_heads);
-    LRNN_ASSIGN_OR_RETURN(double expand_k, c.get_float("expand_k", 0.5));
-    LRNN_ASSIGN_OR_RETURN(double expand_v, c.get_float("expand_v", 1.0));
-    LRNN_ASSIGN_OR_RETURN(m->eps_, c.get_float("norm_eps", 1e-6));
-    LRNN_ASSIGN_OR_RETURN(m->gate_normalizer_, c.get_int("gate_logit_normalizer", 16, 1, 1 << 20));
-    LRNN_ASSIGN_OR_RETURN(int64_t low_rank, c.get_int("gate_low_rank_dim", 16, 1, 1 << 20));
-    LRNN_ASSIGN_OR_RETURN(m->clamp_min_, c.get_optional_float("clamp_min"));
-    LRNN_ASSIGN_OR_RETURN(m->short_conv_, c.get_bool("use_short_conv", false));
-    LRNN_ASSIGN_OR_RETURN(int64_t conv_size, c.get_int("conv_size", 4, 1, 64));
-    LRNN_ASSIGN_OR_RETURN(bool conv_bias, c.get_bool("conv_bias", false));
-    LRNN_ASSIGN_OR_RETURN(bool output_gate, c.get_bool("use_output_gate", true));
-    LRNN_ASSIGN_OR_RETURN(bool affine, c.get_bool("elementwise_affine", true));
-    LRNN_ASSIGN_OR_RETURN(auto feature_map, c.get_optional_string("feature_map"));
-    if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", c.source(), *feature_map);
-    LRNN_ASSIGN_OR_RETURN(auto attn, c.get_optional_string("attn"));
-    if (c.has("attn")) return make_error(status_code::unsupported, "{}: hybrid softmax attention layers ('attn') are not supported yet", c.source());
-    if (c.has("attnres_block_size"))
-      return make_error(status_code::unsupported, "{}: attnres_block_size is not supported yet", c.source());
-    LRNN_ASSIGN_OR_RETURN(bool use_gv, c.get_bool("use_gv", false));
-    if (use_gv) return make_error(status_code::unsupported, "{}: use_gv=true is not supported yet", c.source());
-    const int64_t key_dim = static_cast<int64_t>(static_cast<double>(D) * expand_k);
-    const int64_t value_dim = static_cast<int64_t>(static_cast<double>(D) * expand_v);
-    if (key_dim % m->H_ || value_dim % m->H_)
-      return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", c.source(),
-                        key_dim, value_dim, m->H_);
-    m->Kh_ = key_dim / m->H_;
-    m->Vh_ = value_dim / m->H_;
-    m->spec_.decay = ops::decay_kind::per_token_key;
-    weight_loader w(ctx.weights, c.source());
-    LRNN_ASSIGN_OR_RETURN(m->frame_, fla::lm_frame::load(w, c, m->vocab_, D, m->eps_));
-    const std::string dims = fmt::format("hidden_size={}, expand_k={}, expand_v={}", D, expand_k, expand_v);
-    for (int64_t l = 0; l < common.num_hidden_layers; ++l) {
-      const std::string p = fmt::format("model.layers.{}.", l);
-      gla_layer L;
-      LRNN_ASSIGN_OR_RETURN(L.attn_norm, w.get(p + "attn_norm.weight", {D}, "hidden_size"));
-      LRNN_ASSIGN_OR_RETURN(L.q, w.get(p + "attn.q_proj.weight", {key_dim, D}, dims));
-      LRNN_ASSIGN_OR_RETURN(L.k, w.get(p + "attn.k_proj.weight", {key_dim, D}, dims));
-      LRNN_ASSIGN_OR_RETURN(L.v, w.get(p + "attn.v_proj.weight", {value_dim, D}, dims));
-      if (output_gate) {
-        LRNN_ASSIGN_OR_RETURN(L.g, w.get(p + "attn.g_proj.weight", {value_dim, D}, dims));
-      }
-      LRNN_ASSIGN_OR_RETURN(L.gk0, w.get(p + "attn.gk_proj.0.weight", {low_rank, D}, "gate_low_rank_dim"));
-      LRNN_ASSIGN_OR_RETURN(L.gk1, w.get(p + "attn.gk_proj.1.weight", {key_dim, low_rank}, "gate_low_rank_dim"));
-      LRNN_ASSIGN_OR_RETURN(L.gk1_bias, w.get(p + "attn.gk_proj.1.bias", {key_dim}, dims));
-      if (affine) {
-        LRNN_ASSIGN_OR_RETURN(L.g_norm, w.get(p + "attn.g_norm.weight", {m->Vh_}, "head value dim"));
-      }
-      if (m->short_conv_) {
-        LRNN_ASSIGN_OR_RETURN(L.q_conv, fla::short_conv::load(w, p + "attn.q_conv1d.", key_dim, conv_size, conv_bias));
-        LRNN_ASSIGN_OR_RETURN(L.k_conv, fla::short_conv::load(w, p + "attn.k_conv1d.", key_dim, conv_size, conv_bias));
-        LRNN_ASSIGN_OR_RETURN(L.v_conv, fla::short_conv::load(w, p + "attn.v_conv1d.", value_dim, conv_size, conv_bias));
-      }
-      LRNN_ASSIGN_OR_RETURN(L.o, w.get(p + "attn.o_proj.weight", {D, value_dim}, dims));
-      LRNN_ASSIGN_OR_RETURN(L.mlp_norm, w.get(p + "mlp_norm.weight", {D}, "hidden_size"));
-      LRNN_ASSIGN_OR_RETURN(L.mlp, fla::gated_mlp::load(w, c, p + "mlp.", D));
-      m->layers_.push_back(std::move(L));
+    LRNN_ASSIGN_OR_RETURN(tensor gk_low, ops::linear(x, gk0));
+    LRNN_ASSIGN_OR_RETURN(tensor gk, ops::linear(gk_low, gk1, gk1_bias));
+    ops::apply_activation(gk, ops::activation::logsigmoid);
+    ops::scale_inplace(gk, 1.0f / static_cast<float>(c.gate_normalizer));
+    if (c.clamp_min) {
+      float* gp = gk.data<float>();
+      for (int64_t i = 0; i < gk.numel(); ++i) gp[i] = std::max(gp[i], static_cast<float>(*c.clamp_min));
     }
-    if (auto extra = w.unused(); !extra.empty())
-      return make_error(status_code::unsupported, "{}: tensor '{}' is not used by lrnn's GLA (a config option not implemented?)",
-                        ctx.dir, extra.front());
-    m->weight_bytes_ = w.bytes_loaded() - m->frame_.embed.nbytes() + m->frame_.bytes_per_token();
-    return std::unique_ptr<model>(std::move(m));
+    ops::decay_attn_inputs in;
+    LRNN_ASSIGN_OR_RETURN(in.q, qx.view({B, T, c.H, c.Kh}));
+    LRNN_ASSIGN_OR_RETURN(in.k, kx.view({B, T, c.H, c.Kh}));
+    LRNN_ASSIGN_OR_RETURN(in.v, vx.view({B, T, c.H, c.Vh}));
+    LRNN_ASSIGN_OR_RETURN(in.g, gk.view({B, T, c.H, c.Kh}));
+    ops::decay_attn_spec spec;
+    spec.decay = ops::decay_kind::per_token_key;
+    ops::decay_attn_state init;
+    init.s = st.tensors.at(p + "s");
+    LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(spec, in, init, fla::decay_form(form, T)));
+    st.tensors[p + "s"] = out.final_state.s;
+    LRNN_ASSIGN_OR_RETURN(tensor ov, out.o.view({B, T, c.H * c.Vh}));
+    LRNN_ASSIGN_OR_RETURN(ov, ops::group_rms_norm(ov, c.H, g_norm, c.eps));
+    if (g.defined()) {
+      LRNN_ASSIGN_OR_RETURN(tensor gate, ops::linear(x, g));
+      ops::apply_activation(gate, ops::activation::silu);
+      LRNN_TRY(ops::mul_inplace(ov, gate));
+    }
+    return ops::linear(ov, o);
   }
-
- private:
-  std::string type_ = "gla";
-  int64_t vocab_ = 0, H_ = 0, Kh_ = 0, Vh_ = 0, gate_normalizer_ = 16;
-  double eps_ = 1e-6;
-  std::optional<double> clamp_min_;
-  bool short_conv_ = false;
-  ops::decay_attn_spec spec_;
-  fla::lm_frame frame_;
-  std::vector<gla_layer> layers_;
-  uint64_t weight_bytes_ = 0;
 };
+
+result<gla_config> read_gla_config(const io::config& cfg) {
+  gla_config c;
+  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
+  c.D = common.hidden_size;
+  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 4, 1, 4096));
+  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
+  if (kv_heads && *kv_heads != c.H)
+    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
+  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 0.5));
+  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 1.0));
+  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
+  LRNN_ASSIGN_OR_RETURN(c.gate_normalizer, cfg.get_int("gate_logit_normalizer", 16, 1, 1 << 20));
+  LRNN_ASSIGN_OR_RETURN(c.low_rank, cfg.get_int("gate_low_rank_dim", 16, 1, 1 << 20));
+  LRNN_ASSIGN_OR_RETURN(c.clamp_min, cfg.get_optional_float("clamp_min"));
+  LRNN_ASSIGN_OR_RETURN(c.short_conv, cfg.get_bool("use_short_conv", false));
+  LRNN_ASSIGN_OR_RETURN(c.conv_size, cfg.get_int("conv_size", 4, 1, 64));
+  LRNN_ASSIGN_OR_RETURN(c.conv_bias, cfg.get_bool("conv_bias", false));
+  LRNN_ASSIGN_OR_RETURN(c.output_gate, cfg.get_bool("use_output_gate", true));
+  LRNN_ASSIGN_OR_RETURN(c.affine, cfg.get_bool("elementwise_affine", true));
+  LRNN_ASSIGN_OR_RETURN(auto feature_map, cfg.get_optional_string("feature_map"));
+  if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", cfg.source(), *feature_map);
+  LRNN_ASSIGN_OR_RETURN(bool use_gv, cfg.get_bool("use_gv", false));
+  if (use_gv) return make_error(status_code::unsupported, "{}: use_gv=true is not supported yet", cfg.source());
+  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
+  if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
+  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
+  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
+  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
+    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
+                      c.key_dim, c.value_dim, c.H);
+  c.Kh = c.key_dim / c.H;
+  c.Vh = c.value_dim / c.H;
+  return c;
+}
+
+result<std::unique_ptr<model>> build_gla(const load_context& ctx) {
+  LRNN_ASSIGN_OR_RETURN(gla_config c, read_gla_config(ctx.config));
+  return fla::causal_lm::build(ctx, "gla", [c](weight_loader& w, const std::string& p) -> result<std::unique_ptr<fla::mixer>> {
+    auto m = std::make_unique<gla_mixer>();
+    m->c = c;
+    const std::string dims = fmt::format("hidden_size={}, expand_k={}, expand_v={}", c.D, c.expand_k, c.expand_v);
+    LRNN_ASSIGN_OR_RETURN(m->q, w.get(p + "q_proj.weight", {c.key_dim, c.D}, dims));
+    LRNN_ASSIGN_OR_RETURN(m->k, w.get(p + "k_proj.weight", {c.key_dim, c.D}, dims));
+    LRNN_ASSIGN_OR_RETURN(m->v, w.get(p + "v_proj.weight", {c.value_dim, c.D}, dims));
+    if (c.output_gate) {
+      LRNN_ASSIGN_OR_RETURN(m->g, w.get(p + "g_proj.weight", {c.value_dim, c.D}, dims));
+    }
+    LRNN_ASSIGN_OR_RETURN(m->gk0, w.get(p + "gk_proj.0.weight", {c.low_rank, c.D}, "gate_low_rank_dim"));
+    LRNN_ASSIGN_OR_RETURN(m->gk1, w.get(p + "gk_proj.1.weight", {c.key_dim, c.low_rank}, "gate_low_rank_dim"));
+    LRNN_ASSIGN_OR_RETURN(m->gk1_bias, w.get(p + "gk_proj.1.bias", {c.key_dim}, dims));
+    if (c.affine) {
+      LRNN_ASSIGN_OR_RETURN(m->g_norm, w.get(p + "g_norm.weight", {c.Vh}, "head value dim"));
+    }
+    if (c.short_conv) {
+      LRNN_ASSIGN_OR_RETURN(m->q_conv, fla::short_conv::load(w, p + "q_conv1d.", c.key_dim, c.conv_size, c.conv_bias));
+      LRNN_ASSIGN_OR_RETURN(m->k_conv, fla::short_conv::load(w, p + "k_conv1d.", c.key_dim, c.conv_size, c.conv_bias));
+      LRNN_ASSIGN_OR_RETURN(m->v_conv, fla::short_conv::load(w, p + "v_conv1d.", c.value_dim, c.conv_size, c.conv_bias));
+    }
+    LRNN_ASSIGN_OR_RETURN(m->o, w.get(p + "o_proj.weight", {c.D, c.value_dim}, dims));
+    return std::unique_ptr<fla::mixer>(std::move(m));
+  });
+}
 
 }  // namespace
 
-LRNN_REGISTER_MODEL(gla, "gla", gla_model::build)
+LRNN_REGISTER_MODEL(gla, "gla", build_gla)
 
 }  // namespace lrnn::models
