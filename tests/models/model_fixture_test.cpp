@@ -120,7 +120,7 @@ TEST_P(model_fixture, greedy_continuation_matches_reference) {
   for (int64_t i = 0; i < total - T; ++i) EXPECT_EQ(r->ids[0][i], greedy.at({0, T + i})) << "token " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet"));
+INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet", "hf_xlstm", "hf_rwkv4"));
 
 TEST(models, unknown_model_type_lists_supported_ones) {
   namespace fs = std::filesystem;

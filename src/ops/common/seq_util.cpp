@@ -1,6 +1,8 @@
 // Shape checks and cu_seqlens parsing shared by the channel-wise sequence ops (seq_util.h).
 #include "ops/common/seq_util.h"
 
+#include "lrnn/threads.h"
+
 namespace lrnn::ops::seq_util {
 
 status expect_float(const char* op, const char* name, const tensor& t, const shape_t& want, const char* why) {
@@ -36,6 +38,13 @@ result<std::vector<int64_t>> sequence_offsets(const char* op, const tensor& cu_s
     offsets.push_back(cp[n]);
   }
   return offsets;
+}
+
+int64_t channel_block(int64_t N, int64_t C, int64_t max_block) {
+  const int64_t want = 2 * static_cast<int64_t>(num_threads());
+  int64_t block = max_block;
+  while (block > 16 && N * ((C + block - 1) / block) < want) block /= 2;
+  return block;
 }
 
 }  // namespace lrnn::ops::seq_util

@@ -1,10 +1,13 @@
 // Helpers shared by the channel-wise sequence ops (wkv4, linear_scan, conv1d): shape checks
 // whose messages name the tensor and the expected shape, cu_seqlens parsing, typed contiguous
-// buffers, and a vectorisable exp for non-positive arguments.
+// buffers, and a vectorisable exp for non-positive arguments. The ops' sources are compiled with
+// -fno-math-errno -fno-trapping-math (CMakeLists.txt), which change no result but let the channel
+// loops with selects and sqrt vectorise.
 #pragma once
 
 #include "lrnn/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -52,16 +55,47 @@ result<tensor> tensor_from(const A* data, const shape_t& shape, dtype t) {
   return out;
 }
 
+// Channels per task for ops that run (sequence, channel block) tasks: the largest power-of-two
+// block up to max_block (contiguous rows, fewer pages touched per token) that still gives every
+// thread two tasks; at least 16.
+int64_t channel_block(int64_t N, int64_t C, int64_t max_block);
+
+// An output of a given shape and dtype that kernels write in type A: straight into the tensor
+// when its dtype is A, else into an A buffer that finish() converts.
+template <typename A>
+struct out_buffer {
+  tensor direct;
+  std::vector<A> buf;
+  shape_t shape;
+  dtype type = dtype::f32;
+  A* ptr = nullptr;
+  status init(const shape_t& s, dtype t) {
+    shape = s, type = t;
+    if (t == dtype_of<A>::value) {
+      LRNN_ASSIGN_OR_RETURN(direct, tensor::empty(s, t));
+      ptr = direct.data<A>();
+    } else {
+      buf.resize(static_cast<size_t>(shape_numel(s)));
+      ptr = buf.data();
+    }
+    return {};
+  }
+  result<tensor> finish() const {
+    if (direct.defined()) return direct;
+    return tensor_from(buf.data(), shape, type);
+  }
+};
+
 // Accumulation type of an input dtype: double for f64, float otherwise.
 inline dtype acc_dtype(dtype t) { return t == dtype::f64 ? dtype::f64 : dtype::f32; }
 
 // exp(x) for x <= 0 without a libm call, so loops over channels vectorise: Cody-Waite
 // reduction and Cephes' degree-6 polynomial (relative error about 2 ulp); 0 below -87.
 inline float exp_nonpos(float x) {
-  const float xc = x < -87.0f ? -87.0f : x;
+  const float xc = std::max(x, -87.0f);
   const float y = xc * 1.44269504088896341f + 0.5f;
-  int32_t n = static_cast<int32_t>(y);
-  n -= static_cast<float>(n) > y ? 1 : 0;
+  const int32_t t = static_cast<int32_t>(y);
+  const int32_t n = t - (static_cast<float>(t) > y);
   const float fn = static_cast<float>(n);
   float r = xc - fn * 0.693359375f;
   r = r + fn * 2.12194440e-4f;
@@ -76,7 +110,8 @@ inline float exp_nonpos(float x) {
   const int32_t bits = (n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return x < -87.0f ? 0.0f : p * scale;
+  const float e = p * scale;
+  return x < -87.0f ? 0.0f : e;
 }
 inline double exp_nonpos(double x) { return std::exp(x); }
 
