@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 shift || true
-cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for f in fuzz/*_fuzz.cpp; do targets+=("$(basename "$f" .cpp)"); done
 fi
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --target "${targets[@]}"
 for t in "${targets[@]}"; do
   corpus=fuzz/corpus/${t%_fuzz}
   work=fuzz/corpus-work/${t%_fuzz}
