@@ -106,6 +106,13 @@ TEST_P(model_fixture, greedy_continuation_matches_reference) {
     if (ref.at({0, T - 1, v}) > ref.at({0, T - 1, ref_argmax})) ref_argmax = v;
   EXPECT_EQ(full->ids[0][0], ref_argmax) << "first greedy token vs argmax of logits.npy";
 
+  // greedy_full.npy (made by tools/make_rwkv6_fixture.py with full forward passes on the
+  // reference) is the true greedy continuation of the prompt.
+  if (std::filesystem::exists(dir + "/greedy_full.npy")) {
+    tensor g = io::read_npy(dir + "/greedy_full.npy").value();
+    ASSERT_EQ(g.size(1), total);
+    for (int64_t i = 0; i < total - T; ++i) EXPECT_EQ(full->ids[0][i], g.at({0, T + i})) << "greedy_full token " << i;
+  }
   const bool quirk = greedy_saw_last_token_only(GetParam());
   auto r = std::move(full);
   if (quirk) {
@@ -120,7 +127,8 @@ TEST_P(model_fixture, greedy_continuation_matches_reference) {
   for (int64_t i = 0; i < total - T; ++i) EXPECT_EQ(r->ids[0][i], greedy.at({0, T + i})) << "token " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet", "hf_xlstm", "hf_rwkv4"));
+INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet", "hf_xlstm", "hf_rwkv4", "hf_recurrentgemma",
+                                                        "fla_gated_deltanet", "fla_rwkv7"));
 
 TEST(models, unknown_model_type_lists_supported_ones) {
   namespace fs = std::filesystem;
