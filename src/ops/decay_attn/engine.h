@@ -79,20 +79,24 @@ inline double exp_nonpos(double x);
 #include <cstdint>
 
 namespace lrnn::ops::detail {
-// Cephes-style expf: 2^n * p(r) with |r| <= ln2/2; branch-free so loops over it vectorise.
+// Cephes-style expf: 2^n * p(r) with |r| <= ln2/2. n by truncation and a compare (no floor, which
+// baseline x86-64 cannot vectorise), so loops over it vectorise.
 inline float exp_nonpos(float x) {
   const float xc = x < -87.0f ? -87.0f : x;
-  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float y = xc * 1.44269504088896341f + 0.5f;
+  const int32_t t = static_cast<int32_t>(y);
+  const int32_t ni = t - (static_cast<float>(t) > y ? 1 : 0);
+  const float n = static_cast<float>(ni);
   const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  const float scale = std::bit_cast<float>(static_cast<int32_t>((static_cast<int32_t>(n) + 127) << 23));
-  return x < -87.0f ? 0.0f : y * scale;
+  float y2 = 1.9875691500e-4f;
+  y2 = y2 * r + 1.3981999507e-3f;
+  y2 = y2 * r + 8.3334519073e-3f;
+  y2 = y2 * r + 4.1665795894e-2f;
+  y2 = y2 * r + 1.6666665459e-1f;
+  y2 = y2 * r + 5.0000001201e-1f;
+  y2 = y2 * r * r + r + 1.0f;
+  const float scale = std::bit_cast<float>(static_cast<int32_t>((ni + 127) << 23));
+  return x < -87.0f ? 0.0f : y2 * scale;
 }
 inline double exp_nonpos(double x) { return std::exp(x); }
 }  // namespace lrnn::ops::detail

@@ -1,7 +1,8 @@
 // decay_attn, chunk form on CPU: parallel inside chunks of C tokens (matrix products through
 // BLAS), recurrent across chunks; sequences x heads run in parallel, BLAS single-threaded inside.
-// Every exponent is <= 0: pairwise decays for scalar gates, the GLA sub-chunk trick (reference row
-// per 16-row block) for per-key gates. Backward recomputes the chunk-start states. README.md.
+// Every exponent is <= 0: pairwise decays for scalar gates; for per-key gates the GLA sub-chunk
+// trick (reference row per 16-row block, one GEMM per block row) with every decay a running product
+// of the per-token exp(g) <= 1. Backward recomputes the chunk-start states. README.md.
 #include "ops/decay_attn/engine.h"
 
 #include "lrnn/threads.h"
@@ -9,6 +10,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace lrnn::ops::detail {
 
@@ -29,6 +31,29 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
               static_cast<int>(ldc));
 }
 
+// sum_d a_d b_d in 8 independent lanes, so the loop vectorises without reassociation flags.
+template <typename A>
+A dot(const A* a, const A* b, int64_t n) {
+  A acc[8] = {};
+  int64_t d = 0;
+  for (; d + 8 <= n; d += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[d + l] * b[d + l];
+  A s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; d < n; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// x *= a elementwise, flushing what falls below `tiny` to 0 (running products of decays <= 1 must
+// not reach subnormals, which are slow).
+template <typename A>
+void scale_flush(A* x, const A* a, int64_t n) {
+  constexpr A tiny = std::is_same_v<A, float> ? A(1e-30f) : A(1e-300);
+  for (int64_t d = 0; d < n; ++d) {
+    const A y = x[d] * a[d];
+    x[d] = (y < tiny && y > -tiny) ? A(0) : y;
+  }
+}
+
 // One thread's work space for a (sequence, head) and the chunk-local quantities.
 template <typename A>
 struct chunk_ctx {
@@ -36,52 +61,83 @@ struct chunk_ctx {
   int64_t n, h, C, K, V;
   bool vec, bonus;
   std::vector<A> S, beta, P, Qg, Kd, X, Y;
-  std::vector<double> G, Gq;  // cumulative log gates in double: differences of large sums stay exact
+  // Per key, all products of the per-token decays alpha = exp(g) <= 1 (no exponent of a sum):
+  // Eq = exp(Gq_i), Ek = exp(G_L - G_i), EL = exp(G_L); EX = exp(Gq_i - Gref), EY = exp(Gref - G_j) beta_j
+  // of the current sub-chunk; E one row.
+  std::vector<A> alpha, Eq, Ek, EL, EX, EY, E;
+  // Scalar gates: cumulative log gates in double, so differences of large sums stay exact.
+  std::vector<double> G, Gq;
   // Set by load(): the chunk's first token and length.
   int64_t t0 = 0, L = 0;
 
   chunk_ctx(const engine_problem<A>& pp, int64_t nn, int64_t hh)
       : p(pp), n(nn), h(hh), C(pp.chunk), K(pp.K), V(pp.V), vec(pp.g && pp.g_per_key), bonus(pp.u != nullptr) {
     S.resize(K * V);
-    G.resize(C * (vec ? K : 1));
-    Gq.resize(C * (vec ? K : 1));
+    G.resize(C);
+    Gq.resize(C);
     beta.resize(C);
     P.resize(C * C);
     Qg.resize(C * K);
     Kd.resize(C * K);
     X.resize(C * std::max(K, V));
     Y.resize(C * std::max(K, V));
+    if (vec) {
+      alpha.resize(C * K);
+      Eq.resize(C * K);
+      Ek.resize(C * K);
+      EL.resize(K);
+      EX.resize(C * K);
+      EY.resize(C * K);
+      E.resize(K);
+    }
   }
   const A* q(int64_t i) const { return p.q + (t0 + i) * p.ld_qk + h * K; }
   const A* k(int64_t i) const { return p.k + (t0 + i) * p.ld_qk + h * K; }
   const A* v0() const { return p.v + t0 * p.ld_v + h * V; }
   const A* q0() const { return p.q + t0 * p.ld_qk + h * K; }
   const A* k0() const { return p.k + t0 * p.ld_qk + h * K; }
-  int64_t gw() const { return vec ? K : 1; }
-  // Gate of key d at row i of the chunk (cumulative).
-  double g_at(const std::vector<double>& g, int64_t i, int64_t d) const { return vec ? g[i * K + d] : g[i]; }
 
-  // Cumulative gates G (inclusive), Gq (query side: exclusive with a bonus) and beta of a chunk.
+  // Beta and the decays of a chunk. Scalar: cumulative gates G (inclusive) and Gq (query side:
+  // exclusive with a bonus). Per key: alpha, then Eq, EL by prefix and Ek by suffix products.
   void load(int64_t start, int64_t len) {
     t0 = start, L = len;
-    const int64_t w = gw();
-    std::vector<double> run(w, 0.0);
-    for (int64_t i = 0; i < L; ++i) {
-      const int64_t t = t0 + i;
-      if (bonus) std::copy(run.begin(), run.end(), Gq.begin() + i * w);
-      if (p.g) {
-        if (vec) {
-          const A* g = p.g + (t * p.H + h) * K;
-          for (int64_t d = 0; d < K; ++d) run[d] += g[d];
-        } else {
-          run[0] += p.g[t * p.H + h];
-        }
+    for (int64_t i = 0; i < L; ++i) beta[i] = p.b ? exp_nonpos(p.b[t0 * p.H + i * p.H + h]) : A(1);
+    if (vec) {
+      for (int64_t i = 0; i < L; ++i) {
+        const A* g = p.g + ((t0 + i) * p.H + h) * K;
+        A* a = alpha.data() + i * K;
+        for (int64_t d = 0; d < K; ++d) a[d] = exp_nonpos(g[d]);
       }
-      std::copy(run.begin(), run.end(), G.begin() + i * w);
-      if (!bonus) std::copy(run.begin(), run.end(), Gq.begin() + i * w);
-      beta[i] = p.b ? exp_nonpos(p.b[t * p.H + h]) : A(1);
+      A* run_p = EL.data();
+      std::fill(run_p, run_p + K, A(1));
+      for (int64_t i = 0; i < L; ++i) {
+        A* eq = Eq.data() + i * K;
+        if (bonus) std::copy(run_p, run_p + K, eq);
+        scale_flush(run_p, alpha.data() + i * K, K);
+        if (!bonus) std::copy(run_p, run_p + K, eq);
+      }
+      A* ek = Ek.data() + (L - 1) * K;
+      std::fill(ek, ek + K, A(1));
+      for (int64_t i = L - 2; i >= 0; --i) {
+        std::copy(ek, ek + K, ek - K);
+        ek -= K;
+        scale_flush(ek, alpha.data() + (i + 1) * K, K);
+      }
+      return;
+    }
+    double run = 0;
+    for (int64_t i = 0; i < L; ++i) {
+      if (bonus) Gq[i] = run;
+      if (p.g) run += p.g[(t0 + i) * p.H + h];
+      G[i] = run;
+      if (!bonus) Gq[i] = run;
     }
   }
+
+  // exp(Gq_i), exp(G_L - G_i) and exp(G_L) for key d.
+  A dec_q(int64_t i, int64_t d) const { return vec ? Eq[i * K + d] : exp_nonpos(static_cast<A>(Gq[i])); }
+  A dec_k(int64_t i, int64_t d) const { return vec ? Ek[i * K + d] : exp_nonpos(static_cast<A>(G[L - 1] - G[i])); }
+  A dec_l(int64_t d) const { return vec ? EL[d] : exp_nonpos(static_cast<A>(G[L - 1])); }
 
   // Qg = scale * q * exp(Gq) [L, K]; Kd = k * exp(G_L - G) * beta [L, K].
   void make_qg_kd() {
@@ -91,12 +147,12 @@ struct chunk_ctx {
       A* qg = Qg.data() + i * K;
       A* kd = Kd.data() + i * K;
       if (vec) {
-        const double* gq = Gq.data() + i * K;
-        const double* gi = G.data() + i * K;
-        const double* gl = G.data() + (L - 1) * K;
+        const A* eq = Eq.data() + i * K;
+        const A* ek = Ek.data() + i * K;
+        const A sc = p.scale, bi = beta[i];
         for (int64_t d = 0; d < K; ++d) {
-          qg[d] = p.scale * qi[d] * exp_nonpos(static_cast<A>(gq[d]));
-          kd[d] = ki[d] * exp_nonpos(static_cast<A>(gl[d] - gi[d])) * beta[i];
+          qg[d] = sc * qi[d] * eq[d];
+          kd[d] = ki[d] * ek[d] * bi;
         }
       } else {
         const A eq = p.scale * exp_nonpos(static_cast<A>(Gq[i]));
@@ -110,6 +166,40 @@ struct chunk_ctx {
   }
 
   bool visible(int64_t i, int64_t j) const { return bonus ? j < i : j <= i; }
+  // Last visible key of row i (-1: none).
+  int64_t last_key(int64_t i) const { return bonus ? i - 1 : i; }
+
+  // Per key, sub-chunk [r, r + rows) with reference Gref = Gq_r: EX_i = exp(Gq_i - Gref) and X = q * EX
+  // for its rows (prefix products from row r); EY_j = exp(Gref - G_j) beta_j and Y = k * EY for the
+  // keys j < r before it (suffix products down from r).
+  void make_sub_factors(int64_t r, int64_t rows) {
+    for (int64_t i = r; i < r + rows; ++i) {
+      const A* qi = q(i);
+      A* ex = EX.data() + i * K;
+      if (i == r) std::fill(ex, ex + K, A(1));
+      else {
+        std::copy(ex - K, ex, ex);
+        scale_flush(ex, alpha.data() + (bonus ? i - 1 : i) * K, K);
+      }
+      A* x = X.data() + i * K;
+      for (int64_t d = 0; d < K; ++d) x[d] = qi[d] * ex[d];
+    }
+    if (r == 0) return;
+    A* f = E.data();  // exp(Gref - G_j) for the current j
+    if (bonus) std::fill(f, f + K, A(1));
+    else std::copy(alpha.data() + r * K, alpha.data() + (r + 1) * K, f);
+    for (int64_t j = r - 1; j >= 0; --j) {
+      const A* kj = k(j);
+      const A bj = beta[j];
+      A* ey = EY.data() + j * K;
+      A* y = Y.data() + j * K;
+      for (int64_t d = 0; d < K; ++d) {
+        ey[d] = f[d] * bj;
+        y[d] = kj[d] * ey[d];
+      }
+      if (j > 0) scale_flush(f, alpha.data() + j * K, K);
+    }
+  }
 
   // Intra-chunk scores P [L, L] (ld C), scale, decay and beta included, zero where not visible.
   void make_scores() {
@@ -121,41 +211,25 @@ struct chunk_ctx {
       }
       return;
     }
-    for (int64_t r = 0; r < L; r += sub) {
-      const int64_t rows = std::min(sub, L - r);
-      const double* gref = Gq.data() + r * K;
-      // Off-diagonal blocks: (q_i exp(Gq_i - Gref)) (k_j exp(Gref - G_j) beta_j)^T for j < r.
-      if (r > 0) {
-        for (int64_t i = 0; i < rows; ++i) {
-          const A* qi = q(r + i);
-          const double* gq = Gq.data() + (r + i) * K;
-          A* x = X.data() + i * K;
-          for (int64_t d = 0; d < K; ++d) x[d] = qi[d] * exp_nonpos(static_cast<A>(gq[d] - gref[d]));
-        }
-        for (int64_t j = 0; j < r; ++j) {
-          const A* kj = k(j);
-          const double* gj = G.data() + j * K;
-          A* y = Y.data() + j * K;
-          for (int64_t d = 0; d < K; ++d) y[d] = kj[d] * exp_nonpos(static_cast<A>(gref[d] - gj[d])) * beta[j];
-        }
-        gemm(false, true, rows, r, K, p.scale, X.data(), K, Y.data(), K, A(0), P.data() + r * C, C);
-      }
-      // Diagonal block, pairwise exponents.
-      for (int64_t i = 0; i < rows; ++i) {
-        const A* qi = q(r + i);
-        const double* gq = Gq.data() + (r + i) * K;
-        A* row = P.data() + (r + i) * C;
-        for (int64_t j = r; j < L; ++j) {
-          if (!visible(r + i, j)) {
-            row[j] = A(0);
-            continue;
-          }
-          const A* kj = k(j);
-          const double* gj = G.data() + j * K;
-          A s = 0;
-          for (int64_t d = 0; d < K; ++d) s += qi[d] * kj[d] * exp_nonpos(static_cast<A>(gq[d] - gj[d]));
-          row[j] = p.scale * s * beta[j];
-        }
+    for (int64_t r = 0; r < L; r += sub) score_block(r, std::min(sub, L - r));
+  }
+
+  // Per key: the factors of sub-chunk [r, r + rows) and its rows of P.
+  void score_block(int64_t r, int64_t rows) {
+    make_sub_factors(r, rows);
+    // Off-diagonal blocks: X_I Y_<r^T, both exponents <= 0.
+    if (r > 0) gemm(false, true, rows, r, K, p.scale, X.data() + r * K, K, Y.data(), K, A(0), P.data() + r * C, C);
+    // Diagonal block: for row i, U = q_i exp(Gq_i - G_j) walks j down from the last visible key,
+    // one multiply by alpha_j per step (E_{j-1} = E_j alpha_j), every factor <= 1.
+    A* u = E.data();
+    for (int64_t i = r; i < r + rows; ++i) {
+      A* row = P.data() + i * C;
+      const int64_t jl = last_key(i);
+      std::fill(row + std::max(jl + 1, r), row + L, A(0));
+      std::copy(q(i), q(i) + K, u);
+      for (int64_t j = jl; j >= r; --j) {
+        row[j] = p.scale * beta[j] * dot(u, k(j), K);
+        if (j > r) scale_flush(u, alpha.data() + j * K, K);
       }
     }
   }
@@ -163,7 +237,7 @@ struct chunk_ctx {
   // S = Diag(exp(G_L)) S + Kd^T V.
   void advance_state() {
     for (int64_t d = 0; d < K; ++d) {
-      const A a = exp_nonpos(static_cast<A>(g_at(G, L - 1, d)));
+      const A a = dec_l(d);
       A* row = S.data() + d * V;
       for (int64_t j = 0; j < V; ++j) row[j] *= a;
     }
@@ -233,7 +307,7 @@ void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<
       c.load(t, std::min(C, t_end - t));
       const int64_t L = c.L;
       c.make_qg_kd();
-      c.make_scores();
+      if (!c.vec) c.make_scores();  // per key: block by block below, dP first
       const A* dO = io.d_o + (t * H + h) * V;
       A* dq = io.dq + (t * H + h) * K;
       A* dk = io.dk + (t * H + h) * K;
@@ -245,13 +319,10 @@ void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<
         A* dqi = dq + i * ldq;
         A* dki = dk + i * ldq;
         for (int64_t d = 0; d < K; ++d) {
-          dqi[d] *= p.scale * exp_nonpos(static_cast<A>(c.g_at(c.Gq, i, d)));
-          dki[d] *= exp_nonpos(static_cast<A>(c.g_at(c.G, L - 1, d) - c.g_at(c.G, i, d))) * c.beta[i];
+          dqi[d] *= p.scale * c.dec_q(i, d);
+          dki[d] *= c.dec_k(i, d) * c.beta[i];
         }
       }
-      // dv = P^T dO + Kd dS.
-      gemm(true, false, L, V, L, A(1), c.P.data(), C, dO, ldv, A(0), dv, ldv);
-      gemm(false, false, L, V, K, A(1), c.Kd.data(), K, dS.data(), V, A(1), dv, ldv);
       // dP = dO V^T on the visible pairs; then through the scores.
       gemm(false, true, L, L, V, A(1), dO, ldv, c.v0(), p.ld_v, A(0), dP.data(), C);
       if (!c.vec) {
@@ -261,57 +332,52 @@ void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<
         gemm(false, false, L, K, L, A(1), dP.data(), C, c.k0(), p.ld_qk, A(1), dq, ldq);
         gemm(true, false, L, K, L, A(1), dP.data(), C, c.q0(), p.ld_qk, A(1), dk, ldq);
       } else {
+        A* e = c.E.data();
         for (int64_t r = 0; r < L; r += sub) {
           const int64_t rows = std::min(sub, L - r);
-          const double* gref = c.Gq.data() + r * K;
+          c.score_block(r, rows);
           if (r > 0) {
-            // X = q_I exp(Gq_I - Gref) [rows, K], Y = k_j exp(Gref - G_j) beta_j [r, K].
-            for (int64_t i = 0; i < rows; ++i) {
-              const A* qi = c.q(r + i);
-              const double* gq = c.Gq.data() + (r + i) * K;
-              for (int64_t d = 0; d < K; ++d) c.X[i * K + d] = qi[d] * exp_nonpos(static_cast<A>(gq[d] - gref[d]));
-            }
-            for (int64_t j = 0; j < r; ++j) {
-              const A* kj = c.k(j);
-              const double* gj = c.G.data() + j * K;
-              for (int64_t d = 0; d < K; ++d) c.Y[j * K + d] = kj[d] * exp_nonpos(static_cast<A>(gref[d] - gj[d])) * c.beta[j];
-            }
-            // dq_I += scale * (dP_I,<r Y) * exp(Gq_I - Gref); dk_<r += scale * (dP^T X) * exp(Gref - G_j) beta_j.
+            // dq_I += scale * (dP_I,<r Y) * EX_I; dk_<r += scale * (dP_I,<r^T X_I) * EY.
             gemm(false, false, rows, K, r, p.scale, dP.data() + r * C, C, c.Y.data(), K, A(0), T1.data(), K);
             for (int64_t i = 0; i < rows; ++i) {
-              const double* gq = c.Gq.data() + (r + i) * K;
+              const A* ex = c.EX.data() + (r + i) * K;
+              const A* t1 = T1.data() + i * K;
               A* dqi = dq + (r + i) * ldq;
-              for (int64_t d = 0; d < K; ++d) dqi[d] += T1[i * K + d] * exp_nonpos(static_cast<A>(gq[d] - gref[d]));
+              for (int64_t d = 0; d < K; ++d) dqi[d] += t1[d] * ex[d];
             }
-            gemm(true, false, r, K, rows, p.scale, dP.data() + r * C, C, c.X.data(), K, A(0), T1.data(), K);
+            gemm(true, false, r, K, rows, p.scale, dP.data() + r * C, C, c.X.data() + r * K, K, A(0), T1.data(), K);
             for (int64_t j = 0; j < r; ++j) {
-              const double* gj = c.G.data() + j * K;
+              const A* ey = c.EY.data() + j * K;
+              const A* t1 = T1.data() + j * K;
               A* dkj = dk + j * ldq;
-              for (int64_t d = 0; d < K; ++d) dkj[d] += T1[j * K + d] * exp_nonpos(static_cast<A>(gref[d] - gj[d])) * c.beta[j];
+              for (int64_t d = 0; d < K; ++d) dkj[d] += t1[d] * ey[d];
             }
           }
-          for (int64_t i = 0; i < rows; ++i) {
-            const A* qi = c.q(r + i);
-            const double* gq = c.Gq.data() + (r + i) * K;
-            A* dqi = dq + (r + i) * ldq;
-            for (int64_t j = r; j < L && j <= r + i; ++j) {
-              if (!c.visible(r + i, j)) continue;
+          // Diagonal block: E = exp(Gq_i - G_j) by running products, as in make_scores.
+          for (int64_t i = r; i < r + rows; ++i) {
+            const A* qi = c.q(i);
+            A* dqi = dq + i * ldq;
+            std::fill(e, e + K, A(1));
+            for (int64_t j = c.last_key(i); j >= r; --j) {
               const A* kj = c.k(j);
-              const double* gj = c.G.data() + j * K;
               A* dkj = dk + j * ldq;
-              const A w = dP[(r + i) * C + j] * p.scale * c.beta[j];
+              const A w = dP[i * C + j] * p.scale * c.beta[j];
               for (int64_t d = 0; d < K; ++d) {
-                const A e = w * exp_nonpos(static_cast<A>(gq[d] - gj[d]));
-                dqi[d] += e * kj[d];
-                dkj[d] += e * qi[d];
+                const A we = w * e[d];
+                dqi[d] += we * kj[d];
+                dkj[d] += we * qi[d];
               }
+              if (j > r) scale_flush(e, c.alpha.data() + j * K, K);
             }
           }
         }
       }
+      // dv = P^T dO + Kd dS.
+      gemm(true, false, L, V, L, A(1), c.P.data(), C, dO, ldv, A(0), dv, ldv);
+      gemm(false, false, L, V, K, A(1), c.Kd.data(), K, dS.data(), V, A(1), dv, ldv);
       // dS (at the chunk start) = Diag(exp(G_L)) dS + Qg^T dO.
       for (int64_t d = 0; d < K; ++d) {
-        const A a = exp_nonpos(static_cast<A>(c.g_at(c.G, L - 1, d)));
+        const A a = c.dec_l(d);
         for (int64_t j = 0; j < V; ++j) dS[d * V + j] *= a;
       }
       gemm(true, false, K, V, L, A(1), c.Qg.data(), K, dO, ldv, A(1), dS.data(), V);
