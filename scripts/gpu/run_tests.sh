@@ -8,7 +8,7 @@ mkdir -p "$out"
 tar -C .carry -xJf .carry/gpu.tar.xz
 # The test binary was built in /work/main: make that path lead here.
 if [ "$PWD" != /work/main ] && [ ! -e /work/main ]; then mkdir -p /work && ln -s "$PWD" /work/main; fi
-mkdir -p build/cuda-release && cp .carry/gpu/lrnn build/cuda-release/lrnn
+for p in cuda-release cpu-release; do mkdir -p build/$p && cp .carry/gpu/lrnn build/$p/lrnn; done
 export LD_LIBRARY_PATH=$PWD/.carry/gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 .carry/gpu/lrnn_tests --gtest_filter="${1:-*}" 2>&1 | tee "$out/tests.log" | tail -40

@@ -128,7 +128,7 @@ TEST_P(model_fixture, greedy_continuation_matches_reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet", "hf_xlstm", "hf_rwkv4", "hf_recurrentgemma",
-                                                        "fla_gated_deltanet", "fla_rwkv7"));
+                                                        "fla_gated_deltanet", "fla_rwkv7", "fla_rwkv6"));
 
 TEST(models, unknown_model_type_lists_supported_ones) {
   namespace fs = std::filesystem;
