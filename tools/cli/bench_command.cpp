@@ -137,7 +137,9 @@ status run_bench(bench_cli& c) {
   std::printf("SGEMM in this run: 1024^3 %.1f GFLOP/s; 64x128 . 128x128 per call (1 BLAS thread x %d) %.1f GFLOP/s\n\n",
               sg.big_gflops, num_threads(), sg.small_gflops);
   if (memory_bound) std::printf("memcpy in this run: %.1f GB/s (bytes read + written)\n\n", memcpy_gbs);
-  std::printf("  %-24s %10s %10s %12s %12s\n", "form", "ms", "GFLOP/s", "/SGEMM1024", "/SGEMMsmall");
+  const bool flop_rows = std::any_of(rows.begin(), rows.end(), [](const row& r) { return r.flops > 0; });
+  if (flop_rows) std::printf("  %-24s %10s %10s %12s %12s\n", "form", "ms", "GFLOP/s", "/SGEMM1024", "/SGEMMsmall");
+  else std::printf("  %-24s %10s %13s %13s\n", "form", "ms", "bandwidth", "of memcpy");
   for (const row& r : rows) {
     if (r.flops > 0) {
       const double gf = r.flops / (r.ms * 1e6);

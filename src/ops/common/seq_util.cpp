@@ -1,4 +1,5 @@
-// Shape checks and cu_seqlens parsing shared by the channel-wise sequence ops (seq_util.h).
+// Shape checks, cu_seqlens parsing and the task-size heuristic shared by the channel-wise sequence
+// ops (seq_util.h).
 #include "ops/common/seq_util.h"
 
 #include "lrnn/threads.h"
