@@ -14,6 +14,17 @@ result<tensor> rms_norm(const tensor& x, const tensor& w, double eps) {
   return ops::rms_norm_forward(spec, x, w, ops::norm_form::cpu);
 }
 
+result<tensor> gated_head_output(const tensor& o, int64_t heads, const tensor& norm_w, double eps, const tensor& x,
+                                 const tensor& g_proj, const tensor& o_proj) {
+  LRNN_ASSIGN_OR_RETURN(tensor y, ops::group_rms_norm(o, heads, norm_w, eps));
+  if (g_proj.defined()) {
+    LRNN_ASSIGN_OR_RETURN(tensor gate, ops::linear(x, g_proj));
+    ops::apply_activation(gate, ops::activation::silu);
+    LRNN_TRY(ops::mul_inplace(y, gate));
+  }
+  return ops::linear(y, o_proj);
+}
+
 result<gated_mlp> gated_mlp::load(weight_loader& w, const io::config& c, const std::string& prefix, int64_t hidden) {
   LRNN_ASSIGN_OR_RETURN(auto inter_opt, c.get_optional_int("intermediate_size"));
   int64_t inter = 0;

@@ -44,6 +44,11 @@ struct lm_frame {
 
 result<tensor> rms_norm(const tensor& x, const tensor& w, double eps);
 
+// fla's mixer output stage: per-head RMSNorm of o ([B, T, heads * V]; weight [V] or undefined),
+// times silu(x g_proj^T) when g_proj is defined, then o_proj.
+result<tensor> gated_head_output(const tensor& o, int64_t heads, const tensor& norm_w, double eps, const tensor& x,
+                                 const tensor& g_proj, const tensor& o_proj);
+
 // automatic -> recurrent for one token, parallel for a few, chunk otherwise.
 ops::decay_attn_form decay_form(compute_form f, int64_t T);
 

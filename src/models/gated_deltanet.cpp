@@ -97,13 +97,7 @@ class gdn_mixer final : public fla::mixer {
     LRNN_ASSIGN_OR_RETURN(auto out, ops::delta_rule_forward(spec, in, init, delta_form(form, T)));
     st.tensors[p + "s"] = out.final_state.s;
     LRNN_ASSIGN_OR_RETURN(tensor ov, out.o.view({B, T, c.value_dim}));
-    LRNN_ASSIGN_OR_RETURN(ov, ops::group_rms_norm(ov, c.HV, o_norm, c.eps));
-    if (c.use_gate) {
-      LRNN_ASSIGN_OR_RETURN(tensor og, ops::linear(x, g));  // [B, T, HV * Vh]
-      ops::apply_activation(og, ops::activation::silu);
-      LRNN_TRY(ops::mul_inplace(ov, og));
-    }
-    return ops::linear(ov, o);
+    return fla::gated_head_output(ov, c.HV, o_norm, c.eps, x, c.use_gate ? g : tensor(), o);
   }
 };
 

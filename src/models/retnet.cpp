@@ -50,13 +50,7 @@ class retnet_mixer final : public fla::mixer {
     LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(spec, in, init, fla::decay_form(form, T)));
     st.tensors[p + "s"] = out.final_state.s;
     LRNN_ASSIGN_OR_RETURN(tensor ov, out.o.view({B, T, c.H * c.Vh}));
-    LRNN_ASSIGN_OR_RETURN(ov, ops::group_rms_norm(ov, c.H, g_norm, c.eps));
-    if (g.defined()) {
-      LRNN_ASSIGN_OR_RETURN(tensor gate, ops::linear(x, g));
-      ops::apply_activation(gate, ops::activation::silu);
-      LRNN_TRY(ops::mul_inplace(ov, gate));
-    }
-    return ops::linear(ov, o);
+    return fla::gated_head_output(ov, c.H, g_norm, c.eps, x, g, o);
   }
 };
 

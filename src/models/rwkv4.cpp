@@ -16,30 +16,6 @@ struct rwkv4_block {
   tensor ffn_mix_k, ffn_mix_r, ffn_k, ffn_r, ffn_v;
 };
 
-// out[b, t] = x[b, t] * mix + prev[b, t] * (1 - mix), prev = x shifted by one token with the
-// state's last token in front. Returns the mixed tensor; `last` receives x[:, T-1].
-tensor token_shift_mix(const tensor& x, const tensor& last, const tensor& mix) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  tensor out = tensor::empty({B, T, D}, dtype::f32).value();
-  const float* xp = x.data<float>();
-  const float* lp = last.data<float>();
-  const float* mp = mix.data<float>();
-  float* op = out.data<float>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      const float* cur = xp + (b * T + t) * D;
-      const float* prev = t == 0 ? lp + b * D : xp + (b * T + t - 1) * D;
-      float* o = op + (b * T + t) * D;
-      for (int64_t d = 0; d < D; ++d) o[d] = cur[d] * mp[d] + prev[d] * (1.0f - mp[d]);
-    }
-  return out;
-}
-
-void store_last(const tensor& x, tensor& last) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  for (int64_t b = 0; b < B; ++b) std::memcpy(last.data<float>() + b * D, x.data<float>() + (b * T + T - 1) * D, D * sizeof(float));
-}
-
 class rwkv4_model final : public model {
  public:
   const std::string& model_type() const override { return type_; }
@@ -76,11 +52,14 @@ class rwkv4_model final : public model {
       }
       // Time mixing.
       LRNN_ASSIGN_OR_RETURN(tensor x, ops::layer_norm(h, L.ln1_w, L.ln1_b, eps_));
-      tensor& att_last = st.tensors.at(p + "att_x");
-      LRNN_ASSIGN_OR_RETURN(tensor k, ops::linear(token_shift_mix(x, att_last, L.att_mix_k), L.att_k));
-      LRNN_ASSIGN_OR_RETURN(tensor v, ops::linear(token_shift_mix(x, att_last, L.att_mix_v), L.att_v));
-      LRNN_ASSIGN_OR_RETURN(tensor r, ops::linear(token_shift_mix(x, att_last, L.att_mix_r), L.att_r));
-      store_last(x, att_last);
+      // x * mix + prev * (1 - mix) = x + (prev - x) * (1 - mix): the lerp toward the previous token.
+      LRNN_ASSIGN_OR_RETURN(tensor dx, ops::token_shift(x, st.tensors.at(p + "att_x")));
+      LRNN_ASSIGN_OR_RETURN(tensor xk, ops::shift_lerp(x, dx, L.att_mix_k));
+      LRNN_ASSIGN_OR_RETURN(tensor xv, ops::shift_lerp(x, dx, L.att_mix_v));
+      LRNN_ASSIGN_OR_RETURN(tensor xr, ops::shift_lerp(x, dx, L.att_mix_r));
+      LRNN_ASSIGN_OR_RETURN(tensor k, ops::linear(xk, L.att_k));
+      LRNN_ASSIGN_OR_RETURN(tensor v, ops::linear(xv, L.att_v));
+      LRNN_ASSIGN_OR_RETURN(tensor r, ops::linear(xr, L.att_r));
       ops::apply_activation(r, ops::activation::sigmoid);
       ops::wkv4_inputs in{k, v, L.time_decay, L.time_first, tensor()};
       ops::wkv4_state ws{st.tensors.at(p + "a"), st.tensors.at(p + "b"), st.tensors.at(p + "p")};
@@ -96,10 +75,11 @@ class rwkv4_model final : public model {
       LRNN_TRY(ops::add_inplace(h, att));
       // Channel mixing.
       LRNN_ASSIGN_OR_RETURN(tensor y, ops::layer_norm(h, L.ln2_w, L.ln2_b, eps_));
-      tensor& ffn_last = st.tensors.at(p + "ffn_x");
-      LRNN_ASSIGN_OR_RETURN(tensor fk, ops::linear(token_shift_mix(y, ffn_last, L.ffn_mix_k), L.ffn_k));
-      LRNN_ASSIGN_OR_RETURN(tensor fr, ops::linear(token_shift_mix(y, ffn_last, L.ffn_mix_r), L.ffn_r));
-      store_last(y, ffn_last);
+      LRNN_ASSIGN_OR_RETURN(tensor dy, ops::token_shift(y, st.tensors.at(p + "ffn_x")));
+      LRNN_ASSIGN_OR_RETURN(tensor yk, ops::shift_lerp(y, dy, L.ffn_mix_k));
+      LRNN_ASSIGN_OR_RETURN(tensor yr, ops::shift_lerp(y, dy, L.ffn_mix_r));
+      LRNN_ASSIGN_OR_RETURN(tensor fk, ops::linear(yk, L.ffn_k));
+      LRNN_ASSIGN_OR_RETURN(tensor fr, ops::linear(yr, L.ffn_r));
       ops::apply_activation(fk, ops::activation::relu_squared);
       LRNN_ASSIGN_OR_RETURN(tensor fv, ops::linear(fk, L.ffn_v));
       ops::apply_activation(fr, ops::activation::sigmoid);
@@ -161,6 +141,13 @@ class rwkv4_model final : public model {
       LRNN_ASSIGN_OR_RETURN(L.ffn_k, w.get(p + "feed_forward.key.weight", {F, D}, ffn));
       LRNN_ASSIGN_OR_RETURN(L.ffn_r, w.get(p + "feed_forward.receptance.weight", {D, D}, ffn));
       LRNN_ASSIGN_OR_RETURN(L.ffn_v, w.get(p + "feed_forward.value.weight", {D, F}, ffn));
+      // Stored as 1 - mix: the weight of the previous token in the lerp.
+      for (tensor* mix : {&L.att_mix_k, &L.att_mix_v, &L.att_mix_r, &L.ffn_mix_k, &L.ffn_mix_r}) {
+        LRNN_ASSIGN_OR_RETURN(tensor c1, mix->clone());
+        float* q = c1.data<float>();
+        for (int64_t i = 0; i < c1.numel(); ++i) q[i] = 1.0f - q[i];
+        *mix = c1;
+      }
       if (m->rescale_every_ > 0) {
         // Inference-time rescaling, as transformers' _rescale_layers: the outputs of block l are
         // divided by 2^(l / rescale_every), matching the halving of the hidden state.

@@ -31,35 +31,7 @@ struct rwkv6_layer {
   tensor ffn_key_mu, ffn_key, ffn_rec_mu, ffn_rec, ffn_value;
 };
 
-// delta[b, t] = x[b, t - 1] - x[b, t], with `last` ([B, D]) standing for x[b, -1].
-tensor shift_delta(const tensor& x, const tensor& last) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  tensor out = tensor::empty({B, T, D}, dtype::f32).value();
-  const float* xp = x.data<float>();
-  const float* lp = last.data<float>();
-  float* op = out.data<float>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      const float* cur = xp + (b * T + t) * D;
-      const float* prev = t == 0 ? lp + b * D : cur - D;
-      float* o = op + (b * T + t) * D;
-      for (int64_t d = 0; d < D; ++d) o[d] = prev[d] - cur[d];
-    }
-  return out;
-}
 
-// x + delta * mu, mu [D] broadcast.
-tensor lerp_static(const tensor& x, const tensor& delta, const tensor& mu) {
-  const int64_t D = x.size(2), rows = x.numel() / D;
-  tensor out = tensor::empty(x.shape(), dtype::f32).value();
-  const float* xp = x.data<float>();
-  const float* dp = delta.data<float>();
-  const float* mp = mu.data<float>();
-  float* op = out.data<float>();
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t d = 0; d < D; ++d) op[i * D + d] = xp[i * D + d] + dp[i * D + d] * mp[d];
-  return out;
-}
 
 // x + delta * (m + bias), m [B, T, D] per token, bias [D].
 tensor lerp_dynamic(const tensor& x, const tensor& delta, const tensor& m, const float* bias) {
@@ -74,11 +46,6 @@ tensor lerp_dynamic(const tensor& x, const tensor& delta, const tensor& m, const
   return out;
 }
 
-void store_last(const tensor& x, tensor& last) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(last.data<float>() + b * D, x.data<float>() + (b * T + T - 1) * D, static_cast<size_t>(D) * sizeof(float));
-}
 
 class rwkv6_model final : public model {
  public:
@@ -125,10 +92,11 @@ class rwkv6_model final : public model {
   result<tensor> time_mix(const rwkv6_layer& L, const tensor& x, model_state& st, const std::string& p, compute_form form) const {
     const int64_t B = x.size(0), T = x.size(1);
     LRNN_ASSIGN_OR_RETURN(tensor last, fla::state_tensor(st, p + "attn_x", {B, c_.D}));
-    tensor delta = shift_delta(x, last);
-    store_last(x, last);
+    LRNN_ASSIGN_OR_RETURN(tensor delta, ops::token_shift(x, last));
+    st.tensors[p + "attn_x"] = last;
     // Data-dependent lerp coefficients: tanh((x + delta * mu) A) split in five, each times B_n.
-    LRNN_ASSIGN_OR_RETURN(tensor low, ops::linear(lerp_static(x, delta, L.x_mu), L.x_proj0));
+    LRNN_ASSIGN_OR_RETURN(tensor low_in, ops::shift_lerp(x, delta, L.x_mu));
+    LRNN_ASSIGN_OR_RETURN(tensor low, ops::linear(low_in, L.x_proj0));
     ops::apply_activation(low, ops::activation::tanh);
     const float* bias = L.x_bias.data<float>();
     std::array<tensor, lerp_count> mixed;
@@ -171,12 +139,14 @@ class rwkv6_model final : public model {
 
   result<tensor> channel_mix(const rwkv6_layer& L, const tensor& x, model_state& st, const std::string& p) const {
     LRNN_ASSIGN_OR_RETURN(tensor last, fla::state_tensor(st, p + "ffn_x", {x.size(0), c_.D}));
-    tensor delta = shift_delta(x, last);
-    store_last(x, last);
-    LRNN_ASSIGN_OR_RETURN(tensor key, ops::linear(lerp_static(x, delta, L.ffn_key_mu), L.ffn_key));
+    LRNN_ASSIGN_OR_RETURN(tensor delta, ops::token_shift(x, last));
+    st.tensors[p + "ffn_x"] = last;
+    LRNN_ASSIGN_OR_RETURN(tensor key_in, ops::shift_lerp(x, delta, L.ffn_key_mu));
+    LRNN_ASSIGN_OR_RETURN(tensor key, ops::linear(key_in, L.ffn_key));
     ops::apply_activation(key, ops::activation::relu_squared);
     LRNN_ASSIGN_OR_RETURN(tensor value, ops::linear(key, L.ffn_value));
-    LRNN_ASSIGN_OR_RETURN(tensor rec, ops::linear(lerp_static(x, delta, L.ffn_rec_mu), L.ffn_rec));
+    LRNN_ASSIGN_OR_RETURN(tensor rec_in, ops::shift_lerp(x, delta, L.ffn_rec_mu));
+    LRNN_ASSIGN_OR_RETURN(tensor rec, ops::linear(rec_in, L.ffn_rec));
     ops::apply_activation(rec, ops::activation::sigmoid);
     LRNN_TRY(ops::mul_inplace(rec, value));
     return rec;

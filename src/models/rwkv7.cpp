@@ -62,37 +62,12 @@ struct rwkv7_layer {
   tensor ffn_x_k, ffn_key, ffn_value;
 };
 
-// Token shift: delta_t = x_{t-1} - x_t with x_{-1} from `key` ([B, D]); the cache becomes x_{T-1}.
+// Token shift with the previous token kept in the state under `key` ([B, D]).
 result<tensor> token_shift(const tensor& x, model_state& st, const std::string& key) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
-  LRNN_ASSIGN_OR_RETURN(tensor cache, fla::state_tensor(st, key, {B, D}));
-  LRNN_ASSIGN_OR_RETURN(tensor delta, tensor::empty({B, T, D}, dtype::f32));  // [B, T, D]
-  LRNN_ASSIGN_OR_RETURN(tensor next, tensor::empty({B, D}, dtype::f32));      // [B, D]
-  const float* xp = x.data<float>();
-  const float* cp = cache.data<float>();
-  float* dp = delta.data<float>();
-  float* np = next.data<float>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < T; ++t) {
-      const float* cur = xp + (b * T + t) * D;
-      const float* prev = t == 0 ? cp + b * D : cur - D;
-      float* d = dp + (b * T + t) * D;
-      for (int64_t i = 0; i < D; ++i) d[i] = prev[i] - cur[i];
-    }
-    std::copy(xp + (b * T + T - 1) * D, xp + (b * T + T) * D, np + b * D);
-  }
-  st.tensors[key] = next;
+  LRNN_ASSIGN_OR_RETURN(tensor cache, fla::state_tensor(st, key, {x.size(0), x.size(2)}));
+  LRNN_ASSIGN_OR_RETURN(tensor delta, ops::token_shift(x, cache));
+  st.tensors[key] = cache;
   return delta;
-}
-
-// x + delta * mu, mu [D] broadcast over [B, T, D].
-result<tensor> lerp_shift(const tensor& x, const tensor& delta, const tensor& mu) {
-  LRNN_ASSIGN_OR_RETURN(tensor y, tensor::empty(x.shape(), dtype::f32));  // [B, T, D]
-  const int64_t D = x.size(-1), n = x.numel();
-  const float *xp = x.data<float>(), *dp = delta.data<float>(), *mp = mu.data<float>();
-  float* yp = y.data<float>();
-  for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] + dp[i] * mp[i % D];
-  return y;
 }
 
 class rwkv7_model final : public model {
@@ -148,12 +123,12 @@ class rwkv7_model final : public model {
                           compute_form form, tensor& v_first) const {
     const int64_t B = x.size(0), T = x.size(1), H = c.H, Kh = c.Kh, Vh = c.Vh;
     LRNN_ASSIGN_OR_RETURN(tensor delta, token_shift(x, st, p + "attn_shift"));
-    LRNN_ASSIGN_OR_RETURN(tensor xr, lerp_shift(x, delta, L.x_r));
-    LRNN_ASSIGN_OR_RETURN(tensor xw, lerp_shift(x, delta, L.x_w));
-    LRNN_ASSIGN_OR_RETURN(tensor xk, lerp_shift(x, delta, L.x_k));
-    LRNN_ASSIGN_OR_RETURN(tensor xv, lerp_shift(x, delta, L.x_v));
-    LRNN_ASSIGN_OR_RETURN(tensor xa, lerp_shift(x, delta, L.x_a));
-    LRNN_ASSIGN_OR_RETURN(tensor xg, lerp_shift(x, delta, L.x_g));
+    LRNN_ASSIGN_OR_RETURN(tensor xr, ops::shift_lerp(x, delta, L.x_r));
+    LRNN_ASSIGN_OR_RETURN(tensor xw, ops::shift_lerp(x, delta, L.x_w));
+    LRNN_ASSIGN_OR_RETURN(tensor xk, ops::shift_lerp(x, delta, L.x_k));
+    LRNN_ASSIGN_OR_RETURN(tensor xv, ops::shift_lerp(x, delta, L.x_v));
+    LRNN_ASSIGN_OR_RETURN(tensor xa, ops::shift_lerp(x, delta, L.x_a));
+    LRNN_ASSIGN_OR_RETURN(tensor xg, ops::shift_lerp(x, delta, L.x_g));
 
     LRNN_ASSIGN_OR_RETURN(tensor r, ops::linear(xr, L.r_proj));  // [B, T, H * Kh]
     LRNN_ASSIGN_OR_RETURN(tensor w, L.w_lora.forward(xw));       // [B, T, H * Kh]
@@ -234,7 +209,7 @@ class rwkv7_model final : public model {
 
   result<tensor> channel_mix(const rwkv7_layer& L, const tensor& y, model_state& st, const std::string& p) const {
     LRNN_ASSIGN_OR_RETURN(tensor delta, token_shift(y, st, p + "ffn_shift"));
-    LRNN_ASSIGN_OR_RETURN(tensor xk, lerp_shift(y, delta, L.ffn_x_k));
+    LRNN_ASSIGN_OR_RETURN(tensor xk, ops::shift_lerp(y, delta, L.ffn_x_k));
     LRNN_ASSIGN_OR_RETURN(tensor kx, ops::linear(xk, L.ffn_key));  // [B, T, inter]
     ops::apply_activation(kx, ops::activation::relu_squared);
     return ops::linear(kx, L.ffn_value);

@@ -201,3 +201,46 @@ void softcap_inplace(tensor& x, float cap) {
 }
 
 }  // namespace lrnn::ops
+
+namespace lrnn::ops {
+
+result<tensor> token_shift(const tensor& x, tensor& last) {
+  LRNN_TRY(require_f32(x, "token_shift x"));
+  LRNN_TRY(require_f32(last, "token_shift state"));
+  if (x.dim() != 3 || last.shape() != shape_t{x.size(0), x.size(2)} || !x.is_contiguous() || !last.is_contiguous())
+    return make_error(status_code::invalid_argument, "token_shift: x {} with state {}, expected [B, T, D] and [B, D]",
+                      x.describe(), last.describe());
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
+  LRNN_ASSIGN_OR_RETURN(tensor delta, tensor::empty({B, T, D}, dtype::f32));  // [B, T, D]
+  LRNN_ASSIGN_OR_RETURN(tensor next, tensor::empty({B, D}, dtype::f32));      // [B, D]
+  const float* xp = x.data<float>();
+  const float* lp = last.data<float>();
+  float* dp = delta.data<float>();
+  float* np = next.data<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T; ++t) {
+      const float* cur = xp + (b * T + t) * D;
+      const float* prev = t == 0 ? lp + b * D : cur - D;
+      float* d = dp + (b * T + t) * D;
+      for (int64_t i = 0; i < D; ++i) d[i] = prev[i] - cur[i];
+    }
+    if (T > 0) std::memcpy(np + b * D, xp + (b * T + T - 1) * D, static_cast<size_t>(D) * sizeof(float));
+    else std::memcpy(np + b * D, lp + b * D, static_cast<size_t>(D) * sizeof(float));
+  }
+  last = next;
+  return delta;
+}
+
+result<tensor> shift_lerp(const tensor& x, const tensor& delta, const tensor& mu) {
+  if (x.shape() != delta.shape() || mu.numel() != x.size(-1) || !x.is_contiguous() || !delta.is_contiguous())
+    return make_error(status_code::invalid_argument, "shift_lerp: x {}, delta {}, mu {}", x.describe(), delta.describe(),
+                      mu.describe());
+  LRNN_ASSIGN_OR_RETURN(tensor y, tensor::empty(x.shape(), dtype::f32));  // [B, T, D]
+  const int64_t D = x.size(-1), n = x.numel();
+  const float *xp = x.data<float>(), *dp = delta.data<float>(), *mp = mu.data<float>();
+  float* yp = y.data<float>();
+  for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] + dp[i] * mp[i % D];
+  return y;
+}
+
+}  // namespace lrnn::ops

@@ -31,3 +31,13 @@ void scale_inplace(tensor& x, float s);
 void softcap_inplace(tensor& x, float cap);
 
 }  // namespace lrnn::ops
+
+namespace lrnn::ops {
+
+// RWKV's token shift: delta[b, t] = x[b, t - 1] - x[b, t] for x [B, T, D], with `last` [B, D]
+// standing for x[b, -1]; `last` is replaced by x[:, T - 1].
+result<tensor> token_shift(const tensor& x, tensor& last);
+// RWKV's lerp toward the previous token: x + delta * mu, mu [D] broadcast over [B, T, D].
+result<tensor> shift_lerp(const tensor& x, const tensor& delta, const tensor& mu);
+
+}  // namespace lrnn::ops
