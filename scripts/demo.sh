@@ -12,10 +12,10 @@ cmake --build --preset cpu-release -j "$(nproc)" --target lrnn_cli
 lrnn=build/cpu-release/lrnn
 echo
 echo "== lrnn info tests/data/fla_gla (a tiny GLA checkpoint in fla's format)"
-"$lrnn" info tests/data/fla_gla | head -12
+"$lrnn" info tests/data/fla_gla | sed -n 1,12p
 echo
 echo "== logits vs the reference implementations (tiny random-weight checkpoints, fp32)"
-for m in fla_gla fla_retnet hf_rwkv4 hf_xlstm fla_gated_deltanet fla_rwkv7 hf_recurrentgemma; do
+for m in fla_gla fla_retnet fla_rwkv6 fla_rwkv7 fla_gated_deltanet hf_rwkv4 hf_recurrentgemma hf_xlstm; do
   printf '%-20s ' "$m"
   "$lrnn" logits --model "tests/data/$m" --ids-npy "tests/data/$m/input_ids.npy" \
     --compare "tests/data/$m/logits.npy" 2>/dev/null || echo "(not supported yet)"
