@@ -30,6 +30,7 @@ for text in english varied; do
     echo "== $text.txt, $tok"
     "$lrnn" tokenize --tokenizer "$tok" --file "$work/$text.txt" --json > "$work/ids.json"
     "$lrnn" tokenize --tokenizer "$tok" --file "$work/$text.txt" --bench --bench-seconds "$secs" | tail -1 | sed 's/^/lrnn: /'
+    "$lrnn" tokenize --tokenizer "$tok" --file "$work/$text.txt" --bench-lines --bench-seconds "$secs" | tail -1 | sed 's/^/lrnn: /'
     python3 bench/tokenizer_bench.py "$tok" "$work/$text.txt" "$secs" "$work/ids.json"
   done
 done

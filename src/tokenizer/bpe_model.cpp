@@ -123,6 +123,8 @@ result<std::unique_ptr<bpe_model>> bpe_model::from_json(const io::json& model, c
   }
   for (const auto& [tok_str, id] : m->vocab_) {
     if (auto bytes = unicode_string_to_bytes(tok_str)) m->byte_vocab_.emplace(std::move(*bytes), id);
+    const utf8::decoded d = utf8::decode(tok_str, 0);
+    if (d.cp != utf8::invalid && d.len == tok_str.size()) m->char_ids_.insert_or_assign(d.cp, static_cast<std::uint64_t>(id));
   }
   m->all_bytes_present_ = true;
   for (int b = 0; b < 256; ++b) {
@@ -181,19 +183,18 @@ result<std::unique_ptr<bpe_model>> bpe_model::from_json(const io::json& model, c
 
 void bpe_model::initial_symbols(std::string_view word, std::vector<token_id>& ids, std::vector<std::uint32_t>& lens) const {
   std::optional<std::pair<token_id, std::uint32_t>> unk;  // pending unknown run
-  std::string buf;
   for (std::size_t i = 0; i < word.size();) {
     const utf8::decoded d = utf8::decode(word, i);
     const std::string_view s = word.substr(i, d.len);
     const auto n = static_cast<std::uint32_t>(d.len);
     i += d.len;
-    if (auto it = vocab_.find(s); it != vocab_.end()) {
+    if (const std::uint64_t* id = d.cp == utf8::invalid ? nullptr : char_ids_.find(d.cp)) {
       if (unk) {
         ids.push_back(unk->first);
         lens.push_back(unk->second);
         unk.reset();
       }
-      ids.push_back(it->second);
+      ids.push_back(static_cast<token_id>(*id));
       lens.push_back(n);
       continue;
     }

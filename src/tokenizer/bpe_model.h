@@ -120,6 +120,7 @@ class bpe_model {
   std::vector<std::string> tokens_;
   std::vector<bool> present_;
   flat_map_u64 merges_;  // (left << 32 | right) -> (rank << 32 | merged id)
+  flat_map_u64 char_ids_;  // code point of each one-character token -> id
   std::array<token_id, 256> byte_initial_{};  // id of each byte's character, -1 if absent
   bool all_bytes_present_ = false;
   std::array<token_id, 256> fallback_ids_{};  // <0xNN> ids, -1 if absent
