@@ -299,13 +299,13 @@ result<common_model_config> read_common_model_config(const config& c) {
                           read_aliased(c, {"num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_blocks"},
                                        true, max_config_layers));
   }
-  LRNN_ASSIGN_OR_RETURN(std::optional<std::string> dtype_new, c.get_optional_string("dtype"));
-  LRNN_ASSIGN_OR_RETURN(std::optional<std::string> dtype_old, c.get_optional_string("torch_dtype"));
-  if (dtype_new && dtype_old && *dtype_new != *dtype_old)
+  LRNN_ASSIGN_OR_RETURN(std::optional<std::string> dtype_field, c.get_optional_string("dtype"));
+  LRNN_ASSIGN_OR_RETURN(std::optional<std::string> torch_dtype_field, c.get_optional_string("torch_dtype"));
+  if (dtype_field && torch_dtype_field && *dtype_field != *torch_dtype_field)
     return make_error(status_code::parse_error, "{}: fields 'dtype' ({}) and 'torch_dtype' ({}) disagree", c.source(),
-                      show(json(*dtype_new)), show(json(*dtype_old)));
-  if (dtype_new || dtype_old) {
-    m.weight_dtype_name = dtype_new ? *dtype_new : *dtype_old;
+                      show(json(*dtype_field)), show(json(*torch_dtype_field)));
+  if (dtype_field || torch_dtype_field) {
+    m.weight_dtype_name = dtype_field ? *dtype_field : *torch_dtype_field;
     m.weight_dtype = dtype_from_torch_name(m.weight_dtype_name);
   }
   LRNN_ASSIGN_OR_RETURN(m.tie_word_embeddings, c.get_optional_bool("tie_word_embeddings"));
