@@ -110,15 +110,16 @@ status backward(const var& out, const tensor& grad_out, bool retain_graph) {
   if (!out.requires_grad())
     return make_error(status_code::invalid_argument, "backward(): the output does not depend on any parameter that requires a gradient");
   // Reverse topological order by an iterative depth-first search.
-  std::vector<node*> order;
+  // `order` owns the nodes: releasing a node's inputs below must not free a node not yet visited.
+  std::vector<std::shared_ptr<node>> order;
   std::unordered_set<node*> seen;
-  std::vector<std::pair<node*, size_t>> stack{{out.impl().get(), 0}};
+  std::vector<std::pair<std::shared_ptr<node>, size_t>> stack{{out.impl(), 0}};
   seen.insert(out.impl().get());
   while (!stack.empty()) {
     auto& [n, next] = stack.back();
     if (next < n->inputs.size()) {
-      node* in = n->inputs[next++].get();
-      if (in && in->requires_grad && seen.insert(in).second) stack.push_back({in, 0});
+      std::shared_ptr<node> in = n->inputs[next++];
+      if (in && in->requires_grad && seen.insert(in.get()).second) stack.push_back({std::move(in), 0});
     } else {
       order.push_back(n);
       stack.pop_back();
@@ -126,7 +127,7 @@ status backward(const var& out, const tensor& grad_out, bool retain_graph) {
   }
   LRNN_TRY(add_grad(*out.impl(), grad_out, "backward seed"));
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    node* n = *it;
+    node* n = it->get();
     if (!n->backward || !n->grad.defined()) continue;
     LRNN_ASSIGN_OR_RETURN(std::vector<tensor> grads, n->backward(n->grad));
     if (grads.size() != n->inputs.size())

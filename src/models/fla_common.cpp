@@ -25,7 +25,7 @@ result<tensor> gated_head_output(const tensor& o, int64_t heads, const tensor& n
   return ops::linear(y, o_proj);
 }
 
-result<gated_mlp> gated_mlp::load(weight_loader& w, const io::config& c, const std::string& prefix, int64_t hidden) {
+result<std::pair<int64_t, std::string>> mlp_intermediate_size(const io::config& c, int64_t hidden) {
   LRNN_ASSIGN_OR_RETURN(auto inter_opt, c.get_optional_int("intermediate_size"));
   int64_t inter = 0;
   std::string why;
@@ -41,6 +41,12 @@ result<gated_mlp> gated_mlp::load(weight_loader& w, const io::config& c, const s
   LRNN_ASSIGN_OR_RETURN(std::string act, c.get_string("hidden_act", "swish"));
   if (act != "swish" && act != "silu")
     return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", c.source(), act);
+  return std::make_pair(inter, why);
+}
+
+result<gated_mlp> gated_mlp::load(weight_loader& w, const io::config& c, const std::string& prefix, int64_t hidden) {
+  LRNN_ASSIGN_OR_RETURN(auto size, mlp_intermediate_size(c, hidden));
+  const auto& [inter, why] = size;
   gated_mlp m;
   LRNN_ASSIGN_OR_RETURN(m.gate, w.get(prefix + "gate_proj.weight", {inter, hidden}, why));
   LRNN_ASSIGN_OR_RETURN(m.up, w.get(prefix + "up_proj.weight", {inter, hidden}, why));
@@ -105,8 +111,11 @@ result<tensor> lm_frame::logits(const tensor& h) const {
   return ops::linear(n, lm_head);
 }
 
-uint64_t lm_frame::bytes_per_token() const {
-  return static_cast<uint64_t>(embed.size(1)) * 4 + final_norm.nbytes() + lm_head.nbytes();
+uint64_t lm_frame::bytes_not_loaded_per_token() const {
+  // The loader counted the table, the norm and an untied head once; a token reads one row of
+  // the table and, when tied, the table again as the head.
+  const bool tied = lm_head.data<float>() == embed.data<float>();
+  return static_cast<uint64_t>(embed.size(1)) * 4 + (tied ? lm_head.nbytes() : 0);
 }
 
 ops::decay_attn_form decay_form(compute_form f, int64_t T) {
@@ -178,7 +187,7 @@ result<std::unique_ptr<model>> causal_lm::build(const load_context& ctx, const s
   if (auto extra = w.unused(); !extra.empty())
     return make_error(status_code::unsupported, "{}: tensor '{}' is not used by lrnn's {} (a config option not implemented?)",
                       ctx.dir, extra.front(), type);
-  m->weight_bytes_ = w.bytes_loaded() - m->frame_.embed.nbytes() + m->frame_.bytes_per_token();
+  m->weight_bytes_ = w.bytes_loaded() - m->frame_.embed.nbytes() + m->frame_.bytes_not_loaded_per_token();
   return std::unique_ptr<model>(std::move(m));
 }
 

@@ -14,6 +14,9 @@
 
 namespace lrnn::models::fla {
 
+// The gated MLP's intermediate size (see gated_mlp) and a why-string for shape errors.
+result<std::pair<int64_t, std::string>> mlp_intermediate_size(const io::config& c, int64_t hidden);
+
 // fla's GatedMLP: down(silu(gate(x)) * up(x)); intermediate_size from the config or
 // 256-rounded 2/3 * hidden_ratio * hidden_size.
 struct gated_mlp {
@@ -39,7 +42,9 @@ struct lm_frame {
   static result<lm_frame> load(weight_loader& w, const io::config& c, int64_t vocab, int64_t hidden, double eps);
   result<tensor> embed_tokens(const tensor& ids) const;
   result<tensor> logits(const tensor& h) const;  // [B, T, D] -> [B, T, vocab]
-  uint64_t bytes_per_token() const;               // one embedding row + norm + head
+  // What a token reads beyond the weight_loader's count minus the table: one row, and the
+  // table again when the head is tied to it.
+  uint64_t bytes_not_loaded_per_token() const;
 };
 
 result<tensor> rms_norm(const tensor& x, const tensor& w, double eps);

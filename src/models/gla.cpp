@@ -3,17 +3,47 @@
 // convolutions, per-head RMSNorm and a swish output gate. Reference: fla/layers/gla.py;
 // the operator is decay_attn (per_token_key).
 #include "models/fla_common.h"
+#include "models/fla_configs.h"
 #include "ops/dense/dense.h"
 
 namespace lrnn::models {
-namespace {
 
-struct gla_config {
-  int64_t D = 0, H = 0, key_dim = 0, value_dim = 0, Kh = 0, Vh = 0, low_rank = 16, gate_normalizer = 16, conv_size = 4;
-  double eps = 1e-6, expand_k = 0.5, expand_v = 1.0;
-  std::optional<double> clamp_min;
-  bool short_conv = false, conv_bias = false, output_gate = true, affine = true;
-};
+result<gla_config> read_gla_config(const io::config& cfg) {
+  gla_config c;
+  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
+  c.D = common.hidden_size;
+  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 4, 1, 4096));
+  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
+  if (kv_heads && *kv_heads != c.H)
+    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
+  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 0.5));
+  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 1.0));
+  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
+  LRNN_ASSIGN_OR_RETURN(c.gate_normalizer, cfg.get_int("gate_logit_normalizer", 16, 1, 1 << 20));
+  LRNN_ASSIGN_OR_RETURN(c.low_rank, cfg.get_int("gate_low_rank_dim", 16, 1, 1 << 20));
+  LRNN_ASSIGN_OR_RETURN(c.clamp_min, cfg.get_optional_float("clamp_min"));
+  LRNN_ASSIGN_OR_RETURN(c.short_conv, cfg.get_bool("use_short_conv", false));
+  LRNN_ASSIGN_OR_RETURN(c.conv_size, cfg.get_int("conv_size", 4, 1, 64));
+  LRNN_ASSIGN_OR_RETURN(c.conv_bias, cfg.get_bool("conv_bias", false));
+  LRNN_ASSIGN_OR_RETURN(c.output_gate, cfg.get_bool("use_output_gate", true));
+  LRNN_ASSIGN_OR_RETURN(c.affine, cfg.get_bool("elementwise_affine", true));
+  LRNN_ASSIGN_OR_RETURN(auto feature_map, cfg.get_optional_string("feature_map"));
+  if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", cfg.source(), *feature_map);
+  LRNN_ASSIGN_OR_RETURN(bool use_gv, cfg.get_bool("use_gv", false));
+  if (use_gv) return make_error(status_code::unsupported, "{}: use_gv=true is not supported yet", cfg.source());
+  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
+  if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
+  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
+  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
+  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
+    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
+                      c.key_dim, c.value_dim, c.H);
+  c.Kh = c.key_dim / c.H;
+  c.Vh = c.value_dim / c.H;
+  return c;
+}
+
+namespace {
 
 class gla_mixer final : public fla::mixer {
  public:
@@ -61,40 +91,6 @@ class gla_mixer final : public fla::mixer {
   }
 };
 
-result<gla_config> read_gla_config(const io::config& cfg) {
-  gla_config c;
-  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
-  c.D = common.hidden_size;
-  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 4, 1, 4096));
-  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
-  if (kv_heads && *kv_heads != c.H)
-    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
-  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 0.5));
-  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 1.0));
-  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
-  LRNN_ASSIGN_OR_RETURN(c.gate_normalizer, cfg.get_int("gate_logit_normalizer", 16, 1, 1 << 20));
-  LRNN_ASSIGN_OR_RETURN(c.low_rank, cfg.get_int("gate_low_rank_dim", 16, 1, 1 << 20));
-  LRNN_ASSIGN_OR_RETURN(c.clamp_min, cfg.get_optional_float("clamp_min"));
-  LRNN_ASSIGN_OR_RETURN(c.short_conv, cfg.get_bool("use_short_conv", false));
-  LRNN_ASSIGN_OR_RETURN(c.conv_size, cfg.get_int("conv_size", 4, 1, 64));
-  LRNN_ASSIGN_OR_RETURN(c.conv_bias, cfg.get_bool("conv_bias", false));
-  LRNN_ASSIGN_OR_RETURN(c.output_gate, cfg.get_bool("use_output_gate", true));
-  LRNN_ASSIGN_OR_RETURN(c.affine, cfg.get_bool("elementwise_affine", true));
-  LRNN_ASSIGN_OR_RETURN(auto feature_map, cfg.get_optional_string("feature_map"));
-  if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", cfg.source(), *feature_map);
-  LRNN_ASSIGN_OR_RETURN(bool use_gv, cfg.get_bool("use_gv", false));
-  if (use_gv) return make_error(status_code::unsupported, "{}: use_gv=true is not supported yet", cfg.source());
-  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
-  if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
-  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
-  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
-  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
-    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
-                      c.key_dim, c.value_dim, c.H);
-  c.Kh = c.key_dim / c.H;
-  c.Vh = c.value_dim / c.H;
-  return c;
-}
 
 result<std::unique_ptr<model>> build_gla(const load_context& ctx) {
   LRNN_ASSIGN_OR_RETURN(gla_config c, read_gla_config(ctx.config));

@@ -3,18 +3,44 @@
 // gamma_h = 1 - 2^(-5-h), per-head RMSNorm and a swish output gate. Reference:
 // fla/layers/multiscale_retention.py, fla/ops/retention; the operator is decay_attn (per_head_const).
 #include "models/fla_common.h"
+#include "models/fla_configs.h"
 #include "ops/dense/dense.h"
 
 #include <cmath>
 
 namespace lrnn::models {
-namespace {
 
-struct retnet_config {
-  int64_t D = 0, H = 0, key_dim = 0, value_dim = 0, Kh = 0, Vh = 0;
-  double eps = 1e-6, expand_k = 1.0, expand_v = 2.0;
-  bool output_gate = true, affine = true;
-};
+result<retnet_config> read_retnet_config(const io::config& cfg) {
+  retnet_config c;
+  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
+  c.D = common.hidden_size;
+  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 8, 1, 4096));
+  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
+  if (kv_heads && *kv_heads != c.H)
+    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
+  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 1.0));
+  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 2.0));
+  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
+  LRNN_ASSIGN_OR_RETURN(c.output_gate, cfg.get_bool("use_output_gate", true));
+  LRNN_ASSIGN_OR_RETURN(c.affine, cfg.get_bool("elementwise_affine", true));
+  LRNN_ASSIGN_OR_RETURN(bool short_conv, cfg.get_bool("use_short_conv", false));
+  if (short_conv) return make_error(status_code::unsupported, "{}: use_short_conv=true is not supported yet for retnet", cfg.source());
+  LRNN_ASSIGN_OR_RETURN(auto feature_map, cfg.get_optional_string("feature_map"));
+  if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", cfg.source(), *feature_map);
+  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
+  if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
+  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
+  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
+  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
+    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
+                      c.key_dim, c.value_dim, c.H);
+  c.Kh = c.key_dim / c.H;
+  c.Vh = c.value_dim / c.H;
+  if (c.Kh % 2) return make_error(status_code::invalid_argument, "{}: head key dim {} must be even for rotary embeddings", cfg.source(), c.Kh);
+  return c;
+}
+
+namespace {
 
 class retnet_mixer final : public fla::mixer {
  public:
@@ -54,35 +80,6 @@ class retnet_mixer final : public fla::mixer {
   }
 };
 
-result<retnet_config> read_retnet_config(const io::config& cfg) {
-  retnet_config c;
-  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
-  c.D = common.hidden_size;
-  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 8, 1, 4096));
-  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
-  if (kv_heads && *kv_heads != c.H)
-    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
-  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 1.0));
-  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 2.0));
-  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
-  LRNN_ASSIGN_OR_RETURN(c.output_gate, cfg.get_bool("use_output_gate", true));
-  LRNN_ASSIGN_OR_RETURN(c.affine, cfg.get_bool("elementwise_affine", true));
-  LRNN_ASSIGN_OR_RETURN(bool short_conv, cfg.get_bool("use_short_conv", false));
-  if (short_conv) return make_error(status_code::unsupported, "{}: use_short_conv=true is not supported yet for retnet", cfg.source());
-  LRNN_ASSIGN_OR_RETURN(auto feature_map, cfg.get_optional_string("feature_map"));
-  if (feature_map) return make_error(status_code::unsupported, "{}: feature_map='{}' is not supported yet", cfg.source(), *feature_map);
-  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
-  if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
-  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
-  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
-  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
-    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
-                      c.key_dim, c.value_dim, c.H);
-  c.Kh = c.key_dim / c.H;
-  c.Vh = c.value_dim / c.H;
-  if (c.Kh % 2) return make_error(status_code::invalid_argument, "{}: head key dim {} must be even for rotary embeddings", cfg.source(), c.Kh);
-  return c;
-}
 
 result<std::unique_ptr<model>> build_retnet(const load_context& ctx) {
   LRNN_ASSIGN_OR_RETURN(retnet_config c, read_retnet_config(ctx.config));
