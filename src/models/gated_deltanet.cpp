@@ -4,6 +4,7 @@
 // the gated delta rule, per-head RMSNorm gated by silu(W_g x), o_proj. Reference:
 // fla/layers/gated_deltanet.py; math in shared OPS.md section 3; the operator is delta_rule.
 #include "models/fla_common.h"
+#include "models/gated_deltanet_config.h"
 #include "ops/delta_rule/delta_rule.h"
 #include "ops/dense/dense.h"
 
@@ -12,12 +13,6 @@
 
 namespace lrnn::models {
 namespace {
-
-struct gdn_config {
-  int64_t D = 0, H = 0, HV = 0, Kh = 0, Vh = 0, key_dim = 0, value_dim = 0, conv_size = 4;
-  double eps = 1e-6, expand_v = 2.0;
-  bool use_gate = true, short_conv = true, conv_bias = false, allow_neg_eigval = false;
-};
 
 // delta_rule has no parallel form: a single chunk is the parallel form, so parallel and long
 // inputs run the chunk form and short ones the token recurrence.
@@ -100,37 +95,6 @@ class gdn_mixer final : public fla::mixer {
     return fla::gated_head_output(ov, c.HV, o_norm, c.eps, x, c.use_gate ? g : tensor(), o);
   }
 };
-
-result<gdn_config> read_gdn_config(const io::config& cfg) {
-  gdn_config c;
-  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
-  c.D = common.hidden_size;
-  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 6, 1, 4096));
-  LRNN_ASSIGN_OR_RETURN(c.Kh, cfg.get_int("head_dim", 256, 1, 1 << 16));
-  LRNN_ASSIGN_OR_RETURN(auto hv, cfg.get_optional_int("num_v_heads"));
-  c.HV = hv ? *hv : c.H;
-  if (c.HV < c.H || c.HV % c.H != 0)
-    return make_error(status_code::unsupported, "{}: num_v_heads={} must be a multiple of num_heads={} (grouped value heads)",
-                      cfg.source(), c.HV, c.H);
-  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 2.0));
-  const double vh = static_cast<double>(c.Kh) * c.expand_v;
-  c.Vh = static_cast<int64_t>(vh);
-  if (c.Vh < 1 || std::abs(vh - static_cast<double>(c.Vh)) > 1e-5 * vh)
-    return make_error(status_code::invalid_argument, "{}: head_dim={} * expand_v={} is not a positive integer head value dim",
-                      cfg.source(), c.Kh, c.expand_v);
-  c.key_dim = c.H * c.Kh;
-  c.value_dim = c.HV * c.Vh;
-  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
-  LRNN_ASSIGN_OR_RETURN(c.use_gate, cfg.get_bool("use_gate", true));
-  LRNN_ASSIGN_OR_RETURN(c.short_conv, cfg.get_bool("use_short_conv", true));
-  LRNN_ASSIGN_OR_RETURN(c.conv_size, cfg.get_int("conv_size", 4, 1, 64));
-  LRNN_ASSIGN_OR_RETURN(c.conv_bias, cfg.get_bool("conv_bias", false));
-  LRNN_ASSIGN_OR_RETURN(c.allow_neg_eigval, cfg.get_bool("allow_neg_eigval", false));
-  LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
-  if (act != "swish" && act != "silu")
-    return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
-  return c;
-}
 
 result<std::unique_ptr<model>> build_gated_deltanet(const load_context& ctx) {
   LRNN_ASSIGN_OR_RETURN(gdn_config c, read_gdn_config(ctx.config));

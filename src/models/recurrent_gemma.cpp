@@ -5,6 +5,7 @@
 // models/recurrent_gemma/modeling_recurrent_gemma.py; the operators are conv1d, linear_scan and
 // local_attn (shared OPS.md sections 4 and 5).
 #include "models/fla_common.h"
+#include "models/recurrent_gemma_config.h"
 #include "ops/conv1d/conv1d.h"
 #include "ops/dense/dense.h"
 #include "ops/linear_scan/linear_scan.h"
@@ -227,69 +228,24 @@ result<std::unique_ptr<model>> recurrent_gemma_model::build(const load_context& 
   const io::config& c = ctx.config;
   const std::string& src = c.source();
   auto m = std::make_unique<recurrent_gemma_model>();
-  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(c));
-  m->vocab_ = common.vocab_size;
-  m->D_ = common.hidden_size;
+  LRNN_ASSIGN_OR_RETURN(recurrent_gemma_config rc, read_recurrent_gemma_config(c));
+  m->vocab_ = rc.vocab;
+  m->D_ = rc.D;
   const int64_t D = m->D_;
-  LRNN_ASSIGN_OR_RETURN(m->heads_, c.get_int("num_attention_heads", 10, 1, 1 << 16));
-  LRNN_ASSIGN_OR_RETURN(m->kv_heads_, c.get_int("num_key_value_heads", 1, 1, 1 << 16));
-  if (m->heads_ % m->kv_heads_ != 0)
-    return make_error(status_code::invalid_argument, "{}: num_attention_heads={} is not a multiple of num_key_value_heads={}", src,
-                      m->heads_, m->kv_heads_);
-  LRNN_ASSIGN_OR_RETURN(auto hd, c.get_optional_int("head_dim"));
-  m->head_dim_ = hd ? *hd : D / m->heads_;
-  if (m->head_dim_ * m->heads_ != D)
-    return make_error(status_code::unsupported, "{}: num_attention_heads={} x head_dim={} must equal hidden_size={}", src, m->heads_,
-                      m->head_dim_, D);
-  LRNN_ASSIGN_OR_RETURN(auto lru, c.get_optional_int("lru_width"));
-  m->lru_ = lru ? *lru : D;
-  if (m->lru_ <= 0 || m->lru_ % m->heads_ != 0)
-    return make_error(status_code::invalid_argument, "{}: lru_width={} must be a positive multiple of num_attention_heads={}", src,
-                      m->lru_, m->heads_);
-  LRNN_ASSIGN_OR_RETURN(m->conv_width_, c.get_int("conv1d_width", 4, 1, 1 << 12));
-  LRNN_ASSIGN_OR_RETURN(m->window_, c.get_int("attention_window_size", 2048, 2, int64_t{1} << 40));
-  LRNN_ASSIGN_OR_RETURN(m->eps_, c.get_float("rms_norm_eps", 1e-6));
-  LRNN_ASSIGN_OR_RETURN(double cap, c.get_float("logits_soft_cap", 30.0));
-  if (!(cap > 0)) return make_error(status_code::unsupported, "{}: logits_soft_cap={} is not supported (must be > 0)", src, cap);
-  m->soft_cap_ = static_cast<float>(cap);
-  LRNN_ASSIGN_OR_RETURN(std::string act, c.get_string("hidden_activation", "gelu_pytorch_tanh"));
-  if (act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "gelu_fast") m->act_ = ops::activation::gelu_tanh;
-  else if (act == "gelu") m->act_ = ops::activation::gelu_erf;
-  else
-    return make_error(status_code::unsupported, "{}: hidden_activation '{}' is not supported (gelu_pytorch_tanh, gelu_new, gelu)", src, act);
-  LRNN_ASSIGN_OR_RETURN(bool attn_bias, c.get_bool("attention_bias", false));
-  LRNN_ASSIGN_OR_RETURN(int64_t inter_full, c.get_int("intermediate_size", 3 * D, 2, int64_t{1} << 30));
-  const int64_t F = inter_full / 2;  // transformers' MLP is intermediate_size // 2 wide
-
-  // RoPE: rope_parameters (transformers >= 5) or the older top-level rope_theta / partial_rotary_factor.
-  LRNN_ASSIGN_OR_RETURN(m->rope_theta_, c.get_float("rope_theta", 10000.0));
-  LRNN_ASSIGN_OR_RETURN(m->rotary_fraction_, c.get_float("partial_rotary_factor", 0.5));
-  if (c.has("rope_parameters")) {
-    LRNN_ASSIGN_OR_RETURN(io::config rp, c.get_object("rope_parameters"));
-    LRNN_ASSIGN_OR_RETURN(std::string rope_type, rp.get_string("rope_type", "default"));
-    if (rope_type != "default")
-      return make_error(status_code::unsupported, "{}: rope_parameters.rope_type '{}' is not supported (default only)", src, rope_type);
-    LRNN_ASSIGN_OR_RETURN(m->rope_theta_, rp.get_float("rope_theta", m->rope_theta_));
-    LRNN_ASSIGN_OR_RETURN(m->rotary_fraction_, rp.get_float("partial_rotary_factor", m->rotary_fraction_));
-  }
-  if (c.has("rope_scaling")) return make_error(status_code::unsupported, "{}: rope_scaling is not supported", src);
-  // transformers splits each head into int(1 / partial_rotary_factor) chunks and rotates the first,
-  // with frequencies over int(head_dim * partial_rotary_factor) dims; both must agree and be even.
-  {
-    const double f = m->rotary_fraction_;
-    const int64_t chunks = f > 0 ? static_cast<int64_t>(1.0 / f) : 0;
-    const int64_t rot = static_cast<int64_t>(static_cast<double>(m->head_dim_) * f);
-    if (chunks < 1 || m->head_dim_ % chunks != 0 || m->head_dim_ / chunks != rot || rot % 2 != 0)
-      return make_error(status_code::unsupported, "{}: partial_rotary_factor={} with head_dim={} is not supported (needs head_dim / int(1 / f) "
-                        "== int(head_dim * f), even)", src, f, m->head_dim_);
-  }
-
-  LRNN_ASSIGN_OR_RETURN(auto block_types, c.get_string_list("block_types", std::vector<std::string>{"recurrent", "recurrent", "attention"}));
-  if (block_types.empty()) return make_error(status_code::invalid_argument, "{}: block_types is empty", src);
-  for (const auto& b : block_types)
-    if (b != "recurrent" && b != "attention")
-      return make_error(status_code::unsupported, "{}: block_types entry '{}' is not supported (recurrent, attention)", src, b);
-
+  m->heads_ = rc.heads;
+  m->kv_heads_ = rc.kv_heads;
+  m->head_dim_ = rc.head_dim;
+  m->lru_ = rc.lru;
+  m->conv_width_ = rc.conv_width;
+  m->window_ = rc.window;
+  m->eps_ = rc.eps;
+  m->soft_cap_ = static_cast<float>(rc.soft_cap);
+  m->act_ = rc.act;
+  m->rope_theta_ = rc.rope_theta;
+  m->rotary_fraction_ = rc.rotary_fraction;
+  const bool attn_bias = rc.attn_bias;
+  const int64_t inter_full = rc.inter_full, F = rc.F;
+  const std::vector<std::string>& block_types = rc.block_types;
   const float normalizer = bf16_round(static_cast<float>(std::sqrt(static_cast<double>(D))));
   m->normalizer_ = normalizer;
 
@@ -310,7 +266,7 @@ result<std::unique_ptr<model>> recurrent_gemma_model::build(const load_context& 
     LRNN_ASSIGN_OR_RETURN(m->lm_head_, w.get("lm_head.weight", {m->vocab_, D}, fmt::format("vocab_size={}, {}", m->vocab_, dims)));
   }
   const int64_t H = m->heads_, bw = m->lru_ / m->heads_, C = m->lru_, Wc = m->conv_width_;
-  for (int64_t l = 0; l < common.num_hidden_layers; ++l) {
+  for (int64_t l = 0; l < rc.layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     const std::string tb = p + "temporal_block.";
     rg_layer L;

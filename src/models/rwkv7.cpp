@@ -4,6 +4,7 @@
 // and a squared-ReLU channel mix. Reference: fla/layers/rwkv7.py, fla/models/rwkv7/; math in
 // shared OPS.md section 3.1; the operator is delta_rule (dplr).
 #include "models/fla_common.h"
+#include "models/rwkv7_config.h"
 #include "ops/delta_rule/delta_rule.h"
 #include "ops/dense/dense.h"
 
@@ -24,13 +25,6 @@ ops::delta_rule_form delta_form(compute_form f, int64_t T) {
   }
   return ops::delta_rule_form::chunk;
 }
-
-struct rwkv7_config {
-  int64_t D = 0, H = 0, Kh = 0, V = 0, Vh = 0, layers = 0, inter = 0;
-  int64_t decay_rank = 0, gate_rank = 0, a_rank = 0, v_rank = 0;
-  double eps = 1e-5;
-  bool norm_first = true, norm_bias = true;
-};
 
 // fla's LoRA: W2 act(W1 x) (+ b).
 struct lora {
@@ -216,9 +210,11 @@ class rwkv7_model final : public model {
   }
 };
 
+}  // namespace
+
 // fla's default LoRA rank: max(32, round(c * sqrt(D) * factor / 32) * 32), Python's round
 // (half to even).
-int64_t default_rank(double coef, int64_t D, double factor) {
+static int64_t default_rank(double coef, int64_t D, double factor) {
   const double r = std::nearbyint(coef * std::sqrt(static_cast<double>(D)) * factor / 32.0) * 32.0;
   return std::max<int64_t>(32, static_cast<int64_t>(r));
 }
@@ -296,6 +292,8 @@ result<rwkv7_config> read_rwkv7_config(const io::config& cfg) {
     return make_error(status_code::unsupported, "{}: hybrid softmax attention layers ('attn') are not supported yet", cfg.source());
   return c;
 }
+
+namespace {
 
 result<std::unique_ptr<model>> build_rwkv7(const load_context& ctx) {
   LRNN_ASSIGN_OR_RETURN(rwkv7_config c, read_rwkv7_config(ctx.config));
