@@ -3,11 +3,14 @@
 // and dispatch to the reference or a CPU form. The math is in README.md.
 #include "ops/decay_attn/decay_attn.h"
 
+#include "ops/decay_attn/cuda/chunk_host.h"
 #include "ops/decay_attn/engine.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 
 namespace lrnn::ops {
 
@@ -33,7 +36,14 @@ status expect_shape(const char* name, const tensor& t, const shape_t& want, cons
   if (t.shape() != want)
     return make_error(status_code::invalid_argument, "decay_attn: {} is {}, expected {} ({})", name, t.describe(), shape_to_string(want), why);
   if (!is_floating(t.type())) return make_error(status_code::invalid_argument, "decay_attn: {} has dtype {}, expected a float dtype", name, dtype_name(t.type()));
-  if (!t.dev().is_cpu()) return make_error(status_code::unsupported, "decay_attn: {} is on {}; only CPU is supported so far", name, t.dev().to_string());
+  return {};
+}
+
+// Every tensor on the device of q (CPU, or one CUDA device for the CUDA chunk kernels).
+status expect_device(const char* name, const tensor& t, const device& dev) {
+  if (t.defined() && t.dev() != dev)
+    return make_error(status_code::invalid_argument, "decay_attn: {} is on {}, expected {} (the device of q)", name,
+                      t.dev().to_string(), dev.to_string());
   return {};
 }
 
@@ -66,13 +76,21 @@ result<dims> validate(const decay_attn_spec& spec, const decay_attn_inputs& in, 
     return make_error(status_code::unsupported, "decay_attn: the exponential input gate needs a scalar decay (the stabiliser m is per head)");
   if (spec.input_gate == input_gate_kind::exponential && !spec.normalizer)
     return make_error(status_code::invalid_argument, "decay_attn: the exponential input gate needs normalizer = true (mLSTM)");
+  {
+    const device dev = in.q.dev();
+    using named = std::pair<const char*, const tensor*>;
+    for (const named& x : std::initializer_list<named>{{"k", &in.k}, {"v", &in.v}, {"g", &in.g}, {"i", &in.i}, {"u", &in.u},
+                                                       {"initial state s", &init.s}, {"initial state n", &init.n},
+                                                       {"initial state m", &init.m}})
+      LRNN_TRY(expect_device(x.first, *x.second, dev));
+  }
   if (in.cu_seqlens.defined()) {
     const tensor& c = in.cu_seqlens;
     if (c.type() != dtype::i32 || c.dim() != 1 || c.size(0) < 2)
       return make_error(status_code::invalid_argument, "decay_attn: cu_seqlens is {}, expected i32[N + 1] with N >= 1", c.describe());
     if (d.B != 1)
       return make_error(status_code::invalid_argument, "decay_attn: with cu_seqlens q must be packed as [1, total_T, H, K], got {}", in.q.describe());
-    const tensor cc = c.contiguous().value();
+    const tensor cc = c.to(device::cpu()).value().contiguous().value();
     const int32_t* cp = cc.data<int32_t>();
     d.N = c.size(0) - 1;
     for (int64_t n = 0; n <= d.N; ++n) {
@@ -486,6 +504,8 @@ result<decay_attn_output> decay_attn_forward(const decay_attn_spec& spec, const 
                                              const decay_attn_options& opt) {
   LRNN_ASSIGN_OR_RETURN(dims d, validate(spec, in, init));
   LRNN_TRY(check_options(opt));
+  // CUDA tensors: the CUDA chunk kernels, whatever the form (cuda/chunk_host.cpp).
+  if (in.q.dev().is_cuda()) return detail::decay_attn_forward_cuda(spec, in, init, d.offsets, opt);
   if (form == decay_attn_form::reference) return detail::decay_attn_forward_reference(spec, in, init, opt.output_final_state);
   if (in.q.type() == dtype::f64) return forward_cpu<double>(spec, in, init, d, form, opt);
   return forward_cpu<float>(spec, in, init, d, form, opt);
@@ -502,12 +522,24 @@ result<decay_attn_grads> decay_attn_backward(const decay_attn_spec& spec, const 
   if (d_final.s.defined()) LRNN_TRY(expect_shape("d_final_state s", d_final.s, s_shape, "[N, H, K, V]"));
   if (d_final.n.defined()) LRNN_TRY(expect_shape("d_final_state n", d_final.n, n_shape, "[N, H, K]"));
   if (d_final.m.defined()) LRNN_TRY(expect_shape("d_final_state m", d_final.m, m_shape, "[N, H]"));
+  if (in.q.dev().is_cuda()) {
+    using named = std::pair<const char*, const tensor*>;
+    for (const named& x : std::initializer_list<named>{{"d_o", &d_o}, {"d_final_state s", &d_final.s},
+                                                       {"d_final_state n", &d_final.n}, {"d_final_state m", &d_final.m}})
+      LRNN_TRY(expect_device(x.first, *x.second, in.q.dev()));
+    return detail::decay_attn_backward_cuda(spec, in, init, d_o, d_final, d.offsets, opt);
+  }
   if (form == decay_attn_form::reference) return detail::decay_attn_backward_reference(spec, in, init, d_o, d_final);
   if (in.q.type() == dtype::f64) return backward_cpu<double>(spec, in, init, d_o, d_final, d, form, opt);
   return backward_cpu<float>(spec, in, init, d_o, d_final, d, form, opt);
 }
 
+namespace detail {
+result<tensor> decay_attn_step_cuda(const decay_attn_spec& spec, const decay_attn_inputs& token, decay_attn_state& state);  // cuda/recurrent_step.cpp
+}
+
 result<tensor> decay_attn_step(const decay_attn_spec& spec, const decay_attn_inputs& token, decay_attn_state& state) {
+  if (token.q.defined() && token.q.dev().is_cuda()) return detail::decay_attn_step_cuda(spec, token, state);
   if (!token.q.defined() || token.q.dim() != 3)
     return make_error(status_code::invalid_argument, "decay_attn_step: q is {}, expected [B, H, K]", token.q.defined() ? token.q.describe() : "missing");
   const int64_t B = token.q.size(0);

@@ -1,0 +1,96 @@
+// Plain-C++ interface between the host glue (chunk_host.cpp, which may use lrnn/status.h) and the
+// CUDA chunk kernels (chunk_fwd.cu, chunk_bwd.cu, chunk_aux.cu, which must not: nvcc rejects fmt's
+// consteval checks). Every launcher returns a cudaError_t as int (0 = success). All pointers are
+// device pointers; activations are [tokens, H, D] contiguous, gates and states fp32.
+#pragma once
+
+#include <cstdint>
+
+namespace lrnn::ops::cuda_chunk {
+
+enum in_type : int { t_f32 = 0, t_bf16 = 1, t_f16 = 2 };
+// How the core reads its log decay: none, [tokens, H], [tokens, H, K], or one value per head [H].
+enum gate_mode : int { g_none = 0, g_scalar = 1, g_key = 2, g_head = 3 };
+
+// The linear core of engine.h on the GPU: S_t = Diag(exp(g_t)) S_{t-1} + exp(b_t) k_t v'^T_t,
+// o_t = scale S_t^T q_t (bonus: scale (S_{t-1} + Diag(u) k_t v_t^T)^T q_t). v' is v with, when
+// V > Vin, one more column of ones (the mLSTM normaliser), so states are [K, V] with column Vin
+// kept in separate n tensors [N, H, K].
+struct core_args {
+  int N = 0, H = 0, K = 0, V = 0, Vin = 0;
+  int64_t tokens = 0;
+  const int32_t* offsets = nullptr;  // [N + 1]
+  int type = t_f32;                  // dtype of q, k, v (and of o, dv, d_o unless said otherwise)
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  float scale = 1.f;
+  const float* g = nullptr;
+  int gmode = g_none;
+  const float* b = nullptr;   // [tokens, H] log input scale, or null
+  const float* u = nullptr;   // [H, K] bonus, or null
+  const float* s0 = nullptr;  // [N, H, K, Vin] or null
+  const float* n0 = nullptr;  // [N, H, K] (normaliser column of s0) or null
+};
+
+struct fwd_out {
+  void* o = nullptr;   // [tokens, H, Vin] in `type`, or (o_f32) [tokens, H, V] fp32
+  bool o_f32 = false;
+  float* sf = nullptr;  // [N, H, K, Vin] or null
+  float* nf = nullptr;  // [N, H, K] or null
+};
+
+struct bwd_io {
+  const void* d_o = nullptr;  // [tokens, H, Vin] in `type`, or (do_f32) [tokens, H, V] fp32
+  bool do_f32 = false;
+  const float* dsf = nullptr;  // [N, H, K, Vin] or null
+  const float* dnf = nullptr;  // [N, H, K] or null
+  float* dq = nullptr;         // [tokens, H, K] fp32, zeroed (accumulated with atomics)
+  float* dk = nullptr;         // [tokens, H, K] fp32, zeroed
+  void* dv = nullptr;          // [tokens, H, Vin] in `type`
+  float* F = nullptr;          // [N, H, K] zeroed: rowsum(S_T * dS_T)
+  float* F0 = nullptr;         // [N, H, K] zeroed: rowsum(S_0 * dS_0)
+  float* rho = nullptr;        // [tokens, H] zeroed: v_t . do_t (bonus only)
+  float* ds0 = nullptr;        // [N, H, K, Vin] or null
+  float* dn0 = nullptr;        // [N, H, K] or null
+};
+
+int core_forward(const core_args& a, const fwd_out& o);
+int core_backward(const core_args& a, const bwd_io& io);
+
+// After core_backward: gate gradients per key (README "gate gradients") into gk [tokens, H, K]
+// (null when the core has no decay), then per token: db = k . dk (state path), the scalar decay's
+// gradient dgs = sum_d gk, the bonus terms (dq, dk, du), and dq, dk written in `type`.
+struct finish_io {
+  const float* F = nullptr;   // null: no d_final_state
+  const float* F0 = nullptr;
+  const float* rho = nullptr;
+  float* dq = nullptr;        // fp32 accumulators (read; the bonus is not added in place)
+  float* dk = nullptr;
+  float* gk = nullptr;        // [tokens, H, K] or null
+  float* dgs = nullptr;       // [tokens, H] or null (scalar / per-head decays)
+  float* db = nullptr;        // [tokens, H] or null
+  float* du = nullptr;        // [H, K] zeroed, or null
+  void* dq_out = nullptr;     // [tokens, H, K] in `type`
+  void* dk_out = nullptr;
+};
+int finish_backward(const core_args& a, const finish_io& io);
+
+// mLSTM stabiliser: m_t = max(gs_t + m_{t-1}, i_t); g~ = min(0, gs + m_{t-1} - m_t), b~ = min(0, i - m_t).
+// gs from g per gate mode (g_none: 0, g_scalar: [tokens, H], g_head: [H]). mT [N, H] or null.
+int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
+                    float* m, float* gt, float* bt, float* mT);
+// Backward through the stabiliser (decay_attn.cpp's loop): dgs_out, di per token, dm0 [N, H].
+int stabiliser_backward(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i,
+                        const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
+                        const float* dmT, float* dgs_out, float* di, float* dm0);
+// Normaliser: o = o'[:V] / (max(|o'[V]|, floor) + eps), floor = exp(-m) (m non-null) or 1.
+int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type);
+// Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).
+int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o, int type,
+                       float* dop, float* dm_local);
+// out[h] = sum over tokens of x[t, h] (per-head-constant decay gradient).
+int sum_tokens(int64_t tokens, int H, const float* x, float* out);
+// out[j] = sum over n of x[n, j] (bonus gradient per sequence -> per head): not needed, du is summed in place.
+
+}  // namespace lrnn::ops::cuda_chunk

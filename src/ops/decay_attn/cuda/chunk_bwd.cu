@@ -1,0 +1,278 @@
+// decay_attn chunk form on CUDA, backward. One CTA per (sequence, head, V tile), two sweeps and
+// no stored chunk states (memory O(T D)): a forward sweep recomputes S chunk by chunk for the
+// state part of dq (and F = rowsum(S_T * dS_T)); a reverse sweep carries dS for dk, dv, the
+// intra-chunk parts and d_initial_state. dq, dk are partial over V tiles and summed with atomics
+// in fp32; finish_backward then forms the gate gradients (reverse cumulative sums), the input
+// gate's db, the bonus terms, and writes dq, dk in the input dtype (README.md, "CUDA").
+#include "ops/decay_attn/cuda/chunk_common.cuh"
+
+namespace lrnn::ops::cuda_chunk {
+
+namespace {
+
+constexpr int kVTb = 32;
+
+template <typename TI, typename TD>
+__global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
+  extern __shared__ __align__(128) unsigned char sm[];
+  cta<TI, kVTb> c(a, sm, true);
+  const int SS = c.SS, KS = c.KS, K = c.K, H = c.H, h = c.h;
+  const int tb = a.offsets[c.n], te = a.offsets[c.n + 1];
+  const TD* dO = static_cast<const TD*>(io.d_o);
+  const int ld_do = io.do_f32 ? a.V : a.Vin;
+  const size_t srow = (static_cast<size_t>(c.n) * H + h) * K;
+  auto state_at = [&](const float* s, const float* nrm, int d, int col) -> float {
+    if (col < a.Vin) return s ? s[(srow + d) * a.Vin + col] : 0.f;
+    return nrm ? nrm[srow + d] : 0.f;
+  };
+
+  // Forward sweep: dq += scale exp(Gq) * (dO S^T).
+  c.load_state(a.s0, a.n0);
+  for (int t0 = tb; t0 < te; t0 += kC) {
+    const int L = min(kC, te - t0);
+    c.template load_chunk<TD>(t0, L, dO, ld_do);
+    __syncthreads();
+    for (int e = threadIdx.x; e < kC * K; e += blockDim.x) {
+      const int i = e / K, d = e % K;
+      if (i >= L) continue;
+      float acc = 0.f;
+      const float* doi = c.dOs + i * SS;
+      for (int col = 0; col < kVTb; ++col) acc += doi[col] * c.Ss[d * SS + col];
+      atomicAdd(io.dq + (static_cast<size_t>(t0 + i) * H + h) * K + d, a.scale * expf(static_cast<float>(c.Gq(i, d))) * acc);
+    }
+    c.decay_qk(L);
+    __syncthreads();
+    c.update_state(L, c.Vs);
+    __syncthreads();
+  }
+  if (io.F && (io.dsf || io.dnf))
+    for (int d = threadIdx.x; d < K; d += blockDim.x) {
+      float acc = 0.f;
+      for (int col = 0; col < c.vw; ++col) acc += c.Ss[d * SS + col] * state_at(io.dsf, io.dnf, d, c.v0 + col);
+      atomicAdd(io.F + srow + d, acc);
+    }
+  __syncthreads();
+
+  // Reverse sweep with dS (in Ss).
+  c.load_state(io.dsf, io.dnf);
+  const int nchunks = (te - tb + kC - 1) / kC;
+  for (int ci = nchunks - 1; ci >= 0; --ci) {
+    const int t0 = tb + ci * kC, L = min(kC, te - t0);
+    c.template load_chunk<TD>(t0, L, dO, ld_do);
+    __syncthreads();
+    c.compute_P(L);
+    if (c.bonus) c.compute_cb(L);
+    // dP = dO V^T on visible pairs; scalar gates: times the decay (M = dP * D / scale).
+    for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) {
+      const int i = e / kC, j = e % kC;
+      float p = 0.f;
+      if (c.visible(i, j, L)) {
+        const float* doi = c.dOs + i * SS;
+        const float* vj = c.Vs + j * SS;
+        for (int col = 0; col < kVTb; ++col) p += doi[col] * vj[col];
+        if (!c.key) p *= expf(static_cast<float>(c.Gq(i, 0) - c.G(j, 0))) * c.bs[j];
+      }
+      c.dPs[i * (kC + 1) + j] = p;
+    }
+    if (c.bonus) {
+      const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+      for (int i = w; i < L; i += nw) {
+        float s = 0.f;
+        for (int col = l; col < kVTb; col += 32) s += c.Vs[i * SS + col] * c.dOs[i * SS + col];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (l == 0) atomicAdd(io.rho + static_cast<size_t>(t0 + i) * H + h, s);
+      }
+    }
+    __syncthreads();
+    // Intra-chunk dq, dk (raw Q, K) and the state part of dk.
+    for (int e = threadIdx.x; e < kC * K; e += blockDim.x) {
+      const int i = e / K, d = e % K;
+      if (i >= L) continue;
+      float dq = 0.f, dk = 0.f;
+      const float* dpi = c.dPs + i * (kC + 1);
+      if (c.key) {
+        const double gqi = c.Gq(i, d), gi = c.G(i, d);
+        const int jmax = c.bonus ? i - 1 : i;
+        for (int j = 0; j <= jmax; ++j)
+          dq += dpi[j] * c.bs[j] * c.Ks[j * KS + d] * expf(static_cast<float>(gqi - c.G(j, d)));
+        for (int r = c.bonus ? i + 1 : i; r < L; ++r)
+          dk += c.dPs[r * (kC + 1) + i] * c.Qs[r * KS + d] * expf(static_cast<float>(c.Gq(r, d) - gi));
+        dk *= c.bs[i];
+      } else {
+        for (int j = 0; j <= i; ++j) dq += dpi[j] * c.Ks[j * KS + d];
+        for (int r = i; r < L; ++r) dk += c.dPs[r * (kC + 1) + i] * c.Qs[r * KS + d];
+      }
+      float vds = 0.f;
+      const float* vi = c.Vs + i * SS;
+      for (int col = 0; col < kVTb; ++col) vds += vi[col] * c.Ss[d * SS + col];
+      dk = a.scale * dk + expf(static_cast<float>(c.G(L - 1, d) - c.G(i, d))) * c.bs[i] * vds;
+      const size_t off = (static_cast<size_t>(t0 + i) * H + h) * K + d;
+      atomicAdd(io.dq + off, a.scale * dq);
+      atomicAdd(io.dk + off, dk);
+    }
+    __syncthreads();
+    c.decay_qk(L);
+    __syncthreads();
+    // dv = P^T dO + Kd dS (+ bonus).
+    for (int e = threadIdx.x; e < kC * kVTb; e += blockDim.x) {
+      const int j = e / kVTb, col = e % kVTb;
+      if (j >= L || col >= c.vw || c.v0 + col >= a.Vin) continue;
+      float acc = 0.f;
+      for (int i = j; i < L; ++i) acc += c.Ps[i * (kC + 1) + j] * c.dOs[i * SS + col];
+      const float* kj = c.Ks + j * KS;
+      for (int d = 0; d < K; ++d) acc += kj[d] * c.Ss[d * SS + col];
+      if (c.bonus) acc += c.cb[j] * c.dOs[j * SS + col];
+      stf(static_cast<TI*>(io.dv) + (static_cast<size_t>(t0 + j) * H + h) * a.Vin + c.v0 + col, acc);
+    }
+    __syncthreads();
+    // dS = Diag(exp(G_L)) dS + Qg^T dO.
+    for (int e = threadIdx.x; e < K * kVTb; e += blockDim.x) {
+      const int d = e / kVTb, col = e % kVTb;
+      float acc = expf(static_cast<float>(c.G(L - 1, d))) * c.Ss[d * SS + col];
+      for (int i = 0; i < L; ++i) acc += c.Qs[i * KS + d] * c.dOs[i * SS + col];
+      c.Ss[d * SS + col] = acc;
+    }
+    __syncthreads();
+  }
+  if (io.ds0 || io.dn0) c.store_state(io.ds0, io.dn0);
+  if (io.F0 && a.s0)
+    for (int d = threadIdx.x; d < K; d += blockDim.x) {
+      float acc = 0.f;
+      for (int col = 0; col < c.vw; ++col) acc += c.Ss[d * SS + col] * state_at(a.s0, a.n0, d, c.v0 + col);
+      atomicAdd(io.F0 + srow + d, acc);
+    }
+}
+
+// Gate gradients per key, one thread per key (README "gate gradients").
+template <typename TI>
+__global__ void gate_scan_kernel(core_args a, finish_io io) {
+  const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
+  if (d >= K) return;
+  const bool bonus = a.u != nullptr;
+  const size_t row = (static_cast<size_t>(n) * H + h) * K + d;
+  const TI* q = static_cast<const TI*>(a.q);
+  const TI* k = static_cast<const TI*>(a.k);
+  const int tb = a.offsets[n], te = a.offsets[n + 1];
+  double acc = io.F ? io.F[row] : 0.0;
+  // Reverse over tokens in batches whose loads are all issued before the sequential sums.
+  constexpr int kB = 16;
+  for (int t = te - 1; t >= tb; t -= kB) {
+    const int nb = min(kB, t - tb + 1);
+    float xs[kB], ys[kB];
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      xs[r] = ys[r] = 0.f;
+      if (r < nb) {
+        const size_t off = (static_cast<size_t>(t - r) * H + h) * K + d;
+        xs[r] = ldf(q + off) * io.dq[off];
+        ys[r] = ldf(k + off) * io.dk[off];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      if (r >= nb) break;
+      const int tt = t - r;
+      if (!bonus) acc += xs[r];
+      acc -= ys[r];
+      if (tt == tb) {
+        if (!a.s0) acc = 0.0;
+        else if (!bonus) acc = io.F0[row];
+      }
+      io.gk[(static_cast<size_t>(tt) * H + h) * K + d] = static_cast<float>(acc);
+      if (bonus) acc += xs[r];
+    }
+  }
+}
+
+// Per token: db, the scalar decay's gradient, the bonus terms; dq, dk in the input dtype.
+template <typename TI>
+__global__ void token_kernel(core_args a, finish_io io) {
+  constexpr int kTok = 32;
+  const int h = blockIdx.y, H = a.H, K = a.K;
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+  const bool bonus = a.u != nullptr;
+  const TI* q = static_cast<const TI*>(a.q);
+  const TI* k = static_cast<const TI*>(a.k);
+  float du[kMaxK / 32] = {};
+  for (int r = w; r < kTok; r += nw) {
+    const int64_t t = static_cast<int64_t>(blockIdx.x) * kTok + r;
+    if (t >= a.tokens) break;
+    const size_t base = (static_cast<size_t>(t) * H + h) * K;
+    const float rho = bonus ? io.rho[static_cast<size_t>(t) * H + h] * a.scale : 0.f;
+    float dbv = 0.f, dgv = 0.f;
+#pragma unroll
+    for (int m = 0; m < kMaxK / 32; ++m) {
+      const int d = l + 32 * m;
+      if (d >= K) continue;
+      float dq = io.dq[base + d], dk = io.dk[base + d];
+      const float qv = ldf(q + base + d), kv = ldf(k + base + d);
+      dbv += kv * dk;
+      if (io.gk) dgv += io.gk[base + d];
+      if (bonus) {
+        const float ud = a.u[static_cast<size_t>(h) * K + d];
+        dq += ud * kv * rho;
+        dk += ud * qv * rho;
+        du[m] += qv * kv * rho;
+      }
+      stf(static_cast<TI*>(io.dq_out) + base + d, dq);
+      stf(static_cast<TI*>(io.dk_out) + base + d, dk);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      dbv += __shfl_xor_sync(0xffffffffu, dbv, o);
+      dgv += __shfl_xor_sync(0xffffffffu, dgv, o);
+    }
+    if (l == 0) {
+      if (io.db) io.db[static_cast<size_t>(t) * H + h] = dbv;
+      if (io.dgs) io.dgs[static_cast<size_t>(t) * H + h] = dgv;
+    }
+  }
+  if (bonus && io.du)
+#pragma unroll
+    for (int m = 0; m < kMaxK / 32; ++m) {
+      const int d = l + 32 * m;
+      if (d < K) atomicAdd(io.du + static_cast<size_t>(h) * K + d, du[m]);
+    }
+}
+
+template <typename TI>
+int launch_bwd(const core_args& a, const bwd_io& io) {
+  const size_t bytes = smem_layout(a.K, kVTb, true).total;
+  const dim3 grid((a.V + kVTb - 1) / kVTb, a.H, a.N);
+  if (io.do_f32) {
+    auto kern = bwd_kernel<TI, float>;
+    if (int e = set_smem(kern, bytes)) return e;
+    kern<<<grid, kThreads, bytes>>>(a, io);
+  } else {
+    auto kern = bwd_kernel<TI, TI>;
+    if (int e = set_smem(kern, bytes)) return e;
+    kern<<<grid, kThreads, bytes>>>(a, io);
+  }
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int core_backward(const core_args& a, const bwd_io& io) {
+  if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
+  if (a.N == 0 || a.H == 0 || a.V == 0) return 0;
+  return with_type(a.type, [&](auto* tag) {
+    using TI = std::remove_pointer_t<decltype(tag)>;
+    return launch_bwd<TI>(a, io);
+  });
+}
+
+int finish_backward(const core_args& a, const finish_io& io) {
+  if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
+  if (a.tokens == 0 || a.H == 0) return 0;
+  return with_type(a.type, [&](auto* tag) {
+    using TI = std::remove_pointer_t<decltype(tag)>;
+    if (io.gk) gate_scan_kernel<TI><<<dim3(a.H, a.N), kMaxK>>>(a, io);
+    if (int e = static_cast<int>(cudaGetLastError())) return e;
+    token_kernel<TI><<<dim3(static_cast<unsigned>((a.tokens + 31) / 32), a.H), 128>>>(a, io);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+}  // namespace lrnn::ops::cuda_chunk

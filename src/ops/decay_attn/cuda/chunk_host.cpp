@@ -1,0 +1,269 @@
+// Host glue of the CUDA chunk kernels: contiguous / fp32 views of the inputs on the device, the
+// mapping of every spec onto the core (as decay_attn.cpp does on the CPU: mLSTM's stabiliser as a
+// scan over scalar gates, the normaliser as a value column of ones), kernel error codes as status.
+#include "ops/decay_attn/cuda/chunk_host.h"
+
+#ifdef LRNN_WITH_CUDA
+
+#include "ops/decay_attn/cuda/chunk_api.h"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+namespace lrnn::ops::detail {
+
+namespace {
+
+namespace cc = cuda_chunk;
+
+status check(int e, const char* what) {
+  if (e == 0) return {};
+  return make_error(e == static_cast<int>(cudaErrorMemoryAllocation) ? status_code::out_of_memory : status_code::internal,
+                    "decay_attn (CUDA chunk): {} failed: {}", what, cudaGetErrorString(static_cast<cudaError_t>(e)));
+}
+
+result<tensor> f32c(const tensor& t) {
+  if (!t.defined()) return tensor();
+  LRNN_ASSIGN_OR_RETURN(tensor f, t.to(dtype::f32));
+  return f.contiguous();
+}
+const float* fp(const tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+float* fpm(const tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+// Everything the kernels read, kept alive for the launches.
+struct prepared {
+  cc::core_args a;
+  device dev;
+  int64_t B = 0, T = 0, H = 0, K = 0, Vin = 0, Vp = 0, N = 0, tokens = 0;
+  bool stabilised = false;
+  int gs_mode = cc::g_none;
+  tensor q, k, v, offsets, g, i, u, s0, n0, m0;
+  tensor m, gt, bt;  // stabiliser: m per token, core gates
+};
+
+status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
+               const std::vector<int64_t>& offsets, prepared& p) {
+  p.dev = in.q.dev();
+  int type = 0;
+  switch (in.q.type()) {
+    case dtype::f32: type = cc::t_f32; break;
+    case dtype::bf16: type = cc::t_bf16; break;
+    case dtype::f16: type = cc::t_f16; break;
+    default:
+      return make_error(status_code::unsupported, "decay_attn: CUDA inputs of dtype {} are not supported (f32, bf16, f16)",
+                        dtype_name(in.q.type()));
+  }
+  p.B = in.q.size(0), p.T = in.q.size(1), p.H = in.q.size(2), p.K = in.q.size(3), p.Vin = in.v.size(3);
+  p.Vp = p.Vin + (spec.normalizer ? 1 : 0);
+  p.N = static_cast<int64_t>(offsets.size()) - 1;
+  p.tokens = p.B * p.T;
+  if (p.K > 128) return make_error(status_code::unsupported, "decay_attn: the CUDA chunk kernels take K <= 128, got K = {}", p.K);
+  LRNN_ASSIGN_OR_RETURN(p.q, in.q.contiguous());
+  LRNN_ASSIGN_OR_RETURN(p.k, in.k.contiguous());
+  LRNN_ASSIGN_OR_RETURN(p.v, in.v.contiguous());
+  std::vector<int32_t> off32(offsets.begin(), offsets.end());
+  LRNN_ASSIGN_OR_RETURN(p.offsets, tensor::from_vector(off32, {p.N + 1}, dtype::i32).to(p.dev));
+  if (spec.decay != decay_kind::none) { LRNN_ASSIGN_OR_RETURN(p.g, f32c(in.g)); }
+  if (spec.input_gate != input_gate_kind::none) { LRNN_ASSIGN_OR_RETURN(p.i, f32c(in.i)); }
+  if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(p.u, f32c(in.u)); }
+  if (init.s.defined()) {
+    LRNN_ASSIGN_OR_RETURN(p.s0, f32c(init.s));
+    if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(p.n0, f32c(init.n)); }
+    if (spec.input_gate == input_gate_kind::exponential) { LRNN_ASSIGN_OR_RETURN(p.m0, f32c(init.m)); }
+  }
+  cc::core_args& a = p.a;
+  a.N = static_cast<int>(p.N), a.H = static_cast<int>(p.H), a.K = static_cast<int>(p.K);
+  a.V = static_cast<int>(p.Vp), a.Vin = static_cast<int>(p.Vin);
+  a.tokens = p.tokens;
+  a.offsets = p.offsets.data<int32_t>();
+  a.type = type;
+  a.q = p.q.raw_data(), a.k = p.k.raw_data(), a.v = p.v.raw_data();
+  a.scale = static_cast<float>(spec.scale > 0 ? spec.scale : 1.0 / std::sqrt(static_cast<double>(p.K)));
+  a.u = fp(p.u), a.s0 = fp(p.s0), a.n0 = fp(p.n0);
+  p.gs_mode = spec.decay == decay_kind::per_head_const ? cc::g_head
+              : spec.decay == decay_kind::per_token_scalar ? cc::g_scalar
+              : spec.decay == decay_kind::per_token_key ? cc::g_key
+                                                         : cc::g_none;
+  p.stabilised = spec.input_gate == input_gate_kind::exponential;
+  if (p.stabilised) {
+    LRNN_ASSIGN_OR_RETURN(p.m, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    LRNN_ASSIGN_OR_RETURN(p.gt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    LRNN_ASSIGN_OR_RETURN(p.bt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m), fpm(p.gt),
+                                       fpm(p.bt), nullptr),
+                   "stabiliser scan"));
+    a.g = fp(p.gt), a.gmode = cc::g_scalar, a.b = fp(p.bt);
+  } else {
+    a.g = fp(p.g), a.gmode = p.gs_mode;
+    a.b = fp(p.i);
+  }
+  return {};
+}
+
+}  // namespace
+
+result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
+                                                  const decay_attn_state& init, const std::vector<int64_t>& offsets,
+                                                  const decay_attn_options& opt) {
+  prepared p;
+  LRNN_TRY(prepare(spec, in, init, offsets, p));
+  decay_attn_output out;
+  LRNN_ASSIGN_OR_RETURN(out.o, tensor::empty(in.v.shape(), in.q.type(), p.dev));
+  cc::fwd_out fo;
+  tensor op;
+  if (spec.normalizer) {
+    LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, p.dev));
+    fo.o = op.raw_data(), fo.o_f32 = true;
+  } else {
+    fo.o = out.o.raw_data();
+  }
+  if (opt.output_final_state) {
+    LRNN_ASSIGN_OR_RETURN(out.final_state.s, tensor::empty({p.N, p.H, p.K, p.Vin}, dtype::f32, p.dev));
+    fo.sf = fpm(out.final_state.s);
+    if (spec.normalizer) {
+      LRNN_ASSIGN_OR_RETURN(out.final_state.n, tensor::empty({p.N, p.H, p.K}, dtype::f32, p.dev));
+      fo.nf = fpm(out.final_state.n);
+    }
+  }
+  LRNN_TRY(check(cc::core_forward(p.a, fo), "forward kernel"));
+  if (spec.normalizer)
+    LRNN_TRY(check(cc::normalise_forward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
+                                         static_cast<float>(spec.eps), out.o.raw_data(), p.a.type),
+                   "normaliser"));
+  if (opt.output_final_state && p.stabilised) {
+    // m_T: rerun the (cheap) scan into mT.
+    LRNN_ASSIGN_OR_RETURN(out.final_state.m, tensor::empty({p.N, p.H}, dtype::f32, p.dev));
+    LRNN_TRY(check(cc::stabiliser_scan(p.a.N, p.a.H, p.a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m),
+                                       fpm(p.gt), fpm(p.bt), fpm(out.final_state.m)),
+                   "stabiliser scan"));
+  }
+  return out;
+}
+
+result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
+                                                  const decay_attn_state& init, const tensor& d_o_in,
+                                                  const decay_attn_state& d_final, const std::vector<int64_t>& offsets,
+                                                  const decay_attn_options& opt) {
+  prepared p;
+  LRNN_TRY(prepare(spec, in, init, offsets, p));
+  cc::core_args& a = p.a;
+  const device dev = p.dev;
+  LRNN_ASSIGN_OR_RETURN(tensor d_o_t, d_o_in.to(in.q.type()));
+  LRNN_ASSIGN_OR_RETURN(tensor d_o, d_o_t.contiguous());
+  cc::bwd_io io;
+  tensor op, dop, dm_local;
+  if (spec.normalizer) {
+    LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
+    cc::fwd_out fo;
+    fo.o = op.raw_data(), fo.o_f32 = true;
+    LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
+    LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
+    if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
+    LRNN_TRY(check(cc::normalise_backward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
+                                          static_cast<float>(spec.eps), d_o.raw_data(), a.type, fpm(dop), fpm(dm_local)),
+                   "normaliser backward"));
+    io.d_o = dop.raw_data(), io.do_f32 = true;
+  } else {
+    io.d_o = d_o.raw_data();
+  }
+  tensor dsf, dnf, dmT;
+  LRNN_ASSIGN_OR_RETURN(dsf, f32c(d_final.s));
+  if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dnf, f32c(d_final.n)); }
+  if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dmT, f32c(d_final.m)); }
+  io.dsf = fp(dsf), io.dnf = fp(dnf);
+  tensor dqa, dka, F, F0, rho, ds0, dn0;
+  decay_attn_grads gr;
+  LRNN_ASSIGN_OR_RETURN(dqa, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
+  LRNN_ASSIGN_OR_RETURN(dka, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
+  if (dsf.defined() || dnf.defined()) { LRNN_ASSIGN_OR_RETURN(F, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev)); }
+  if (p.s0.defined()) {
+    LRNN_ASSIGN_OR_RETURN(F0, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(ds0, tensor::empty({p.N, p.H, p.K, p.Vin}, dtype::f32, dev));
+    if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dn0, tensor::empty({p.N, p.H, p.K}, dtype::f32, dev)); }
+  }
+  if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(rho, tensor::zeros({p.tokens, p.H}, dtype::f32, dev)); }
+  LRNN_ASSIGN_OR_RETURN(gr.dv, tensor::empty(in.v.shape(), in.q.type(), dev));
+  io.dq = fpm(dqa), io.dk = fpm(dka), io.dv = gr.dv.raw_data();
+  io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
+  LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
+
+  cc::finish_io fi;
+  tensor gk, dgs, db, du;
+  fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
+  if (a.gmode != cc::g_none) {
+    const shape_t gk_shape = a.gmode == cc::g_key ? in.g.shape() : shape_t{p.tokens, p.H, p.K};
+    LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(gk_shape, dtype::f32, dev));
+    fi.gk = fpm(gk);
+    if (a.gmode != cc::g_key) {
+      LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
+      fi.dgs = fpm(dgs);
+    }
+  }
+  if (a.b) {
+    LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
+    fi.db = fpm(db);
+  }
+  if (spec.bonus) {
+    LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
+    fi.du = fpm(du);
+  }
+  LRNN_ASSIGN_OR_RETURN(gr.dq, tensor::empty(in.q.shape(), in.q.type(), dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dk, tensor::empty(in.k.shape(), in.q.type(), dev));
+  fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
+  LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
+
+  // Gate gradients, mapped back through the stabiliser where there is one.
+  tensor dg_scalar = dgs;  // [B, T, H] gradient of the scalar log decay (before any per-head sum)
+  if (p.stabilised) {
+    tensor dgo, di, dm0;
+    LRNN_ASSIGN_OR_RETURN(dgo, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(di, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
+    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fp(p.m), fp(dgs),
+                                           fp(db), fp(dm_local), fp(dmT), fpm(dgo), fpm(di), fpm(dm0)),
+                   "stabiliser backward"));
+    dg_scalar = dgo;
+    gr.di = di;
+    if (init.s.defined()) gr.d_initial_state.m = dm0;
+  } else if (spec.input_gate != input_gate_kind::none) {
+    gr.di = db;
+  }
+  switch (spec.decay) {
+    case decay_kind::none: break;
+    case decay_kind::per_token_key: gr.dg = gk; break;
+    case decay_kind::per_token_scalar: gr.dg = dg_scalar; break;
+    case decay_kind::per_head_const: {
+      LRNN_ASSIGN_OR_RETURN(gr.dg, tensor::empty({p.H}, dtype::f32, dev));
+      LRNN_TRY(check(cc::sum_tokens(p.tokens, a.H, fp(dg_scalar), fpm(gr.dg)), "per-head gate sum"));
+      break;
+    }
+  }
+  if (spec.bonus) gr.du = du;
+  if (init.s.defined()) {
+    gr.d_initial_state.s = ds0;
+    if (spec.normalizer) gr.d_initial_state.n = dn0;
+  }
+  (void)opt;
+  return gr;
+}
+
+}  // namespace lrnn::ops::detail
+
+#else  // CPU-only build
+
+namespace lrnn::ops::detail {
+
+result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec&, const decay_attn_inputs&, const decay_attn_state&,
+                                                  const std::vector<int64_t>&, const decay_attn_options&) {
+  return make_error(status_code::unsupported, "decay_attn: CUDA tensors given but lrnn was built without CUDA");
+}
+result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec&, const decay_attn_inputs&, const decay_attn_state&,
+                                                  const tensor&, const decay_attn_state&, const std::vector<int64_t>&,
+                                                  const decay_attn_options&) {
+  return make_error(status_code::unsupported, "decay_attn: CUDA tensors given but lrnn was built without CUDA");
+}
+
+}  // namespace lrnn::ops::detail
+
+#endif

@@ -1,0 +1,226 @@
+// decay_attn's CUDA chunk kernels (src/ops/decay_attn/cuda) through the op harness: CUDA tensors in
+// ops::decay_attn_forward / decay_attn_backward against the CPU f64 reference, for outputs, final
+// states and every gradient (q, k, v, g, i, u, initial state), in f32, bf16 and f16 (FlashAttention
+// tolerance rule), every spec variant, odd T (1, 63, 65, 1000), K != V, head dims 64 and 128, log
+// gates down to -50, packed varlen batches, initial state present and absent. Fresh buffers are
+// NaN-poisoned (test_main.cpp), so an unwritten output element fails. Skipped without a GPU.
+#include "ops/decay_attn/cuda/chunk_api.h"
+#include "ops/decay_attn_test_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#ifdef LRNN_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace lrnn::testing {
+namespace {
+
+using da::variant;
+
+op_family cuda_family() {
+  using F = ops::decay_attn_form;
+  op_family f;
+  f.name = "decay_attn";
+  f.reference = da::make_variant(F::reference, {dtype::f64, dtype::f32, dtype::bf16, dtype::f16});
+  op_variant v = da::make_variant(F::chunk, {dtype::f32, dtype::bf16, dtype::f16});
+  v.backend = device_kind::cuda;
+  f.variants = {v};
+  for (const char* n : {"g", "i", "u", "s0", "n0", "m0"}) f.policies[n] = input_policy::f32_min;
+  f.policies["cu_seqlens"] = input_policy::fixed;
+  return f;
+}
+
+op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, double gmax = 1.0, int64_t H = 2) {
+  da::case_opts o;
+  o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
+  op_case c = da::make_case(v, o);
+  // The stabiliser's d m0 is a long sum of differences (decay_attn_test.cpp, #3): atol x8 in f32.
+  if (v == variant::mlstm) c.atol_scale = 8;
+  return c;
+}
+
+#define DA_CUDA_CASE(suite, name, case_expr)                                              \
+  TEST(suite, name) {                                                                     \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";                      \
+    const auto rep = ::lrnn::testing::run_op_case(cuda_family(), (case_expr));            \
+    EXPECT_TRUE(rep.pass()) << rep.summary();                                             \
+    if (::lrnn::testing::harness_verbose()) std::printf("%s", rep.summary().c_str());     \
+  }
+
+#define DA_CUDA_CASES(V)                                                                                        \
+  DA_CUDA_CASE(decay_attn_cuda_##V, t1_k64_v64, sized(variant::V, 2, 1, 64, 64, false))                        \
+  DA_CUDA_CASE(decay_attn_cuda_##V, t63_init_k64_v128, sized(variant::V, 1, 63, 64, 128, true))               \
+  DA_CUDA_CASE(decay_attn_cuda_##V, t65_k128_v64, sized(variant::V, 2, 65, 128, 64, false))                   \
+  DA_CUDA_CASE(decay_attn_cuda_##V, t200_init_k128_v128, sized(variant::V, 1, 200, 128, 128, true, 1.0, 2))   \
+  DA_CUDA_CASE(decay_attn_cuda_##V, t1000_init_k64_v64, sized(variant::V, 1, 1000, 64, 64, true, 0.2, 1))     \
+  DA_CUDA_CASE(decay_attn_cuda_##V, strong_t130_init, sized(variant::V, 1, 130, 64, 64, true, 50.0, 2))       \
+  DA_CUDA_CASE(decay_attn_cuda_##V, odd_dims_t37_k40_v24, sized(variant::V, 2, 37, 40, 24, true, 1.0, 3))     \
+  DA_CUDA_CASE(decay_attn_cuda_##V, varlen, da::varlen_case(variant::V, {0, 1, 64, 64, 130, 200}))
+
+DA_CUDA_CASES(retnet)
+DA_CUDA_CASES(simple_gla)
+DA_CUDA_CASES(gla)
+DA_CUDA_CASES(rwkv6)
+DA_CUDA_CASES(mlstm)
+DA_CUDA_CASES(mlstm_sig)
+
+// The tensor-core forward's V tile of 64 (the heuristic picks 32 for these small N x H).
+TEST(decay_attn_cuda, wide_tiles) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  setenv("LRNN_DA_VT", "64", 1);
+  for (variant v : {variant::retnet, variant::simple_gla, variant::gla}) {
+    const auto rep = run_op_case(cuda_family(), sized(v, 2, 150, 128, 128, true, 1.0, 2));
+    EXPECT_TRUE(rep.pass()) << rep.summary();
+  }
+  unsetenv("LRNN_DA_VT");
+}
+
+// Without output_final_state, and a zero-length batch of sequences inside a packed batch only.
+TEST(decay_attn_cuda, no_final_state) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  op_case c = sized(variant::gla, 1, 70, 64, 64, false);
+  auto p = std::any_cast<da::params>(c.params);
+  p.options.output_final_state = false;
+  named_tensors in;
+  for (const auto& [n, t] : c.inputs) in.emplace_back(n, t.to(dtype::f32).value().to(device::cuda()).value());
+  auto out = ops::decay_attn_forward(p.spec, da::inputs_of(in), {}, ops::decay_attn_form::chunk, p.options);
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  EXPECT_FALSE(out->final_state.s.defined());
+  EXPECT_TRUE(out->o.dev().is_cuda());
+}
+
+// Timing mode for development (bench/decay_attn_cuda.md): LRNN_CHUNK_TIMING=1 times the kernels
+// (cuda_chunk::core_forward; core_backward + finish_backward, buffers preallocated) and the whole
+// op (forward; forward + backward, allocations included) at the issue #7 sizes, H = 16,
+// K = V = 128, bf16, scalar and per-key gates. Medians of CUDA-event / host-clock timings.
+TEST(decay_attn_cuda, timing) {
+#ifdef LRNN_WITH_CUDA
+  const char* e = std::getenv("LRNN_CHUNK_TIMING");
+  if (!e || std::string(e) != "1" || cuda_device_count() == 0) GTEST_SKIP() << "set LRNN_CHUNK_TIMING=1 (GPU only)";
+  namespace cc = ops::cuda_chunk;
+  const int64_t H = 16, K = 128, V = 128;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  auto dev_rand = [&](const shape_t& shape, dtype t, float lo, float hi, bool gate) {
+    std::vector<float> x(static_cast<size_t>(shape_numel(shape)));
+    std::uniform_real_distribution<float> ud(lo, hi);
+    for (auto& v : x) v = gate ? ud(rng) : nd(rng);
+    return tensor::from_vector(x, shape, t).to(device::cuda()).value();
+  };
+  auto median = [](std::vector<double> ts) {
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+  };
+  auto time_host = [&](auto&& fn, int reps) {
+    for (int i = 0; i < 2; ++i) fn();
+    cudaDeviceSynchronize();
+    std::vector<double> ts;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      cudaDeviceSynchronize();
+      ts.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return median(ts);
+  };
+  auto time_dev = [&](auto&& fn, int reps) {
+    for (int i = 0; i < 2; ++i) fn();
+    cudaEvent_t a0, a1;
+    cudaEventCreate(&a0);
+    cudaEventCreate(&a1);
+    std::vector<double> ts;
+    for (int r = 0; r < reps; ++r) {
+      cudaEventRecord(a0);
+      fn();
+      cudaEventRecord(a1);
+      cudaEventSynchronize(a1);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, a0, a1);
+      ts.push_back(ms);
+    }
+    cudaEventDestroy(a0);
+    cudaEventDestroy(a1);
+    return median(ts);
+  };
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{8, 4096}, {2, 16384}}) {
+    ops::decay_attn_inputs in;
+    in.q = dev_rand({B, T, H, K}, dtype::bf16, 0, 0, false);
+    in.k = dev_rand({B, T, H, K}, dtype::bf16, 0, 0, false);
+    in.v = dev_rand({B, T, H, V}, dtype::bf16, 0, 0, false);
+    const tensor d_o = dev_rand({B, T, H, V}, dtype::bf16, 0, 0, false);
+    const tensor gs = dev_rand({B, T, H}, dtype::f32, -1.f, -0.01f, true);
+    const tensor gk = dev_rand({B, T, H, K}, dtype::f32, -1.f, -0.01f, true);
+    std::vector<int32_t> off;
+    for (int64_t n = 0; n <= B; ++n) off.push_back(static_cast<int32_t>(n * T));
+    const tensor offsets = tensor::from_vector(off, {B + 1}, dtype::i32).to(device::cuda()).value();
+    const tensor o = tensor::empty({B, T, H, V}, dtype::bf16, device::cuda()).value();
+    const tensor dqa = tensor::empty({B * T, H, K}, dtype::f32, device::cuda()).value();
+    const tensor dka = tensor::empty({B * T, H, K}, dtype::f32, device::cuda()).value();
+    const tensor dv = tensor::empty({B, T, H, V}, dtype::bf16, device::cuda()).value();
+    const tensor dq = tensor::empty({B, T, H, K}, dtype::bf16, device::cuda()).value();
+    const tensor dk = tensor::empty({B, T, H, K}, dtype::bf16, device::cuda()).value();
+    const tensor gkb = tensor::empty({B * T, H, K}, dtype::f32, device::cuda()).value();
+    const tensor dgs = tensor::empty({B * T, H}, dtype::f32, device::cuda()).value();
+    for (auto kind : {ops::decay_kind::per_token_scalar, ops::decay_kind::per_token_key}) {
+      const bool key = kind == ops::decay_kind::per_token_key;
+      ops::decay_attn_spec spec;
+      spec.decay = kind;
+      in.g = key ? gk : gs;
+      ops::decay_attn_options opt;
+      opt.output_final_state = false;
+      cc::core_args a;
+      a.N = static_cast<int>(B), a.H = static_cast<int>(H), a.K = static_cast<int>(K), a.V = a.Vin = static_cast<int>(V);
+      a.tokens = B * T;
+      a.offsets = offsets.data<int32_t>();
+      a.type = cc::t_bf16;
+      a.q = in.q.raw_data(), a.k = in.k.raw_data(), a.v = in.v.raw_data();
+      a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(K)));
+      a.g = in.g.data<float>();
+      a.gmode = key ? cc::g_key : cc::g_scalar;
+      cc::fwd_out fo;
+      fo.o = o.raw_data();
+      cc::bwd_io io;
+      io.d_o = d_o.raw_data(), io.dq = dqa.data<float>(), io.dk = dka.data<float>(), io.dv = dv.raw_data();
+      cc::finish_io fi;
+      fi.dq = dqa.data<float>(), fi.dk = dka.data<float>(), fi.gk = gkb.data<float>(), fi.dgs = key ? nullptr : dgs.data<float>();
+      fi.dq_out = dq.raw_data(), fi.dk_out = dk.raw_data();
+      const double kf = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
+      setenv("LRNN_DA_VT", "32", 1);
+      const double kf32 = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
+      setenv("LRNN_DA_VT", "64", 1);
+      const double kf64 = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
+      unsetenv("LRNN_DA_VT");
+      std::printf("lrnn %-10s B=%lld T=%lld: tensor-core fwd kernel, V tile 32: %.3f ms, V tile 64: %.3f ms\n",
+                  key ? "gla" : "simple_gla", static_cast<long long>(B), static_cast<long long>(T), kf32, kf64);
+      setenv("LRNN_DA_NO_TC", "1", 1);
+      const double kf_simt = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 3);
+      unsetenv("LRNN_DA_NO_TC");
+      const double kb = time_dev([&] {
+        cudaMemsetAsync(io.dq, 0, dqa.nbytes());
+        cudaMemsetAsync(io.dk, 0, dka.nbytes());
+        EXPECT_EQ(cc::core_backward(a, io), 0);
+      }, 3);
+      const double kfin = time_dev([&] { EXPECT_EQ(cc::finish_backward(a, fi), 0); }, 3);
+      const double tf = time_host([&] { (void)ops::decay_attn_forward(spec, in, {}, ops::decay_attn_form::chunk, opt).value(); }, 5);
+      const double tb = time_host([&] {
+        (void)ops::decay_attn_forward(spec, in, {}, ops::decay_attn_form::chunk, opt).value();
+        (void)ops::decay_attn_backward(spec, in, {}, d_o, {}, ops::decay_attn_form::chunk, opt).value();
+      }, 3);
+      const double bytes = 2.0 * B * T * H * (2 * K + 2 * V) + 4.0 * in.g.numel();
+      std::printf("lrnn %-10s B=%lld T=%lld: kernels fwd %.3f ms (SIMT fwd %.3f) bwd core %.3f + finish %.3f = fwd+bwd %.3f ms | op fwd %.3f ms, "
+                  "op fwd+bwd %.3f ms | fwd HBM floor %.3f ms at 3.0 TB/s\n",
+                  key ? "gla" : "simple_gla", static_cast<long long>(B), static_cast<long long>(T), kf, kf_simt, kb, kfin,
+                  kf + kb + kfin, tf, tb, bytes / 3.0e9);
+    }
+  }
+#else
+  GTEST_SKIP() << "built without CUDA";
+#endif
+}
+
+}  // namespace
+}  // namespace lrnn::testing
