@@ -7,6 +7,7 @@ packages=(
   libopenblas-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libsentencepiece-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev   # libFuzzer targets
+  fortune-mod fortunes-min fortunes   # the demo's training corpus (scripts/demo.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
