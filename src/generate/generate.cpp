@@ -1,6 +1,7 @@
 // The inference engine (see generate.h).
 #include "generate/generate.h"
 
+#include <omp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -19,6 +20,25 @@ using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
+
+// Decoding whose work per step (weight bytes times the batch: each weight is used once per
+// sequence) is under this runs on one thread: such a step takes tens of microseconds on one
+// core, less than the fork/join of its dozens of small parallel regions, and on a machine
+// shared with other work a region waits for a descheduled thread (the tiny GLA fixture decoded
+// 4.8k tokens/s on one thread and 55 on two under load; bench/models_decode.md).
+constexpr uint64_t one_thread_below_bytes = uint64_t{4} << 20;
+
+// Sets this thread's OpenMP team size for the scope (omp_set_num_threads is per thread).
+class omp_threads_scope {
+ public:
+  explicit omp_threads_scope(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~omp_threads_scope() { omp_set_num_threads(saved_); }
+  omp_threads_scope(const omp_threads_scope&) = delete;
+  omp_threads_scope& operator=(const omp_threads_scope&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Keeps the logits of the last position of `logits` [B, T, V] in the state.
 status store_last_logits(const tensor& logits, models::model_state& st) {
@@ -93,6 +113,8 @@ result<generate_result> generate(models::model& m, const std::vector<std::vector
   }
   std::vector<std::vector<int64_t>> history = prompts;
   std::vector<bool> done(B, false);
+  const int decode_threads = m.weight_bytes() * static_cast<uint64_t>(B) < one_thread_below_bytes ? 1 : omp_get_max_threads();
+  omp_threads_scope threads(decode_threads);
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
     const tensor& last = state.tensors.at(last_logits_key);  // [B, V]
     std::vector<int64_t> next(B, 0);

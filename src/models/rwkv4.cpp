@@ -161,7 +161,9 @@ class rwkv4_model final : public model {
     }
     if (auto extra = w.unused(); !extra.empty())
       return make_error(status_code::unsupported, "{}: tensor '{}' is not used by lrnn's RWKV-4", ctx.dir, extra.front());
-    m->weight_bytes_ = w.bytes_loaded() - m->embed_.nbytes() + static_cast<uint64_t>(D) * 4;
+    // Per token: one embedding row, not the whole table; a tied head is still read in full.
+    m->weight_bytes_ = w.bytes_loaded() - m->embed_.nbytes() + static_cast<uint64_t>(D) * 4 +
+                       (m->head_.data<float>() == m->embed_.data<float>() ? m->head_.nbytes() : 0);
     return std::unique_ptr<model>(std::move(m));
   }
 

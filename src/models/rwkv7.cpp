@@ -21,7 +21,11 @@ ops::delta_rule_form delta_form(compute_form f, int64_t T) {
     case compute_form::chunk:
     case compute_form::parallel: return ops::delta_rule_form::chunk;
     case compute_form::recurrent: return ops::delta_rule_form::recurrent;
-    case compute_form::automatic: return T <= 16 ? ops::delta_rule_form::recurrent : ops::delta_rule_form::chunk;
+    // Prefill (forward only) on CPU: the recurrent form. The DPLR chunk form (delta_rule
+    // cpu/dplr_chunk.cpp) was measured slower in the forward at RWKV-7's head size 64 (0.6x to 0.9x
+    // of recurrent for T = 64 to 4096, chunk 32 or 64) and equal at 128 (bench/cpu_ops.md); it pays
+    // off in forward + backward (training asks for compute_form::chunk).
+    case compute_form::automatic: return ops::delta_rule_form::recurrent;
   }
   return ops::delta_rule_form::chunk;
 }

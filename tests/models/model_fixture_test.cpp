@@ -3,6 +3,7 @@
 // in pieces (17 tokens, then 1 at a time, then a chunk of 9) giving the same logits.
 #include "generate/generate.h"
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "models/model.h"
 
 #include <gtest/gtest.h>
@@ -128,7 +129,32 @@ TEST_P(model_fixture, greedy_continuation_matches_reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(models, model_fixture, ::testing::Values("fla_gla", "fla_retnet", "hf_xlstm", "hf_rwkv4", "hf_recurrentgemma",
-                                                        "fla_gated_deltanet", "fla_rwkv7", "fla_rwkv6"));
+                                                        "fla_gated_deltanet", "fla_rwkv7", "fla_rwkv6",
+                                                        // options the shared fixtures leave out (tools/make_extra_fixtures.py)
+                                                        "fla_gla_conv", "fla_gated_deltanet_gva", "hf_xlstm_qk05"));
+
+// weight_bytes(): every weight once, one row of the embedding table instead of the table, and
+// the table once more when the LM head is tied to it.
+TEST(models, weight_bytes_count_each_weight_read_per_token) {
+  struct expect {
+    std::string fixture, embed;
+    bool tied;
+  };
+  for (const expect& e : {expect{"fla_gla", "model.embeddings.weight", false}, expect{"fla_rwkv7", "model.embeddings.weight", false},
+                          expect{"hf_recurrentgemma", "model.embed_tokens.weight", true}}) {
+    const std::string dir = data_dir + "/" + e.fixture;
+    auto f = io::safetensors_file::open(dir + "/model.safetensors").value();
+    uint64_t total = 0, table = 0;
+    int64_t D = 0;
+    for (const auto& ti : f.tensors()) {
+      total += ti.nbytes();
+      if (ti.name == e.embed) table = ti.nbytes(), D = ti.shape[1];
+    }
+    ASSERT_GT(table, 0u) << e.fixture;
+    auto m = load_model(dir).value();
+    EXPECT_EQ(m->weight_bytes(), total - table + static_cast<uint64_t>(D) * 4 + (e.tied ? table : 0)) << e.fixture;
+  }
+}
 
 TEST(models, unknown_model_type_lists_supported_ones) {
   namespace fs = std::filesystem;

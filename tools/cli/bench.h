@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,27 @@ struct op_registration {
   op_registration(const std::string& name, op_fn fn);
 };
 const std::vector<std::pair<std::string, op_fn>>& ops();
+
+// `lrnn bench decode ARCH`: a synthetic checkpoint's prefill and decode speed against the
+// memory-bandwidth floor of decoding (bench_decode.cpp).
+struct decode_options {
+  std::string params = "100M";  // total parameters, embeddings included
+  int64_t hidden = 768, vocab = 32000, prompt = 512, tokens = 128;
+  std::string keep;  // write the checkpoint here and keep it (default: a temporary folder)
+};
+status run_decode(const std::string& arch, const decode_options& o, bool json);
+
+// `lrnn bench train-step ARCH`: a fresh trainable model's training step (forward, cross-entropy,
+// backward, clip + AdamW) timed by phase and by op, against the same run's SGEMM (bench_train_step.cpp).
+struct train_step_options {
+  std::optional<int64_t> d_model, layers, heads, vocab;  // unset: the --config file's, else 256 / 4 / 4 / 256
+  int64_t seq = 256, batch = 8;
+  int steps = 5, warmup = 1;
+  std::string config;  // a model config.json or a `lrnn train` config (its "model" object)
+  std::string form = "chunk";
+  bool no_profile = false;
+};
+status run_train_step(const std::string& arch, const train_step_options& o, bool json);
 
 // Median wall time in ms of `repeats` calls of f (after one warm-up call when warm_up).
 double time_ms(int repeats, const std::function<void()>& f, bool warm_up = true);

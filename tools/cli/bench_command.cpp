@@ -71,6 +71,8 @@ struct bench_cli {
   options o;
   std::string forms;
   bool json = false;
+  decode_options decode;
+  train_step_options train_step;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -83,7 +85,9 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 status run_bench(bench_cli& c) {
-  if (c.kind != "op") return make_error(status_code::invalid_argument, "bench: unknown kind '{}', expected 'op'", c.kind);
+  if (c.kind == "decode") return run_decode(c.op, c.decode, c.json);
+  if (c.kind == "train-step") return run_train_step(c.op, c.train_step, c.json);
+  if (c.kind != "op") return make_error(status_code::invalid_argument, "bench: unknown kind '{}', expected 'op', 'decode' or 'train-step'", c.kind);
   const op_fn* fn = nullptr;
   std::string names;
   for (const auto& [n, f] : ops()) {
@@ -158,8 +162,8 @@ status run_bench(bench_cli& c) {
 
 runner setup(CLI::App& app, const global_options&) {
   auto c = std::make_shared<bench_cli>();
-  app.add_option("kind", c->kind, "what to benchmark: op")->required();
-  app.add_option("name", c->op, "op benchmark name (decay_attn, wkv4, linear_scan, conv1d, ...)")->required();
+  app.add_option("kind", c->kind, "what to benchmark: op | decode | train-step")->required();
+  app.add_option("name", c->op, "op benchmark name (decay_attn, wkv4, linear_scan, conv1d, ...); for decode, the architecture (gla, rwkv7, recurrent_gemma)")->required();
   app.add_option("--variant", c->o.variant, "op variant (decay_attn: retnet | simple_gla | gla | rwkv6 | mlstm | mlstm_sig; linear_scan: rg_lru | log_a; conv1d: none | silu)");
   app.add_option("--B", c->o.B, "batch")->check(CLI::PositiveNumber);
   app.add_option("--T", c->o.T, "sequence length")->check(CLI::PositiveNumber);
@@ -169,6 +173,23 @@ runner setup(CLI::App& app, const global_options&) {
   app.add_option("--chunk", c->o.chunk, "chunk size (chunk form)")->check(CLI::PositiveNumber);
   app.add_option("--forms", c->forms, "comma-separated forms (decay_attn: chunk,recurrent,parallel; wkv4: recurrent,chunk; linear_scan: recurrent,scan)");
   app.add_option("--repeats", c->o.repeats, "timed repeats (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--params", c->decode.params, "decode: parameters of the synthetic model (100M, 1.5B, ...)");
+  app.add_option("--hidden", c->decode.hidden, "decode: hidden size")->check(CLI::PositiveNumber);
+  app.add_option("--vocab", c->decode.vocab, "decode: vocabulary size")->check(CLI::PositiveNumber);
+  app.add_option("--prompt", c->decode.prompt, "decode: prompt tokens (prefill)")->check(CLI::PositiveNumber);
+  app.add_option("--tokens", c->decode.tokens, "decode: decoded tokens (batch 1)")->check(CLI::PositiveNumber);
+  app.add_option("--keep", c->decode.keep, "decode: write the synthetic checkpoint to this folder and keep it");
+  app.add_option("--d-model", c->train_step.d_model, "train-step: hidden size")->check(CLI::PositiveNumber);
+  app.add_option("--layers", c->train_step.layers, "train-step: layers")->check(CLI::PositiveNumber);
+  app.add_option("--heads", c->train_step.heads, "train-step: heads")->check(CLI::PositiveNumber);
+  app.add_option("--train-vocab", c->train_step.vocab, "train-step: vocabulary size (default 256, bytes)")->check(CLI::PositiveNumber);
+  app.add_option("--seq", c->train_step.seq, "train-step: tokens per sequence")->check(CLI::PositiveNumber);
+  app.add_option("--batch", c->train_step.batch, "train-step: sequences per step")->check(CLI::PositiveNumber);
+  app.add_option("--steps", c->train_step.steps, "train-step: timed steps (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", c->train_step.warmup, "train-step: untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--config", c->train_step.config, "train-step: model config.json or `lrnn train` config (its \"model\")");
+  app.add_option("--form", c->train_step.form, "train-step: chunk | recurrent | parallel");
+  app.add_flag("--no-profile", c->train_step.no_profile, "train-step: skip the per-op timing");
   app.add_flag("--json", c->json, "print one JSON object");
   return [c] { return run_bench(*c); };
 }
@@ -192,6 +213,6 @@ double time_ms(int repeats, const std::function<void()>& f, bool warm_up) {
 }  // namespace lrnn::cli::bench
 
 namespace lrnn::cli {
-LRNN_CLI_COMMAND(bench, "bench", "Benchmark an op's forms against the machine's SGEMM (`lrnn bench op decay_attn`)",
+LRNN_CLI_COMMAND(bench, "bench", "Benchmark an op's forms against the machine's SGEMM (`lrnn bench op decay_attn`), or a synthetic model's decoding against the memory-bandwidth floor (`lrnn bench decode gla`)",
                  bench::setup);
 }  // namespace lrnn::cli

@@ -2,6 +2,7 @@
 #include "ops/dense/dense.h"
 
 #include "lrnn/threads.h"
+#include "ops/dense/gemv.h"
 
 #include <cblas.h>
 
@@ -18,7 +19,12 @@ status require_f32(const tensor& t, const char* what) {
 }
 }  // namespace
 
+namespace detail {
+result<tensor> linear_cuda(const tensor& x, const tensor& w, const tensor& b);  // linear_cuda.cpp
+}
+
 result<tensor> linear(const tensor& x_in, const tensor& w, const tensor& b) {
+  if (x_in.defined() && x_in.dev().is_cuda()) return detail::linear_cuda(x_in, w, b);
   LRNN_TRY(require_f32(x_in, "linear x"));
   LRNN_TRY(require_f32(w, "linear weight"));
   if (w.dim() != 2 || x_in.dim() < 1 || x_in.size(-1) != w.size(1))
@@ -40,6 +46,8 @@ result<tensor> linear(const tensor& x_in, const tensor& w, const tensor& b) {
     }
     if (in == 0) {
       if (!b.defined()) std::memset(yp, 0, y.nbytes());
+    } else if (M <= detail::gemv_max_rows) {
+      detail::gemv(x.data<float>(), M, wc.data<float>(), out, in, yp, b.defined());
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(out), static_cast<int>(in),
                   1.0f, x.data<float>(), static_cast<int>(in), wc.data<float>(), static_cast<int>(in), b.defined() ? 1.0f : 0.0f,

@@ -7,7 +7,8 @@
 
 namespace lrnn::ops {
 
-// y = x W^T + b. x [..., in] f32, w [out, in] f32 contiguous, b [out] or undefined.
+// y = x W^T + b. x [..., in] f32, w [out, in] f32 contiguous, b [out] or undefined. CUDA tensors:
+// x, w, b of one dtype (f32, bf16, f16), contiguous, on one device; cuBLAS with f32 accumulation.
 result<tensor> linear(const tensor& x, const tensor& w, const tensor& b = tensor());
 // ids int64/int32 [...] -> [..., D]; an id outside [0, V) is an invalid_argument naming it.
 result<tensor> embedding(const tensor& ids, const tensor& table);
