@@ -1,51 +1,73 @@
-// CUDA runtime glue for the core: plain cudaMalloc/cudaFree (no managed memory), copies.
-// Host C++ (runtime API only); compiled in CUDA builds. The caching allocator arrives with
-// the CUDA kernels (issue #7).
+// CUDA runtime glue for the core: device count, the current stream, copies and memsets on it.
+// Host C++ (runtime API only); compiled in CUDA builds. The allocator is allocator.cpp, cuBLAS
+// GEMM gemm.cpp.
 #ifdef LRNN_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/stream.h"
+
+#include <unordered_map>
 
 namespace lrnn::cuda {
 
 bool built() { return true; }
 
 int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
+  static const int n = [] {
+    int c = 0;
+    if (cudaGetDeviceCount(&c) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return c;
+  }();
   return n;
 }
 
-static status set_device(int index) {
-  LRNN_CUDA_CHECK(cudaSetDevice(index));
+namespace {
+thread_local std::unordered_map<int, cudaStream_t> t_streams;
+
+int current_device() {
+  int d = 0;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return d;
+}
+}  // namespace
+
+cudaStream_t current_cuda_stream(int device_index) {
+  auto it = t_streams.find(device_index);
+  return it == t_streams.end() ? nullptr : it->second;
+}
+
+void* current_stream(int device_index) { return current_cuda_stream(device_index); }
+
+void set_current_stream(int device_index, void* stream) {
+  if (stream) t_streams[device_index] = static_cast<cudaStream_t>(stream);
+  else t_streams.erase(device_index);
+}
+
+status synchronize(int device_index) {
+  LRNN_CUDA_CHECK(cudaStreamSynchronize(current_cuda_stream(device_index)));
   return {};
 }
 
-result<void*> allocate(size_t nbytes, int device_index) {
-  LRNN_TRY(set_device(device_index));
-  void* p = nullptr;
-  LRNN_CUDA_CHECK(cudaMalloc(&p, nbytes == 0 ? 1 : nbytes));
-  return p;
-}
-
-void release(void* p, int device_index) {
-  if (!p) return;
-  cudaSetDevice(device_index);
-  cudaFree(p);
-}
-
 status memcpy(void* dst, const void* src, size_t nbytes, copy_kind kind) {
+  if (nbytes == 0) return {};
   cudaMemcpyKind k = kind == copy_kind::host_to_device   ? cudaMemcpyHostToDevice
                      : kind == copy_kind::device_to_host ? cudaMemcpyDeviceToHost
                                                          : cudaMemcpyDeviceToDevice;
-  LRNN_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, k));
+  cudaStream_t s = current_cuda_stream(current_device());
+  LRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, k, s));
+  if (kind != copy_kind::device_to_device) LRNN_CUDA_CHECK(cudaStreamSynchronize(s));
   return {};
 }
 
 status memset(void* dst, int value, size_t nbytes) {
-  LRNN_CUDA_CHECK(cudaMemset(dst, value, nbytes));
+  if (nbytes == 0) return {};
+  LRNN_CUDA_CHECK(cudaMemsetAsync(dst, value, nbytes, current_cuda_stream(current_device())));
   return {};
 }
 

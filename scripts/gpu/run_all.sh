@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The one GPU run, on the device machine: unpacks what scripts/gpu/pack.sh built (carry `.carry`),
+# runs the CUDA tests, compute-sanitizer memcheck on small cases, then the decay_attn benchmark
+# (bench/gpu/bench_decay_attn.py: lrnn through its C ABI vs fla, mlstm_kernels TFLA and SDPA flash,
+# same process), and writes report.md (plus logs) to $OUT.
+#   bash scripts/gpu/run_all.sh [pack name (default gpu)] [gtest filter]
+# Needs .carry/<pack>.tar.xz, and .carry/py with fla, einops and mlstm_kernels (see bench/gpu/README.md).
+# BENCH_ARGS passes extra options to the benchmark (e.g. "--shapes 8x4096 --reps 10").
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+name=${1:-gpu}
+filter=${2:-'cuda*:*cuda*:capi*:*Cuda*:*CUDA*'}
+tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first" | tee "$out/report.md"; exit 1; }
+pk=.carry/$name
+export LD_LIBRARY_PATH=$PWD/$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=$PATH:/usr/local/cuda/bin
+report=$out/report.md
+{
+  echo "# lrnn GPU run ($(date -u +%Y-%m-%dT%H:%MZ))"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?') (working tree as sent)"
+  echo '```'
+} >"$report"
+
+# 1. Tests: the CUDA and C ABI cases (each skips itself where a GPU is absent).
+start=$(date +%s)
+"$pk/lrnn_tests" --gtest_filter="$filter" >"$out/tests.log" 2>&1
+rc_tests=$?
+{
+  echo; echo "## Tests (gtest filter \`$filter\`): exit $rc_tests, $(( $(date +%s) - start )) s"; echo
+  echo '```'; grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) |^\[==========\]|Failure|assertion|error:' "$out/tests.log" | head -60; echo '```'
+} >>"$report"
+
+# 2. compute-sanitizer memcheck on small cases (the step kernel, cuBLAS linear, the C ABI).
+san=/usr/local/cuda/bin/compute-sanitizer
+if [ -x "$san" ]; then
+  start=$(date +%s)
+  "$san" --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" \
+    --gtest_filter="${MEMCHECK_FILTER:-decay_attn_step_cuda.*:cuda_linear.*:capi.step_matches_the_op_on_host_and_cuda:decay_attn_cuda.no_final_state}" \
+    >"$out/memcheck.log" 2>&1
+  rc_san=$?
+  {
+    echo; echo "## compute-sanitizer memcheck: exit $rc_san, $(( $(date +%s) - start )) s"; echo
+    echo '```'; grep -E 'ERROR SUMMARY|Invalid|PASSED|FAILED' "$out/memcheck.log" | head -20; echo '```'
+  } >>"$report"
+else
+  echo -e "\n## compute-sanitizer: not found at $san" >>"$report"
+fi
+
+# 3. Benchmark (one Python process; TFLA probed in a child first since it may crash Triton).
+if [ -n "${SKIP_BENCH:-}" ]; then echo -e "\n## Benchmark: skipped (SKIP_BENCH)" >>"$report"; cat "$report"; exit 0; fi
+start=$(date +%s)
+PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1 timeout 420 python3 bench/gpu/bench_decay_attn.py \
+  --lib "$pk/lib/liblrnn.so" --out "$out" ${BENCH_ARGS:-} >"$out/bench.log" 2>&1
+rc_bench=$?
+{
+  echo; echo "## Benchmark: exit $rc_bench, $(( $(date +%s) - start )) s"; echo
+  if [ -f "$out/bench.md" ]; then sed 's/^# /### /' "$out/bench.md"; else echo '```'; tail -30 "$out/bench.log"; echo '```'; fi
+} >>"$report"
+cat "$report"
