@@ -81,4 +81,21 @@ status backward(const var& loss, bool retain_graph = false);
 // a += b elementwise (same shape; f32 or f64, contiguous). Used to accumulate gradients.
 status accumulate_into(tensor& a, const tensor& b);
 
+// Optional per-op profiler (off by default; on when the environment has LRNN_AUTOGRAD_PROFILE=1
+// or after set_profiling(true)). Forward time of an op is the wall time since the previous
+// make_result() (or profile_mark()) on the calling thread, so glue code between ops is charged
+// to the op that follows it; call profile_mark() right before a forward pass. Backward time is
+// each closure's wall time; gradient accumulation is charged to "(accumulate)". Totals add up
+// until profile_reset().
+struct op_profile {
+  std::string op;
+  double forward_ms = 0, backward_ms = 0;
+  int64_t forward_calls = 0, backward_calls = 0;
+};
+void set_profiling(bool on);
+bool profiling();
+void profile_mark();
+void profile_reset();
+std::vector<op_profile> profile_snapshot();  // sorted by forward + backward time, largest first
+
 }  // namespace lrnn::ag

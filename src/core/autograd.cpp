@@ -1,5 +1,12 @@
 #include "lrnn/autograd.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <unordered_set>
 
 namespace lrnn::ag {
@@ -9,7 +16,61 @@ const tensor& undefined_tensor() {
   static const tensor t;
   return t;
 }
+// Profiler state: totals per op name (string key: op names are literals, but compare by text).
+using prof_clock = std::chrono::steady_clock;
+std::atomic<bool>& prof_on() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("LRNN_AUTOGRAD_PROFILE");
+    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+  }()};
+  return on;
+}
+std::mutex g_prof_mu;
+std::map<std::string, op_profile>& prof_table() {
+  static std::map<std::string, op_profile> t;
+  return t;
+}
+thread_local prof_clock::time_point t_last_mark = prof_clock::now();
+double ms_between(prof_clock::time_point a, prof_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+void prof_add(const char* op, double fwd_ms, double bwd_ms) {
+  std::lock_guard<std::mutex> lock(g_prof_mu);
+  op_profile& p = prof_table()[op];
+  if (p.op.empty()) p.op = op;
+  if (fwd_ms >= 0) {
+    p.forward_ms += fwd_ms;
+    ++p.forward_calls;
+  }
+  if (bwd_ms >= 0) {
+    p.backward_ms += bwd_ms;
+    ++p.backward_calls;
+  }
+}
 }  // namespace
+
+void set_profiling(bool on) {
+  prof_on().store(on);
+  t_last_mark = prof_clock::now();
+}
+bool profiling() { return prof_on().load(std::memory_order_relaxed); }
+void profile_mark() { t_last_mark = prof_clock::now(); }
+void profile_reset() {
+  std::lock_guard<std::mutex> lock(g_prof_mu);
+  prof_table().clear();
+  t_last_mark = prof_clock::now();
+}
+std::vector<op_profile> profile_snapshot() {
+  std::vector<op_profile> out;
+  {
+    std::lock_guard<std::mutex> lock(g_prof_mu);
+    for (const auto& [k, v] : prof_table()) out.push_back(v);
+  }
+  std::sort(out.begin(), out.end(), [](const op_profile& a, const op_profile& b) {
+    return a.forward_ms + a.backward_ms > b.forward_ms + b.backward_ms;
+  });
+  return out;
+}
 
 var::var(tensor value, bool requires_grad) : n_(std::make_shared<node>()) {
   n_->value = std::move(value);
@@ -41,6 +102,11 @@ no_grad_guard::no_grad_guard() : previous_(g_grad_enabled) { g_grad_enabled = fa
 no_grad_guard::~no_grad_guard() { g_grad_enabled = previous_; }
 
 var make_result(tensor value, std::vector<var> inputs, backward_fn fn, const char* op) {
+  if (profiling()) {
+    const auto now = prof_clock::now();
+    prof_add(op, ms_between(t_last_mark, now), -1);
+    t_last_mark = now;
+  }
   auto n = std::make_shared<node>();
   n->value = std::move(value);
   n->op = op;
@@ -129,13 +195,21 @@ status backward(const var& out, const tensor& grad_out, bool retain_graph) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     node* n = it->get();
     if (!n->backward || !n->grad.defined()) continue;
+    const bool prof = profiling();
+    const auto t0 = prof ? prof_clock::now() : prof_clock::time_point{};
     LRNN_ASSIGN_OR_RETURN(std::vector<tensor> grads, n->backward(n->grad));
     if (grads.size() != n->inputs.size())
       return make_error(status_code::internal, "backward of '{}' returned {} gradients for {} inputs", n->op, grads.size(),
                         n->inputs.size());
+    const auto t1 = prof ? prof_clock::now() : prof_clock::time_point{};
     for (size_t i = 0; i < grads.size(); ++i) {
       node* in = n->inputs[i].get();
       if (in && in->requires_grad) LRNN_TRY(add_grad(*in, grads[i], n->op));
+    }
+    if (prof) {
+      const auto t2 = prof_clock::now();
+      prof_add(n->op, -1, ms_between(t0, t1));
+      prof_add("(accumulate)", -1, ms_between(t1, t2));
     }
     if (!retain_graph) {
       // Intermediate results are done: free their gradient, closure and inputs.

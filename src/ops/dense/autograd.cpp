@@ -6,6 +6,7 @@
 #include "ops/dense/backward.h"
 #include "ops/norm/norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -14,6 +15,11 @@ namespace lrnn::ag {
 namespace {
 
 using grads = std::vector<tensor>;
+using ops::grad::parallel_blocks;
+
+// Elements per block of the elementwise loops (ops::grad::parallel_blocks: results do not depend
+// on the thread count).
+constexpr int64_t elem_grain = 16384;
 
 template <typename F>
 auto with_float(dtype t, F&& f) {
@@ -45,7 +51,9 @@ result<var> unary(const var& x, const char* name, F f, DF df) {
     using T = decltype(tag);
     const T* p = xv.data<T>();
     T* q = y.data<T>();
-    for (int64_t i = 0; i < xv.numel(); ++i) q[i] = static_cast<T>(f(static_cast<double>(p[i])));
+    parallel_blocks(xv.numel(), elem_grain / 4, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) q[i] = static_cast<T>(f(static_cast<double>(p[i])));
+    });
   });
   return make_result(y, {x}, [xv, y, df](const tensor& g_in) -> result<grads> {
     LRNN_ASSIGN_OR_RETURN(tensor g, g_in.to(xv.type()));
@@ -55,8 +63,10 @@ result<var> unary(const var& x, const char* name, F f, DF df) {
       using T = decltype(tag);
       const T *p = xv.data<T>(), *yp = y.data<T>(), *gp = g.data<T>();
       T* d = dx.data<T>();
-      for (int64_t i = 0; i < xv.numel(); ++i)
-        d[i] = static_cast<T>(gp[i] * df(static_cast<double>(p[i]), static_cast<double>(yp[i])));
+      parallel_blocks(xv.numel(), elem_grain / 4, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          d[i] = static_cast<T>(gp[i] * df(static_cast<double>(p[i]), static_cast<double>(yp[i])));
+      });
     });
     return grads{dx};
   }, name);
@@ -84,10 +94,20 @@ result<var> binary(const var& a, const var& b, binop op, const char* name) {
     using T = decltype(tag);
     const T *p = av.data<T>(), *q = bv.data<T>();
     T* r = y.data<T>();
-    for (int64_t i = 0; i < n; ++i) {
-      const T u = p[i], v = q[m ? i % m : 0];
-      r[i] = op == binop::add ? u + v : op == binop::sub ? u - v : u * v;
-    }
+    // Rows of m elements (b broadcast over them), a block of rows at a time.
+    const int64_t rows = m ? n / m : 0;
+    parallel_blocks(rows, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, m)), [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const T* pa = p + row * m;
+        T* pr = r + row * m;
+        if (op == binop::add)
+          for (int64_t j = 0; j < m; ++j) pr[j] = pa[j] + q[j];
+        else if (op == binop::sub)
+          for (int64_t j = 0; j < m; ++j) pr[j] = pa[j] - q[j];
+        else
+          for (int64_t j = 0; j < m; ++j) pr[j] = pa[j] * q[j];
+      }
+    });
   });
   const bool need_a = wants(a), need_b = wants(b);
   return make_result(y, {a, b}, [av, bv, op, need_a, need_b, n, m](const tensor& g_in) -> result<grads> {
@@ -105,10 +125,18 @@ result<var> binary(const var& a, const var& b, binop op, const char* name) {
       with_float(av.type(), [&](auto tag) {
         using T = decltype(tag);
         const T *p = av.data<T>(), *q = bv.data<T>(), *gp = g.data<T>();
-        for (int64_t i = 0; i < n; ++i) {
-          if (need_a) da.data<T>()[i] = gp[i] * q[m ? i % m : 0];
-          if (need_b) gb.data<T>()[i] = gp[i] * p[i];
-        }
+        T* pda = need_a ? da.data<T>() : nullptr;
+        T* pgb = need_b ? gb.data<T>() : nullptr;
+        const int64_t rows = m ? n / m : 0;
+        parallel_blocks(rows, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, m)), [&](int64_t r0, int64_t r1) {
+          for (int64_t row = r0; row < r1; ++row) {
+            const int64_t o = row * m;
+            if (pda)
+              for (int64_t j = 0; j < m; ++j) pda[o + j] = gp[o + j] * q[j];
+            if (pgb)
+              for (int64_t j = 0; j < m; ++j) pgb[o + j] = gp[o + j] * p[o + j];
+          }
+        });
       });
       if (need_b) {
         LRNN_ASSIGN_OR_RETURN(db, ops::grad::reduce_to_suffix(gb, bv.shape()));
@@ -136,7 +164,11 @@ result<tensor> scaled_copy(const tensor& g_in, dtype dt, double s) {
   LRNN_ASSIGN_OR_RETURN(tensor out, tensor::empty(g.shape(), dt));
   with_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    for (int64_t i = 0; i < g.numel(); ++i) out.data<T>()[i] = static_cast<T>(g.data<T>()[i] * s);
+    const T* gp = g.data<T>();
+    T* op = out.data<T>();
+    parallel_blocks(g.numel(), elem_grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) op[i] = static_cast<T>(gp[i] * s);
+    });
   });
   return out;
 }
@@ -243,7 +275,15 @@ result<var> activation(const var& x, ops::activation a) {
   if (x.type() == dtype::f32) {
     LRNN_ASSIGN_OR_RETURN(y, x.value().clone());
     LRNN_ASSIGN_OR_RETURN(y, y.contiguous());
-    ops::apply_activation(y, a);
+    // The inference op on contiguous blocks of the flat tensor, the blocks spread over the threads.
+    LRNN_ASSIGN_OR_RETURN(tensor flat, y.view({y.numel()}));
+    status st;
+    parallel_blocks(y.numel(), elem_grain / 8, [&](int64_t i0, int64_t i1) {
+      auto part = flat.slice(0, i0, i1);
+      if (part.ok()) ops::apply_activation(*part, a);
+      else if (i0 == 0) st = part.get_status();
+    });
+    LRNN_TRY(st);
   } else {
     LRNN_ASSIGN_OR_RETURN(y, ops::grad::activation_forward(x.value(), a));
   }
@@ -275,7 +315,11 @@ result<var> add_scaled(const var& a, const var& b, double s) {
   LRNN_ASSIGN_OR_RETURN(tensor bv, b.value().contiguous());
   with_float(y.type(), [&](auto tag) {
     using T = decltype(tag);
-    for (int64_t i = 0; i < y.numel(); ++i) y.data<T>()[i] = static_cast<T>(y.data<T>()[i] + s * bv.data<T>()[i]);
+    T* yp = y.data<T>();
+    const T* bp = bv.data<T>();
+    parallel_blocks(y.numel(), elem_grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) yp[i] = static_cast<T>(yp[i] + s * bp[i]);
+    });
   });
   const dtype dt = y.type();
   return make_result(y, {a, b}, [s, dt](const tensor& g) -> result<grads> {
@@ -383,12 +427,15 @@ result<var> token_shift(const var& x) {
     using T_ = decltype(tag);
     const T_* p = xv.data<T_>();
     T_* q = y.data<T_>();
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t)
+    parallel_blocks(B * T, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+      for (int64_t bt = r0; bt < r1; ++bt) {
+        const int64_t t = bt % T;
         for (int64_t i = 0; i < D; ++i) {
-          const int64_t at = (b * T + t) * D + i;
+          const int64_t at = bt * D + i;
           q[at] = (t > 0 ? p[at - D] : T_(0)) - p[at];
         }
+      }
+    });
   });
   const dtype dt = xv.type();
   return make_result(y, {x}, [B, T, D, dt](const tensor& g_in) -> result<grads> {
@@ -400,12 +447,15 @@ result<var> token_shift(const var& x) {
       using T_ = decltype(tag);
       const T_* gp = g.data<T_>();
       T_* d = dx.data<T_>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T; ++t)
+      parallel_blocks(B * T, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+        for (int64_t bt = r0; bt < r1; ++bt) {
+          const int64_t t = bt % T;
           for (int64_t i = 0; i < D; ++i) {
-            const int64_t at = (b * T + t) * D + i;
+            const int64_t at = bt * D + i;
             d[at] = (t + 1 < T ? gp[at + D] : T_(0)) - gp[at];
           }
+        }
+      });
     });
     return grads{dx};
   }, "token_shift");
@@ -428,7 +478,10 @@ result<var> cross_entropy(const var& logits, const tensor& targets, const cross_
   tensor dl = r.dlogits;
   return make_result(loss, {logits}, [dl, dt](const tensor& g) -> result<grads> {
     LRNN_ASSIGN_OR_RETURN(tensor g64, g.to(dtype::f64));
-    LRNN_ASSIGN_OR_RETURN(tensor d, scaled_copy(dl, dt, g64.to_doubles()[0]));
+    const double s = g64.to_doubles()[0];
+    // Seed 1 (a plain backward(loss)): dlogits as computed, no scaled copy (x * 1 == x).
+    if (s == 1.0 && dl.type() == dt) return grads{dl};
+    LRNN_ASSIGN_OR_RETURN(tensor d, scaled_copy(dl, dt, s));
     return grads{d};
   }, "cross_entropy");
 }

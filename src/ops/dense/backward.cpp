@@ -5,11 +5,16 @@
 //   RMSNorm:             dx = inv * (dy * w) - x * inv^3 / D * sum(dy * w * x)
 #include "ops/dense/backward.h"
 
+#include "lrnn/threads.h"
+
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace lrnn::ops::grad {
 
@@ -46,7 +51,37 @@ result<tensor> contig(const tensor& t, dtype want, const char* what) {
   return t.contiguous();
 }
 
+// Work per block: elementwise loops of a few flops, rows of norms, columns of reductions.
+constexpr int64_t elem_grain = 16384;
+constexpr int64_t heavy_grain = 2048;  // elementwise with exp / tanh / erf
+// Column blocks of the per-column reductions: each block reads every row, so blocks narrower
+// than a few cache lines multiply the memory traffic.
+constexpr int64_t col_grain = 64;
+
 }  // namespace
+
+bool elementwise_threads() {
+  static const bool on = [] {
+    const char* e = std::getenv("LRNN_ELEMENTWISE_THREADS");
+    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+void parallel_blocks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t bs = std::max(grain, (n + 63) / 64), nb = (n + bs - 1) / bs;
+  if (nb == 1 || !elementwise_threads()) {
+    for (int64_t b = 0; b < nb; ++b) f(b * bs, std::min(n, (b + 1) * bs));
+    return;
+  }
+  if (nb == 1) {
+    f(0, n);
+    return;
+  }
+  parallel_for(nb, [&](int64_t b) { f(b * bs, std::min(n, (b + 1) * bs)); });
+}
 
 status require_float(const tensor& t, const char* what) {
   if (!t.defined()) return make_error(status_code::invalid_argument, "{}: tensor is undefined", what);
@@ -106,13 +141,17 @@ result<linear_grads> linear_backward(const tensor& x_in, const tensor& w_in, boo
     if (want_dw) {
       gemm<T>(true, false, out, in, M, dy.data<T>(), out, x.data<T>(), in, T(0), g.dw.data<T>(), in);
       if (has_bias) {
+        // Column sums, each in row order; columns spread over the threads.
         T* db = g.db.data<T>();
         const T* d = dy.data<T>();
-        for (int64_t o = 0; o < out; ++o) {
-          double s = 0;
-          for (int64_t m = 0; m < M; ++m) s += d[m * out + o];
-          db[o] = static_cast<T>(s);
-        }
+        parallel_blocks(out, std::max<int64_t>(col_grain, elem_grain / std::max<int64_t>(1, M)), [&](int64_t o0, int64_t o1) {
+          std::vector<double> s(static_cast<size_t>(o1 - o0), 0.0);
+          for (int64_t m = 0; m < M; ++m) {
+            const T* dm = d + m * out;
+            for (int64_t o = o0; o < o1; ++o) s[o - o0] += dm[o];
+          }
+          for (int64_t o = o0; o < o1; ++o) db[o] = static_cast<T>(s[o - o0]);
+        });
       }
     }
   });
@@ -133,11 +172,13 @@ result<tensor> embedding_forward(const tensor& ids_in, const tensor& table_in) {
   LRNN_ASSIGN_OR_RETURN(tensor out, tensor::empty(shape, table.type()));  // [..., D]
   const int64_t* ip = ids.data<int64_t>();
   const size_t row = static_cast<size_t>(D) * dtype_size(table.type());
-  for (int64_t i = 0; i < ids.numel(); ++i) {
+  for (int64_t i = 0; i < ids.numel(); ++i)
     if (ip[i] < 0 || ip[i] >= V)
       return make_error(status_code::invalid_argument, "token id {} is outside the vocabulary [0, {})", ip[i], V);
-    std::memcpy(static_cast<char*>(out.raw_data()) + i * row, static_cast<const char*>(table.raw_data()) + ip[i] * row, row);
-  }
+  parallel_blocks(ids.numel(), std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      std::memcpy(static_cast<char*>(out.raw_data()) + i * row, static_cast<const char*>(table.raw_data()) + ip[i] * row, row);
+  });
   return out;
 }
 
@@ -151,11 +192,14 @@ result<tensor> embedding_backward(const tensor& ids_in, int64_t V, const tensor&
   with_float(dy.type(), [&](auto tag) {
     using T = decltype(tag);
     const int64_t* ip = ids.data<int64_t>();
-    for (int64_t i = 0; i < ids.numel(); ++i) {
-      T* r = dt.data<T>() + ip[i] * D;
-      const T* d = dy.data<T>() + i * D;
-      for (int64_t j = 0; j < D; ++j) r[j] += d[j];
-    }
+    // Columns spread over the threads; each table entry adds its tokens in order.
+    parallel_blocks(D, std::max<int64_t>(col_grain, elem_grain / std::max<int64_t>(1, ids.numel())), [&](int64_t j0, int64_t j1) {
+      for (int64_t i = 0; i < ids.numel(); ++i) {
+        T* r = dt.data<T>() + ip[i] * D;
+        const T* d = dy.data<T>() + i * D;
+        for (int64_t j = j0; j < j1; ++j) r[j] += d[j];
+      }
+    });
   });
   return dt;
 }
@@ -185,7 +229,8 @@ result<tensor> group_norm_forward(const tensor& x_in, int64_t groups, const tens
     using T = decltype(tag);
     const T* wp = w.defined() ? w.data<T>() : nullptr;
     const T* bp = b.defined() ? b.data<T>() : nullptr;
-    for (int64_t r = 0; r < rows * groups; ++r) {
+    parallel_blocks(rows * groups, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x.data<T>() + r * D;
       T* yr = y.data<T>() + r * D;
       const int64_t c0 = (r % groups) * D;
@@ -202,6 +247,7 @@ result<tensor> group_norm_forward(const tensor& x_in, int64_t groups, const tens
         yr[i] = static_cast<T>(v);
       }
     }
+    });
   });
   return y;
 }
@@ -223,36 +269,58 @@ result<norm_grads> group_norm_backward(const tensor& x_in, int64_t groups, const
   with_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* wp = w.defined() ? w.data<T>() : nullptr;
-    std::vector<double> dxh(static_cast<size_t>(D)), xh(static_cast<size_t>(D));
-    std::vector<double> dw(static_cast<size_t>(C), 0.0), db(static_cast<size_t>(C), 0.0);
-    for (int64_t r = 0; r < rows * groups; ++r) {
-      const T* xr = x.data<T>() + r * D;
-      const T* dr = dy.data<T>() + r * D;
-      T* out = g.dx.data<T>() + r * D;
-      const int64_t c0 = (r % groups) * D;
-      double mean = 0, var = 0;
-      for (int64_t i = 0; i < D; ++i) mean += xr[i];
-      mean /= static_cast<double>(D);
-      for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-      var /= static_cast<double>(D);
-      const double inv = 1.0 / std::sqrt(var + eps);
-      double m1 = 0, m2 = 0;
-      for (int64_t i = 0; i < D; ++i) {
-        xh[i] = (xr[i] - mean) * inv;
-        dxh[i] = static_cast<double>(dr[i]) * (wp ? wp[c0 + i] : 1.0);
-        dw[c0 + i] += static_cast<double>(dr[i]) * xh[i];
-        db[c0 + i] += dr[i];
-        m1 += dxh[i];
-        m2 += dxh[i] * xh[i];
+    const int64_t R = rows * groups;
+    std::vector<double> means(static_cast<size_t>(R)), invs(static_cast<size_t>(R));
+    // dx row by row (rows spread over the threads).
+    parallel_blocks(R, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+      std::vector<double> dxh(static_cast<size_t>(D)), xh(static_cast<size_t>(D));
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xr = x.data<T>() + r * D;
+        const T* dr = dy.data<T>() + r * D;
+        T* out = g.dx.data<T>() + r * D;
+        const int64_t c0 = (r % groups) * D;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < D; ++i) mean += xr[i];
+        mean /= static_cast<double>(D);
+        for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= static_cast<double>(D);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        means[r] = mean;
+        invs[r] = inv;
+        double m1 = 0, m2 = 0;
+        for (int64_t i = 0; i < D; ++i) {
+          xh[i] = (xr[i] - mean) * inv;
+          dxh[i] = static_cast<double>(dr[i]) * (wp ? wp[c0 + i] : 1.0);
+          m1 += dxh[i];
+          m2 += dxh[i] * xh[i];
+        }
+        m1 /= static_cast<double>(D);
+        m2 /= static_cast<double>(D);
+        for (int64_t i = 0; i < D; ++i) out[i] = static_cast<T>(inv * (dxh[i] - m1 - xh[i] * m2));
       }
-      m1 /= static_cast<double>(D);
-      m2 /= static_cast<double>(D);
-      for (int64_t i = 0; i < D; ++i) out[i] = static_cast<T>(inv * (dxh[i] - m1 - xh[i] * m2));
-    }
-    if (g.dw.defined())
-      for (int64_t c = 0; c < C; ++c) g.dw.data<T>()[c] = static_cast<T>(dw[c]);
-    if (g.db.defined())
-      for (int64_t c = 0; c < C; ++c) g.db.data<T>()[c] = static_cast<T>(db[c]);
+    });
+    // dw, db: per channel, rows in order (channels spread over the threads).
+    if (g.dw.defined() || g.db.defined())
+      parallel_blocks(C, std::max<int64_t>(col_grain, elem_grain / std::max<int64_t>(1, rows)), [&](int64_t c_lo, int64_t c_hi) {
+        std::vector<double> dw(static_cast<size_t>(c_hi - c_lo), 0.0), db(static_cast<size_t>(c_hi - c_lo), 0.0);
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t c0 = (r % groups) * D, lo = std::max(c_lo, c0), hi = std::min(c_hi, c0 + D);
+          if (lo >= hi) continue;
+          const T* xr = x.data<T>() + r * D;
+          const T* dr = dy.data<T>() + r * D;
+          const double mean = means[r], inv = invs[r];
+          for (int64_t c = lo; c < hi; ++c) {
+            const int64_t i = c - c0;
+            const double xh = (xr[i] - mean) * inv;
+            dw[c - c_lo] += static_cast<double>(dr[i]) * xh;
+            db[c - c_lo] += dr[i];
+          }
+        }
+        for (int64_t c = c_lo; c < c_hi; ++c) {
+          if (g.dw.defined()) g.dw.data<T>()[c] = static_cast<T>(dw[c - c_lo]);
+          if (g.db.defined()) g.db.data<T>()[c] = static_cast<T>(db[c - c_lo]);
+        }
+      });
   });
   return g;
 }
@@ -301,27 +369,46 @@ result<norm_grads> group_rms_norm_backward(const tensor& x_in, int64_t groups, c
   with_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* wp = w.defined() ? w.data<T>() : nullptr;
-    std::vector<double> dw(static_cast<size_t>(w.defined() ? w.numel() : 0), 0.0);
-    for (int64_t r = 0; r < rows * groups; ++r) {
-      const T* xr = x.data<T>() + r * D;
-      const T* dr = dy.data<T>() + r * D;
-      T* out = g.dx.data<T>() + r * D;
-      const int64_t c0 = shared ? 0 : (r % groups) * D;
-      double ss = 0, dot = 0;
-      for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
-      for (int64_t i = 0; i < D; ++i) {
-        const double wi = wp ? static_cast<double>(wp[c0 + i]) : 1.0;
-        dot += static_cast<double>(dr[i]) * wi * xr[i];
-        if (wp) dw[c0 + i] += static_cast<double>(dr[i]) * xr[i] * inv;
+    const int64_t R = rows * groups;
+    std::vector<double> invs(static_cast<size_t>(R));
+    // dx row by row (rows spread over the threads).
+    parallel_blocks(R, std::max<int64_t>(1, elem_grain / std::max<int64_t>(1, D)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xr = x.data<T>() + r * D;
+        const T* dr = dy.data<T>() + r * D;
+        T* out = g.dx.data<T>() + r * D;
+        const int64_t c0 = shared ? 0 : (r % groups) * D;
+        double ss = 0, dot = 0;
+        for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+        const double inv = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
+        invs[r] = inv;
+        for (int64_t i = 0; i < D; ++i) {
+          const double wi = wp ? static_cast<double>(wp[c0 + i]) : 1.0;
+          dot += static_cast<double>(dr[i]) * wi * xr[i];
+        }
+        const double k = inv * inv * inv / static_cast<double>(D) * dot;
+        for (int64_t i = 0; i < D; ++i) {
+          const double wi = wp ? static_cast<double>(wp[c0 + i]) : 1.0;
+          out[i] = static_cast<T>(inv * dr[i] * wi - xr[i] * k);
+        }
       }
-      const double k = inv * inv * inv / static_cast<double>(D) * dot;
-      for (int64_t i = 0; i < D; ++i) {
-        const double wi = wp ? static_cast<double>(wp[c0 + i]) : 1.0;
-        out[i] = static_cast<T>(inv * dr[i] * wi - xr[i] * k);
-      }
+    });
+    // dw: per weight entry, rows in order (entries spread over the threads).
+    if (wp) {
+      const int64_t W = w.numel();
+      parallel_blocks(W, std::max<int64_t>(col_grain, elem_grain / std::max<int64_t>(1, R)), [&](int64_t w_lo, int64_t w_hi) {
+        std::vector<double> dw(static_cast<size_t>(w_hi - w_lo), 0.0);
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t c0 = shared ? 0 : (r % groups) * D, lo = std::max(w_lo, c0), hi = std::min(w_hi, c0 + D);
+          if (lo >= hi) continue;
+          const T* xr = x.data<T>() + r * D;
+          const T* dr = dy.data<T>() + r * D;
+          const double inv = invs[r];
+          for (int64_t c = lo; c < hi; ++c) dw[c - w_lo] += static_cast<double>(dr[c - c0]) * xr[c - c0] * inv;
+        }
+        for (int64_t c = w_lo; c < w_hi; ++c) g.dw.data<T>()[c] = static_cast<T>(dw[c - w_lo]);
+      });
     }
-    for (size_t i = 0; i < dw.size(); ++i) g.dw.data<T>()[i] = static_cast<T>(dw[i]);
   });
   return g;
 }
@@ -382,7 +469,9 @@ result<tensor> activation_forward(const tensor& x_in, activation a) {
     using T = decltype(tag);
     const T* p = x.data<T>();
     T* q = y.data<T>();
-    for (int64_t i = 0; i < x.numel(); ++i) q[i] = static_cast<T>(act_value(a, p[i]));
+    parallel_blocks(x.numel(), heavy_grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) q[i] = static_cast<T>(act_value(a, p[i]));
+    });
   });
   return y;
 }
@@ -397,7 +486,9 @@ result<tensor> activation_backward(const tensor& x_in, activation a, const tenso
     const T* p = x.data<T>();
     const T* d = dy.data<T>();
     T* q = dx.data<T>();
-    for (int64_t i = 0; i < x.numel(); ++i) q[i] = static_cast<T>(d[i] * act_derivative(a, p[i]));
+    parallel_blocks(x.numel(), heavy_grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) q[i] = static_cast<T>(d[i] * act_derivative(a, p[i]));
+    });
   });
   return dx;
 }
@@ -410,11 +501,14 @@ result<tensor> reduce_to_suffix(const tensor& g_in, const shape_t& suffix) {
   LRNN_ASSIGN_OR_RETURN(tensor out, tensor::empty(suffix, g.type()));
   with_float(g.type(), [&](auto tag) {
     using T = decltype(tag);
-    std::vector<double> acc(static_cast<size_t>(n), 0.0);
     const T* p = g.data<T>();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < n; ++i) acc[i] += p[r * n + i];
-    for (int64_t i = 0; i < n; ++i) out.data<T>()[i] = static_cast<T>(acc[i]);
+    // Per entry, rows in order (entries spread over the threads).
+    parallel_blocks(n, std::max<int64_t>(col_grain, elem_grain / std::max<int64_t>(1, rows)), [&](int64_t i0, int64_t i1) {
+      std::vector<double> acc(static_cast<size_t>(i1 - i0), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = i0; i < i1; ++i) acc[i - i0] += p[r * n + i];
+      for (int64_t i = i0; i < i1; ++i) out.data<T>()[i] = static_cast<T>(acc[i - i0]);
+    });
   });
   return out;
 }
@@ -446,24 +540,34 @@ result<cross_entropy_result> cross_entropy(const tensor& logits_in, const tensor
   const double inv_n = r.counted ? 1.0 / static_cast<double>(r.counted) : 0.0;
   with_float(x.type(), [&](auto tag) {
     using T = decltype(tag);
-    double total = 0;
-    for (int64_t i = 0; i < N; ++i) {
-      if (tp[i] == ignore_index) continue;
-      const T* row = x.data<T>() + i * V;
-      double mx = -INFINITY;
-      for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(row[j]));
-      double se = 0;
-      for (int64_t j = 0; j < V; ++j) se += std::exp(row[j] - mx);
-      const double lse = mx + std::log(se);
-      total += lse - row[tp[i]] + z_loss * lse * lse;
-      if (want_grad) {
-        // d/dx_j = (softmax_j - [j == t] + 2 z lse softmax_j) / n
-        T* d = r.dlogits.data<T>() + i * V;
-        const double f = (1.0 + 2.0 * z_loss * lse) * inv_n;
-        for (int64_t j = 0; j < V; ++j) d[j] = static_cast<T>(std::exp(row[j] - lse) * f);
-        d[tp[i]] = static_cast<T>(d[tp[i]] - inv_n);
+    // Rows spread over the threads; the per-row losses are summed in row order afterwards.
+    std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
+    parallel_blocks(N, std::max<int64_t>(1, heavy_grain / std::max<int64_t>(1, V)), [&](int64_t i0, int64_t i1) {
+      std::vector<double> e(static_cast<size_t>(V));  // exp(x_j - max), one exp per logit
+      for (int64_t i = i0; i < i1; ++i) {
+        if (tp[i] == ignore_index) continue;
+        const T* row = x.data<T>() + i * V;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(row[j]));
+        double se = 0;
+        for (int64_t j = 0; j < V; ++j) {
+          e[j] = std::exp(row[j] - mx);
+          se += e[j];
+        }
+        const double lse = mx + std::log(se);
+        row_loss[i] = lse - row[tp[i]] + z_loss * lse * lse;
+        if (want_grad) {
+          // d/dx_j = (softmax_j - [j == t] + 2 z lse softmax_j) / n, softmax_j = e_j / se
+          T* d = r.dlogits.data<T>() + i * V;
+          const double f = (1.0 + 2.0 * z_loss * lse) * inv_n / se;
+          for (int64_t j = 0; j < V; ++j) d[j] = static_cast<T>(e[j] * f);
+          d[tp[i]] = static_cast<T>(d[tp[i]] - inv_n);
+        }
       }
-    }
+    });
+    double total = 0;
+    for (int64_t i = 0; i < N; ++i)
+      if (tp[i] != ignore_index) total += row_loss[i];
     r.loss = total * inv_n;
   });
   return r;

@@ -6,7 +6,23 @@
 
 #include "ops/dense/dense.h"
 
+#include <functional>
+
 namespace lrnn::ops::grad {
+
+// Calls f(begin, end) on consecutive blocks covering [0, n), the blocks spread over the thread
+// team (lrnn/threads.h). The blocks depend on n and grain only, never on the thread count, and
+// every loop below keeps each output's summation order of the single-threaded code, so results
+// are the same bits for any number of threads.
+//
+// The blocks run on the OpenMP team only with LRNN_ELEMENTWISE_THREADS=1 in the environment;
+// otherwise one after the other on the calling thread (same blocks, same results). Measured on
+// the shared 2-core machine (bench/training_step.md), these short loops were slower threaded:
+// with libgomp's default spinning wait, a worker still spinning after a region holds the core
+// the next OpenBLAS (pthreads) call needs; with OMP_WAIT_POLICY=passive the threaded loops still
+// did not beat the serial ones under that machine's load.
+void parallel_blocks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+bool elementwise_threads();
 
 // Any of these: f32 or f64 (the dtype the caller dispatches on).
 status require_float(const tensor& t, const char* what);
