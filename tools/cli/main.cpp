@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
 
 namespace lrnn::cli {
 
@@ -71,4 +74,23 @@ static int run_main(int argc, char** argv) {
 
 }  // namespace lrnn::cli
 
-int main(int argc, char** argv) { return lrnn::cli::run_main(argc, argv); }
+// Training mixes OpenMP loops with OpenBLAS's own threads. With libgomp's default wait policy the
+// OpenMP workers keep spinning after each parallel region and take the cores OpenBLAS needs: a
+// 2-thread training step measured 834 ms spinning vs 244 ms passive (bench/training_step.md).
+// libgomp reads OMP_WAIT_POLICY when it is loaded, before main, so for the training commands the
+// tool sets it and re-executes itself once — unless the user chose a policy. Decoding keeps the
+// default (its many short parallel regions were measured with it).
+static void use_passive_openmp_wait_for_training(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  bool training = false;
+  for (char** a = argv + 1; *a != nullptr; ++a)
+    training = training || std::strcmp(*a, "train") == 0 || std::strcmp(*a, "train-step") == 0;
+  if (!training) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then run on with the default policy
+}
+
+int main(int argc, char** argv) {
+  use_passive_openmp_wait_for_training(argv);
+  return lrnn::cli::run_main(argc, argv);
+}
