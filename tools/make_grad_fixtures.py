@@ -6,12 +6,28 @@
 # them into tests/data/<fixture>/grads/<name>.npy (tests/train/trainable_test.cpp reads them).
 # Usage (GPU machine): PYTHONPATH=<dir holding fla/ and einops/> OUT=<dir> python3 tools/make_grad_fixtures.py
 #       (here):        python3 tools/make_grad_fixtures.py --split <dir holding the .npz files>
+#
+# The HF-format fixtures (tests/data/hf_rwkv4, hf_recurrentgemma, hf_xlstm, hf_xlstm_qk05) need no
+# GPU: --hf runs transformers' own PyTorch modeling code on the CPU in float64, in training mode,
+# with the same loss, and writes tests/data/<fixture>/grads/<name>.npy directly (computed in
+# float64, stored float32; names as in model.safetensors, plus loss.npy in float64). Made with torch 2.15.0 (PyPI wheel, run on the CPU) and
+# transformers 5.17.0 (the version the fixtures were made with):
+#   python3 -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch numpy safetensors transformers==5.17.0
+#   /tmp/tvenv/bin/python tools/make_grad_fixtures.py --hf [fixture ...]
+# xLSTM: the fixture configs name transformers' pure-PyTorch kernels (chunkwise--native_autograd,
+# native_sequence__native, native step), which are what runs here; they are kept. hf_xlstm has
+# mode "train": the chunkwise native-autograd kernel (chunk 16, 3 chunks of the 48 tokens);
+# hf_xlstm_qk05 has mode "inference" (the chunkwise kernel fails for qk dim != v dim): with 48 <
+# chunk_size 64 tokens that is the native recurrent sequence kernel, step by step. For float64
+# throughout, the recurrent kernels' state dtype is set to float64, the norms' float32 reductions
+# are turned off, and the logits are computed without the modeling code's final .float().
 import os
 import sys
 
 import numpy as np
 
 FIXTURES = ["fla_gla", "fla_retnet"]
+HF_FIXTURES = ["hf_rwkv4", "hf_recurrentgemma", "hf_xlstm", "hf_xlstm_qk05"]
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
 
 
@@ -53,6 +69,65 @@ def make(out):
         np.savez(os.path.join(out, f"{name}_grads.npz"), **arrays)
 
 
+def make_hf(names):
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+    import transformers
+
+    print("torch", torch.__version__, "transformers", transformers.__version__, flush=True)
+    for name in names:
+        d = os.path.join(ROOT, name)
+        cfg = AutoConfig.from_pretrained(d)
+        if cfg.model_type == "xlstm":
+            # float64 throughout: the norms' reductions off float32 (autocast_kernel_dtype is not used
+            # by the native kernels).
+            cfg.norm_reduction_force_float32 = False
+            # The recurrent kernels' state dtype: the config validator allows only 16/32-bit types,
+            # so it is set past the validator.
+            object.__setattr__(cfg, "inference_state_dtype", "float64")
+        m = AutoModelForCausalLM.from_config(cfg).double()
+        sd = {k: v.double() for k, v in load_file(os.path.join(d, "model.safetensors")).items()}
+        missing, unexpected = m.load_state_dict(sd, strict=False)
+        assert not unexpected, unexpected
+        tied = bool(getattr(cfg, "tie_word_embeddings", False))
+        assert all(tied and k.endswith("lm_head.weight") for k in missing), missing
+        if tied:
+            m.tie_weights()
+        m.train()
+        ids = torch.from_numpy(np.load(os.path.join(d, "input_ids.npy")))
+        if cfg.model_type == "xlstm":
+            # xLSTMForCausalLM.forward casts the logits to float32 (.float()) before the soft cap;
+            # the same computation without that cast, to stay in float64.
+            from transformers.models.xlstm.modeling_xlstm import soft_cap
+
+            h = m.backbone(ids, use_cache=False)[0]
+            logits = soft_cap(m.lm_head(h), cfg.output_logit_soft_cap)
+            # sanity: the model's own forward gives the same logits (to float32 rounding)
+            assert float((m(input_ids=ids, use_cache=False).logits.double() - logits).abs().max()) < 1e-5
+        else:
+            logits = m(input_ids=ids, use_cache=False).logits
+        assert logits.dtype == torch.float64, logits.dtype
+        ref = np.load(os.path.join(d, "logits.npy"))
+        print(name, "logits vs fixture max abs diff", float(np.abs(logits.detach().numpy() - ref).max()), flush=True)
+        V = logits.shape[-1]
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+        loss.backward()
+        gd = os.path.join(d, "grads")
+        os.makedirs(gd, exist_ok=True)
+        np.save(os.path.join(gd, "loss.npy"), np.array([loss.item()], dtype=np.float64))
+        n = 0
+        for pname, p in m.named_parameters():
+            assert pname in sd, pname
+            if p.grad is None:
+                print(name, "no gradient for", pname, flush=True)
+                continue
+            np.save(os.path.join(gd, pname + ".npy"), p.grad.detach().numpy().astype(np.float32))
+            n += 1
+        print(name, "loss", loss.item(), "parameters with gradients", n, "of", len(sd), "->", gd, flush=True)
+
+
 def split(src):
     for name in FIXTURES:
         path = os.path.join(src, f"{name}_grads.npz")
@@ -68,7 +143,9 @@ def split(src):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--split":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--hf":
+        make_hf(sys.argv[2:] or HF_FIXTURES)
+    elif len(sys.argv) == 3 and sys.argv[1] == "--split":
         split(sys.argv[2])
     else:
         make(os.environ.get("OUT", "/tmp/out"))

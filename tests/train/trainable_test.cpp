@@ -6,6 +6,7 @@
 #include "models/model.h"
 #include "ops/dense/autograd.h"
 #include "support/ag_gradcheck.h"
+#include "train/reference_grads.h"
 #include "train/trainable.h"
 
 #include <gtest/gtest.h>
@@ -55,36 +56,10 @@ INSTANTIATE_TEST_SUITE_P(fla, trainable_fixture, ::testing::Values("fla_gla", "f
 class reference_gradients : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(reference_gradients, match_pytorch_autograd_through_fla) {
-  const std::string dir = data_dir + "/" + GetParam();
-  auto m = load_trainable(dir, dtype::f64);
-  ASSERT_TRUE(m.ok()) << m.error().message();
-  const tensor ids = io::read_npy(dir + "/input_ids.npy").value();
-  const int64_t T = ids.size(1);
-  const tensor targets = ids.slice(1, 1, T).value().contiguous().value();
-  auto logits = (*m)->forward(ids, compute_form::chunk);
-  ASSERT_TRUE(logits.ok()) << logits.error().message();
-  auto shifted = ag::slice(*logits, 1, 0, T - 1);
-  ASSERT_TRUE(shifted.ok());
-  auto loss = ag::cross_entropy(*shifted, targets);
-  ASSERT_TRUE(loss.ok()) << loss.error().message();
-  const double ref_loss = io::read_npy(dir + "/grads/loss.npy").value().to_doubles()[0];
-  EXPECT_NEAR(loss->value().to_doubles()[0], ref_loss, 1e-5 * std::fabs(ref_loss));
-  ASSERT_TRUE(ag::backward(*loss).ok());
-  double worst = 0;
-  std::string worst_name;
-  for (auto& p : (*m)->parameters()) {
-    auto ref = io::read_npy(dir + "/grads/" + p.name + ".npy");
-    ASSERT_TRUE(ref.ok()) << p.name << ": " << ref.error().message();
-    ASSERT_TRUE(p.v.grad().defined()) << p.name;
-    ASSERT_EQ(ref->shape(), p.v.grad().shape()) << p.name;
-    double scale = 0;
-    for (double v : ref->to_doubles()) scale = std::max(scale, std::fabs(v));
-    const double rel = max_abs_diff(p.v.grad(), *ref) / std::max(scale, 1e-30);
-    EXPECT_LE(rel, 1e-4) << p.name << " (max |ref| " << scale << ")";
-    if (rel > worst) worst = rel, worst_name = p.name;
-  }
+  const auto r = testing::check_reference_gradients(data_dir + "/" + GetParam(), compute_form::chunk);
+  EXPECT_GE(r.worst, 0);
   std::printf("[ pytorch ] %s: loss %.8f (reference %.8f), %zu parameters, worst relative gradient difference %.3g (%s)\n",
-              GetParam().c_str(), loss->value().to_doubles()[0], ref_loss, (*m)->parameters().size(), worst, worst_name.c_str());
+              GetParam().c_str(), r.loss, r.ref_loss, r.parameters, r.worst, r.worst_name.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(fla, reference_gradients, ::testing::Values("fla_gla", "fla_retnet"));
