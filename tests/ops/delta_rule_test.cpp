@@ -20,6 +20,11 @@ op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, 
   o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
   return make_case(v, o);
 }
+op_case chunked(variant v, int64_t T, int64_t K, int64_t V, int64_t chunk, bool init, double gmax, uint64_t seed = 11) {
+  dr::case_opts o;
+  o.B = 1, o.T = T, o.H = 1, o.K = K, o.V = V, o.init = init, o.gmax = gmax, o.chunk = chunk, o.seed = seed;
+  return make_case(v, o);
+}
 
 #define DR_CASES(V)                                                                                          \
   LRNN_OP_CASE(delta_rule_##V, fd_init, dr::family(), fd_case(variant::V, true))                           \
@@ -46,6 +51,16 @@ LRNN_OP_CASE(delta_rule_dplr, t1000, dr::family(), sized(variant::dplr, 1, 1000,
 LRNN_OP_CASE(delta_rule_gated, weak_gates, dr::family(), sized(variant::gated, 1, 70, 32, 32, true, 0.01, 2))
 LRNN_OP_CASE(delta_rule_gated, strong_gates, dr::family(), sized(variant::gated, 1, 70, 32, 32, true, 50.0, 2))
 LRNN_OP_CASE(delta_rule_dplr, strong_decay, dr::family(), sized(variant::dplr, 1, 70, 32, 32, true, 50.0, 2))
+
+// DPLR chunk form (cpu/dplr_chunk.cpp): head dims 128 and 60, chunk sizes 16 to 256 (partial last
+// chunks and blocks), decays from weak to log decays of -50 per key (off-diagonal blocks underflow to 0).
+LRNN_OP_CASE(delta_rule_dplr, t130_k128_v128_init, dr::family(), chunked(variant::dplr, 130, 128, 128, 64, true, 0.6))
+LRNN_OP_CASE(delta_rule_dplr, t1000_k128_init, dr::family(), chunked(variant::dplr, 1000, 128, 64, 64, true, 0.6, 5))
+LRNN_OP_CASE(delta_rule_dplr, t100_k60_chunk16, dr::family(), chunked(variant::dplr, 100, 60, 40, 16, true, 1.0))
+LRNN_OP_CASE(delta_rule_dplr, t77_k60_chunk32, dr::family(), chunked(variant::dplr, 77, 60, 60, 32, false, 1.0))
+LRNN_OP_CASE(delta_rule_dplr, t300_chunk256, dr::family(), chunked(variant::dplr, 300, 32, 24, 256, true, 0.3))
+LRNN_OP_CASE(delta_rule_dplr, weak_decay, dr::family(), chunked(variant::dplr, 150, 32, 32, 64, true, 0.001))
+LRNN_OP_CASE(delta_rule_dplr, strong_decay_k60_chunk32, dr::family(), chunked(variant::dplr, 100, 60, 32, 32, true, 50.0))
 
 // Packed variable-length batches (every form, gradients included).
 LRNN_OP_CASE(delta_rule_gated, varlen, dr::family(), dr::varlen_case(variant::gated, {0, 17, 17 + 64, 17 + 64 + 70}))

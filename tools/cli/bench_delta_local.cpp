@@ -65,8 +65,11 @@ status run_delta(const options& o, std::vector<row>& rows, std::string& desc) {
   const tensor d_o = random_tensor({B, T, H, V}, 7, -1, 1);
   const double C = static_cast<double>(std::min(o.chunk, T)), Kd = static_cast<double>(K), Vd = static_cast<double>(V);
   const double tokens = static_cast<double>(B * T * H);
-  const double fwd = tokens * (4 * C * Kd + 3 * C * Vd + 6 * Kd * Vd);
-  const double bwd = tokens * (8 * C * Kd + 7 * C * Vd + 12 * Kd * Vd);
+  // dplr (README.md, "DPLR chunk form", cost): four decayed score matrices, two K x V products in and
+  // out of the state per chunk; the backward recomputes the forward twice (state sweep, per chunk).
+  const bool dplr = spec.kind == delta_kind::dplr;
+  const double fwd = dplr ? tokens * (4 * C * Kd + 4 * C * Vd + 8 * Kd * Vd) : tokens * (4 * C * Kd + 3 * C * Vd + 6 * Kd * Vd);
+  const double bwd = dplr ? tokens * (16 * C * Kd + 18 * C * Vd + 32 * Kd * Vd) : tokens * (8 * C * Kd + 7 * C * Vd + 12 * Kd * Vd);
   const double rec = tokens * 8 * Kd * Vd;
   const std::vector<std::string> forms = o.forms.empty() ? std::vector<std::string>{"chunk", "recurrent"} : o.forms;
   for (const std::string& f : forms) {
@@ -74,7 +77,7 @@ status run_delta(const options& o, std::vector<row>& rows, std::string& desc) {
     if (f == "chunk") form = delta_rule_form::chunk;
     else if (f == "recurrent") form = delta_rule_form::recurrent;
     else return make_error(status_code::invalid_argument, "bench delta_rule: unknown form '{}' (chunk, recurrent)", f);
-    const bool chunk = form == delta_rule_form::chunk && spec.kind != delta_kind::dplr;
+    const bool chunk = form == delta_rule_form::chunk;
     status st;
     const int reps = chunk ? o.repeats : 1;
     const double ms = time_ms(reps, [&] {

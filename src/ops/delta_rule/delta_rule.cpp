@@ -140,7 +140,9 @@ result<delta_rule_output> forward_cpu(const delta_rule_spec& spec, const delta_r
   LRNN_TRY(o.init(in.v.shape(), in.q.type()));
   std::vector<A> sf(opt.output_final_state ? d.N * d.H * d.K * d.V : 0);
   A* sfp = opt.output_final_state ? sf.data() : nullptr;
-  if (form == delta_rule_form::chunk && spec.kind != delta_kind::dplr) {
+  if (form == delta_rule_form::chunk && spec.kind == delta_kind::dplr) {
+    detail::delta_forward_dplr_chunk(r.p, o.ptr, sfp);
+  } else if (form == delta_rule_form::chunk) {
     detail::delta_forward_chunk(r.p, o.ptr, sfp);
   } else {
     detail::delta_forward_recurrent(r.p, o.ptr, sfp);
@@ -181,7 +183,9 @@ result<delta_rule_grads> backward_cpu(const delta_rule_spec& spec, const delta_r
     ds0.resize(d.N * d.H * K * d.V);
     io.ds0 = ds0.data();
   }
-  if (form == delta_rule_form::chunk && spec.kind != delta_kind::dplr) {
+  if (form == delta_rule_form::chunk && spec.kind == delta_kind::dplr) {
+    detail::delta_backward_dplr_chunk(r.p, io);
+  } else if (form == delta_rule_form::chunk) {
     detail::delta_backward_chunk(r.p, io);
   } else {
     detail::delta_backward_recurrent(r.p, io);

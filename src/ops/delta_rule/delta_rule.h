@@ -104,6 +104,9 @@ template <typename A> void delta_forward_recurrent(const delta_problem<A>& p, A*
 template <typename A> void delta_backward_recurrent(const delta_problem<A>& p, const delta_grads_io<A>& io);
 template <typename A> void delta_forward_chunk(const delta_problem<A>& p, A* o, A* s_final);
 template <typename A> void delta_backward_chunk(const delta_problem<A>& p, const delta_grads_io<A>& io);
+// The dplr kind's chunk form (cpu/dplr_chunk.cpp).
+template <typename A> void delta_forward_dplr_chunk(const delta_problem<A>& p, A* o, A* s_final);
+template <typename A> void delta_backward_dplr_chunk(const delta_problem<A>& p, const delta_grads_io<A>& io);
 
 result<delta_rule_output> delta_rule_forward_reference(const delta_rule_spec& spec, const delta_rule_inputs& in,
                                                        const delta_rule_state& init, bool output_final_state);

@@ -6,8 +6,7 @@
 #include "ops/delta_rule/delta_rule.h"
 
 #include "lrnn/threads.h"
-
-#include <cblas.h>
+#include "ops/delta_rule/cpu/blas.h"
 
 #include <algorithm>
 #include <cmath>
@@ -16,25 +15,8 @@ namespace lrnn::ops::detail {
 
 namespace {
 
-int ci(int64_t x) { return static_cast<int>(x); }
-
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-          float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, ci(M), ci(N), ci(K), alpha, a, ci(lda), b,
-              ci(ldb), beta, c, ci(ldc));
-}
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, ci(M), ci(N), ci(K), alpha, a, ci(lda), b,
-              ci(ldb), beta, c, ci(ldc));
-}
-// X <- (I + A)^{-1} X (trans: (I + A)^{-T} X) for the strictly lower A stored in `a` (diagonal ignored).
-void unit_lower_solve(bool trans, int64_t L, int64_t N, const float* a, int64_t lda, float* x, int64_t ldx) {
-  cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit, ci(L), ci(N), 1.0f, a, ci(lda), x, ci(ldx));
-}
-void unit_lower_solve(bool trans, int64_t L, int64_t N, const double* a, int64_t lda, double* x, int64_t ldx) {
-  cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, trans ? CblasTrans : CblasNoTrans, CblasUnit, ci(L), ci(N), 1.0, a, ci(lda), x, ci(ldx));
-}
+using dr_blas::gemm;
+using dr_blas::unit_lower_solve;
 
 // One (sequence, head): work space and the chunk-local quantities of the forward pass.
 template <typename A>

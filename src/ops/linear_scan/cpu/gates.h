@@ -1,8 +1,10 @@
 // linear_scan on CPU: the pointwise part shared by the recurrent and scan forms — the
 // coefficients (a_t, b_t) of h_t = a_t h_{t-1} + b_t for one token and a block of channels, and
-// the chain rule from (dh_t, h_{t-1}) back to the inputs (README.md, "Backward").
+// the chain rule from (dh_t, h_{t-1}) back to the inputs (README.md, "Backward"). Always inlined, so
+// that the AVX2 builds of the forms (backend/cpu/simd.h) compile them for AVX2 too.
 #pragma once
 
+#include "backend/cpu/vec_math.h"
 #include "ops/common/seq_util.h"
 #include "ops/linear_scan/linear_scan.h"
 
@@ -12,7 +14,7 @@
 namespace lrnn::ops::detail {
 
 template <typename A>
-inline void scan_coefficients(const linear_scan_problem<A>& p, int64_t t, int64_t c0, int64_t cw, A* a, A* b) {
+[[gnu::always_inline]] inline void scan_coefficients(const linear_scan_problem<A>& p, int64_t t, int64_t c0, int64_t cw, A* a, A* b) {
   const int64_t o = t * p.C + c0;
   const bool reset = p.reset && p.reset[t];
   const A* x = p.x + o;
@@ -20,7 +22,7 @@ inline void scan_coefficients(const linear_scan_problem<A>& p, int64_t t, int64_
     const A* la = p.log_a + o;
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
-      a[c] = reset ? A(0) : seq_util::exp_nonpos(std::min(la[c], A(0)));
+      a[c] = reset ? A(0) : cpu::vmath::exp_nonpos(std::min(la[c], A(0)));
       b[c] = x[c];
     }
     return;
@@ -32,22 +34,22 @@ inline void scan_coefficients(const linear_scan_problem<A>& p, int64_t t, int64_
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
       a[c] = A(0);
-      b[c] = x[c] * seq_util::sigmoid(gx[c]);
+      b[c] = x[c] * cpu::vmath::sigmoid(gx[c]);
     }
     return;
   }
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
-    const A la = ncs[c] * seq_util::sigmoid(ga[c]);
-    a[c] = seq_util::exp_nonpos(la);
-    b[c] = x[c] * seq_util::sigmoid(gx[c]) * std::sqrt(-seq_util::expm1_nonpos(A(2) * la));
+    const A la = ncs[c] * cpu::vmath::sigmoid(ga[c]);
+    a[c] = cpu::vmath::exp_nonpos(la);
+    b[c] = x[c] * cpu::vmath::sigmoid(gx[c]) * std::sqrt(-cpu::vmath::expm1_nonpos(A(2) * la));
   }
 }
 
 // dh: gradient of h_t (from y_t and from h_{t+1}); hprev: h_{t-1}. Writes the input gradients of
 // token t and adds to dncs the gradient of -c * softplus(a_param).
 template <typename A>
-inline void scan_input_grads(const linear_scan_problem<A>& p, int64_t t, int64_t c0, int64_t cw, const A* dh,
+[[gnu::always_inline]] inline void scan_input_grads(const linear_scan_problem<A>& p, int64_t t, int64_t c0, int64_t cw, const A* dh,
                              const A* hprev, const linear_scan_backward_io<A>& io, A* dncs) {
   const int64_t o = t * p.C + c0;
   const bool reset = p.reset && p.reset[t];
@@ -57,7 +59,7 @@ inline void scan_input_grads(const linear_scan_problem<A>& p, int64_t t, int64_t
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
       io.dx[o + c] = dh[c];
-      io.dlog_a[o + c] = reset || la[c] > A(0) ? A(0) : dh[c] * hprev[c] * seq_util::exp_nonpos(la[c]);
+      io.dlog_a[o + c] = reset || la[c] > A(0) ? A(0) : dh[c] * hprev[c] * cpu::vmath::exp_nonpos(la[c]);
     }
     return;
   }
@@ -67,7 +69,7 @@ inline void scan_input_grads(const linear_scan_problem<A>& p, int64_t t, int64_t
   if (reset) {
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
-      const A i = seq_util::sigmoid(gx[c]);
+      const A i = cpu::vmath::sigmoid(gx[c]);
       io.dx[o + c] = dh[c] * i;
       io.dgate_x[o + c] = dh[c] * x[c] * i * (A(1) - i);
       io.dgate_a[o + c] = A(0);
@@ -76,11 +78,11 @@ inline void scan_input_grads(const linear_scan_problem<A>& p, int64_t t, int64_t
   }
   #pragma omp simd
   for (int64_t c = 0; c < cw; ++c) {
-    const A i = seq_util::sigmoid(gx[c]);
-    const A r = seq_util::sigmoid(ga[c]);
+    const A i = cpu::vmath::sigmoid(gx[c]);
+    const A r = cpu::vmath::sigmoid(ga[c]);
     const A la = ncs[c] * r;
-    const A a = seq_util::exp_nonpos(la);
-    const A z = -seq_util::expm1_nonpos(A(2) * la);  // 1 - a^2
+    const A a = cpu::vmath::exp_nonpos(la);
+    const A z = -cpu::vmath::expm1_nonpos(A(2) * la);  // 1 - a^2
     const A m = std::sqrt(z);
     io.dx[o + c] = dh[c] * i * m;
     io.dgate_x[o + c] = dh[c] * x[c] * m * i * (A(1) - i);

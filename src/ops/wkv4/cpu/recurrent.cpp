@@ -1,171 +1,28 @@
-// wkv4 recurrent form on CPU: tasks over (sequence, block of up to 4096 channels), tokens in order,
-// channels vectorised. Each step uses one exp for the output and one for the update (one of
-// e1/e2 is exactly 1). The backward keeps the state every 64 tokens and recomputes the states
-// inside each 64-token block while walking back (README.md, "Backward").
-#include "ops/common/seq_util.h"
-#include "ops/wkv4/wkv4.h"
+// recurrent_impl.h built for the baseline instruction set, and the entry points, which call the
+// AVX2 + FMA build (recurrent_avx2.cpp) when the CPU has it (backend/cpu/simd.h).
+#include "backend/cpu/simd.h"
 
-#include "lrnn/threads.h"
-
-#include <algorithm>
-#include <cmath>
+#define LRNN_SIMD_NS base
+#include "ops/wkv4/cpu/recurrent_impl.h"
+#undef LRNN_SIMD_NS
 
 namespace lrnn::ops::detail {
 
-namespace {
-
-using seq_util::exp_nonpos;
-constexpr int64_t max_block = 4096;  // channels per task at most (seq_util::channel_block)
-constexpr int64_t checkpoint = 64;  // backward: tokens between stored states
+namespace avx2 {  // recurrent_avx2.cpp
+template <typename A> void wkv4_forward_recurrent(const wkv4_problem<A>& p, const wkv4_forward_io<A>& io);
+template <typename A> void wkv4_backward_recurrent(const wkv4_problem<A>& p, const wkv4_backward_io<A>& io);
+}  // namespace avx2
 
 template <typename A>
-void load_state(const wkv4_problem<A>& pr, int64_t n, int64_t c0, int64_t cw, A* a, A* b, A* p) {
-  for (int64_t c = 0; c < cw; ++c) {
-    a[c] = pr.a0 ? pr.a0[n * pr.C + c0 + c] : A(0);
-    b[c] = pr.b0 ? pr.b0[n * pr.C + c0 + c] : A(0);
-    p[c] = pr.p0 ? pr.p0[n * pr.C + c0 + c] : A(wkv4_p_start);
-  }
-}
-
-// Output of one token (from the state before it), then the state update.
-template <typename A>
-inline void forward_step(const A* k, const A* v, const A* w, const A* u, int64_t cw, A* a, A* b, A* p, A* y) {
-  #pragma omp simd
-  for (int64_t c = 0; c < cw; ++c) {
-    const A kk = k[c], vv = v[c];
-    const A d1 = p[c] - (u[c] + kk);
-    const A e = exp_nonpos(-std::fabs(d1));
-    const A e1 = d1 >= 0 ? A(1) : e, e2 = d1 >= 0 ? e : A(1);
-    y[c] = (e1 * a[c] + e2 * vv) / (e1 * b[c] + e2);
-    const A pw = p[c] + w[c], d2 = pw - kk;
-    const A f = exp_nonpos(-std::fabs(d2));
-    const A f1 = d2 >= 0 ? A(1) : f, f2 = d2 >= 0 ? f : A(1);
-    a[c] = f1 * a[c] + f2 * vv;
-    b[c] = f1 * b[c] + f2;
-    p[c] = d2 >= 0 ? pw : kk;
-  }
+void wkv4_forward_recurrent(const wkv4_problem<A>& p, const wkv4_forward_io<A>& io) {
+  if (cpu::use_avx2()) avx2::wkv4_forward_recurrent(p, io);
+  else base::wkv4_forward_recurrent(p, io);
 }
 
 template <typename A>
-inline void update_step(const A* k, const A* v, const A* w, int64_t cw, const A* a, const A* b, const A* p, A* an,
-                        A* bn, A* pn) {
-  #pragma omp simd
-  for (int64_t c = 0; c < cw; ++c) {
-    const A kk = k[c];
-    const A pw = p[c] + w[c], d2 = pw - kk;
-    const A f = exp_nonpos(-std::fabs(d2));
-    const A f1 = d2 >= 0 ? A(1) : f, f2 = d2 >= 0 ? f : A(1);
-    an[c] = f1 * a[c] + f2 * v[c];
-    bn[c] = f1 * b[c] + f2;
-    pn[c] = d2 >= 0 ? pw : kk;
-  }
-}
-
-}  // namespace
-
-template <typename A>
-void wkv4_forward_recurrent(const wkv4_problem<A>& pr, const wkv4_forward_io<A>& io) {
-  const int64_t C = pr.C, block = seq_util::channel_block(pr.N, C, max_block), nb = (C + block - 1) / block;
-  parallel_for(pr.N * nb, [&](int64_t task) {
-    const int64_t n = task / nb, c0 = (task % nb) * block, cw = std::min(block, C - c0);
-    std::vector<A> a_buf(block), b_buf(block), p_buf(block);
-    A *a = a_buf.data(), *b = b_buf.data(), *p = p_buf.data();
-    load_state(pr, n, c0, cw, a, b, p);
-    for (int64_t t = pr.offsets[n]; t < pr.offsets[n + 1]; ++t)
-      forward_step(pr.k + t * C + c0, pr.v + t * C + c0, pr.w + c0, pr.u + c0, cw, a, b, p, io.y + t * C + c0);
-    if (io.a)
-      for (int64_t c = 0; c < cw; ++c) {
-        io.a[n * C + c0 + c] = a[c];
-        io.b[n * C + c0 + c] = b[c];
-        io.p[n * C + c0 + c] = p[c];
-      }
-  });
-}
-
-template <typename A>
-void wkv4_backward_recurrent(const wkv4_problem<A>& pr, const wkv4_backward_io<A>& io) {
-  const int64_t C = pr.C, block = seq_util::channel_block(pr.N, C, max_block), nb = (C + block - 1) / block;
-  parallel_for(pr.N * nb, [&](int64_t task) {
-    const int64_t n = task / nb, c0 = (task % nb) * block, cw = std::min(block, C - c0);
-    const int64_t t0 = pr.offsets[n], t1 = pr.offsets[n + 1];
-    const int64_t n_ck = (t1 - t0 + checkpoint - 1) / checkpoint;
-    const A* w = pr.w + c0;
-    const A* u = pr.u + c0;
-    // States at the start of every 64-token block: [n_ck][a, b, p][block].
-    std::vector<A> ck(static_cast<size_t>(n_ck) * 3 * block);
-    std::vector<A> st(static_cast<size_t>(checkpoint + 1) * 3 * block);  // [i][a, b, p][block]
-    std::vector<A> a_buf(block), b_buf(block), p_buf(block);
-    A *a = a_buf.data(), *b = b_buf.data(), *p = p_buf.data();
-    load_state(pr, n, c0, cw, a, b, p);
-    for (int64_t j = 0; j < n_ck; ++j) {
-      A* s = ck.data() + j * 3 * block;
-      std::copy(a, a + cw, s), std::copy(b, b + cw, s + block), std::copy(p, p + cw, s + 2 * block);
-      for (int64_t t = t0 + j * checkpoint; t < std::min(t1, t0 + (j + 1) * checkpoint); ++t)
-        update_step(pr.k + t * C + c0, pr.v + t * C + c0, w, cw, a, b, p, a, b, p);
-    }
-    std::vector<A> ga_buf(block), gb_buf(block), gp_buf(block), dw_buf(block), du_buf(block);
-    A *ga = ga_buf.data(), *gb = gb_buf.data(), *gp = gp_buf.data(), *dw = dw_buf.data(), *du = du_buf.data();
-    for (int64_t c = 0; c < cw; ++c) {
-      ga[c] = io.da ? io.da[n * C + c0 + c] : A(0);
-      gb[c] = io.db ? io.db[n * C + c0 + c] : A(0);
-      gp[c] = io.dp ? io.dp[n * C + c0 + c] : A(0);
-      dw[c] = du[c] = A(0);
-    }
-    for (int64_t j = n_ck - 1; j >= 0; --j) {
-      const int64_t ts = t0 + j * checkpoint, te = std::min(t1, ts + checkpoint);
-      std::copy(ck.begin() + j * 3 * block, ck.begin() + (j + 1) * 3 * block, st.begin());
-      for (int64_t t = ts; t < te; ++t) {
-        const A* s = st.data() + (t - ts) * 3 * block;
-        A* sn = st.data() + (t - ts + 1) * 3 * block;
-        update_step(pr.k + t * C + c0, pr.v + t * C + c0, w, cw, s, s + block, s + 2 * block, sn, sn + block, sn + 2 * block);
-      }
-      for (int64_t t = te - 1; t >= ts; --t) {
-        const A* s = st.data() + (t - ts) * 3 * block;
-        const A* sn = st.data() + (t - ts + 1) * 3 * block;
-        const A* k = pr.k + t * C + c0;
-        const A* v = pr.v + t * C + c0;
-        const A* dy = io.dy + t * C + c0;
-        A* dk = io.dk + t * C + c0;
-        A* dv = io.dv + t * C + c0;
-        const A *s_a = s, *s_b = s + block, *s_p = s + 2 * block, *sn_a = sn, *sn_b = sn + block;
-        #pragma omp simd
-        for (int64_t c = 0; c < cw; ++c) {
-          const A sa = s_a[c], sb = s_b[c], sp = s_p[c], kk = k[c], vv = v[c];
-          const A d1 = sp - (u[c] + kk);
-          const A e = exp_nonpos(-std::fabs(d1));
-          const A e1 = d1 >= 0 ? A(1) : e, e2 = d1 >= 0 ? e : A(1);
-          const A den = e1 * sb + e2;
-          const A y = (e1 * sa + e2 * vv) / den;
-          const A g = dy[c] / den;
-          const A d2 = sp + w[c] - kk;
-          const bool keep = d2 >= 0;
-          const A f = exp_nonpos(-std::fabs(d2));
-          const A f1 = keep ? A(1) : f, f2 = keep ? f : A(1);
-          const A gmax = gp[c] - ga[c] * sn_a[c] - gb[c] * sn_b[c];
-          const A dpw = f1 * (ga[c] * sa + gb[c] * sb) + (keep ? gmax : A(0));
-          const A dcur = e2 * g * (vv - y);
-          dk[c] = dcur + f2 * (ga[c] * vv + gb[c]) + (keep ? A(0) : gmax);
-          dv[c] = g * e2 + ga[c] * f2;
-          du[c] += dcur;
-          dw[c] += dpw;
-          const A na = g * e1 + ga[c] * f1;
-          const A nbv = -g * y * e1 + gb[c] * f1;
-          gp[c] = e1 * g * (sa - y * sb) + dpw;
-          ga[c] = na;
-          gb[c] = nbv;
-        }
-      }
-    }
-    for (int64_t c = 0; c < cw; ++c) {
-      io.dw[n * C + c0 + c] = dw[c];
-      io.du[n * C + c0 + c] = du[c];
-      if (io.da0) {
-        io.da0[n * C + c0 + c] = ga[c];
-        io.db0[n * C + c0 + c] = gb[c];
-        io.dp0[n * C + c0 + c] = gp[c];
-      }
-    }
-  });
+void wkv4_backward_recurrent(const wkv4_problem<A>& p, const wkv4_backward_io<A>& io) {
+  if (cpu::use_avx2()) avx2::wkv4_backward_recurrent(p, io);
+  else base::wkv4_backward_recurrent(p, io);
 }
 
 template void wkv4_forward_recurrent<float>(const wkv4_problem<float>&, const wkv4_forward_io<float>&);
