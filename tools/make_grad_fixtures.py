@@ -4,7 +4,7 @@
 # On the GPU machine it writes OUT/<fixture>_grads.npz (one array per parameter, named as in
 # model.safetensors, plus "loss"; the device returns at most 8 files); here, --split unpacks
 # them into tests/data/<fixture>/grads/<name>.npy (tests/train/trainable_test.cpp reads them).
-# Usage (GPU machine): PYTHONPATH=<dir holding fla/ and einops/> OUT=<dir> python3 tools/make_grad_fixtures.py
+# Usage (GPU machine): PYTHONPATH=<dir holding fla/ and einops/> OUT=<dir> python3 tools/make_grad_fixtures.py [fixture ...]
 #       (here):        python3 tools/make_grad_fixtures.py --split <dir holding the .npz files>
 #
 # The HF-format fixtures (tests/data/hf_rwkv4, hf_recurrentgemma, hf_xlstm, hf_xlstm_qk05) need no
@@ -26,12 +26,15 @@ import sys
 
 import numpy as np
 
-FIXTURES = ["fla_gla", "fla_retnet"]
+FIXTURES = ["fla_gla", "fla_retnet", "fla_gla_conv", "fla_rwkv6", "fla_rwkv7", "fla_gated_deltanet", "fla_gated_deltanet_gva"]
+# fla's layers refuse their fused_recurrent mode in training (Gated DeltaNet asserts it): these run
+# the chunk kernels. (fla_gla / fla_retnet keep their configs' mode, as when their gradients were made.)
+FORCE_CHUNK = {"fla_rwkv6", "fla_rwkv7", "fla_gated_deltanet", "fla_gated_deltanet_gva"}
 HF_FIXTURES = ["hf_rwkv4", "hf_recurrentgemma", "hf_xlstm", "hf_xlstm_qk05"]
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
 
 
-def make(out):
+def make(out, names):
     import torch
     import torch.nn.functional as F
     import fla  # noqa: F401  (registers the fla model types with transformers)
@@ -40,9 +43,11 @@ def make(out):
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    for name in FIXTURES:
+    for name in names:
         d = os.path.join(ROOT, name)
         cfg = AutoConfig.from_pretrained(d)
+        if name in FORCE_CHUNK:
+            cfg.attn_mode = "chunk"
         for k in ("fuse_cross_entropy", "fuse_linear_cross_entropy", "fuse_norm", "fuse_swiglu"):
             if hasattr(cfg, k):
                 setattr(cfg, k, False)
@@ -129,7 +134,7 @@ def make_hf(names):
 
 
 def split(src):
-    for name in FIXTURES:
+    for name in sorted(f[: -len("_grads.npz")] for f in os.listdir(src) if f.endswith("_grads.npz")):
         path = os.path.join(src, f"{name}_grads.npz")
         if not os.path.exists(path):
             print("missing", path)
@@ -148,4 +153,4 @@ if __name__ == "__main__":
     elif len(sys.argv) == 3 and sys.argv[1] == "--split":
         split(sys.argv[2])
     else:
-        make(os.environ.get("OUT", "/tmp/out"))
+        make(os.environ.get("OUT", "/tmp/out"), sys.argv[1:] or FIXTURES)
