@@ -6,14 +6,7 @@
 #include "lrnn/threads.h"
 #include <algorithm>
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#endif
+#include "backend/cpu/avx2_begin.h"  // after the headers: what follows is compiled for AVX2 + FMA
 
 #define LRNN_SIMD_NS avx2
 #include "ops/conv1d/cpu_impl.h"
@@ -26,10 +19,4 @@ template void conv1d_backward_cpu<float>(const conv1d_problem<float>&, const con
 template void conv1d_backward_cpu<double>(const conv1d_problem<double>&, const conv1d_backward_io<double>&);
 }  // namespace lrnn::ops::detail::avx2
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif
+#include "backend/cpu/avx2_end.h"

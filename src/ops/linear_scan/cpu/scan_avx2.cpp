@@ -3,14 +3,7 @@
 #include "ops/linear_scan/cpu/gates.h"
 #include "lrnn/threads.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#endif
+#include "backend/cpu/avx2_begin.h"  // after the headers: what follows is compiled for AVX2 + FMA
 
 #define LRNN_SIMD_NS avx2
 #include "ops/linear_scan/cpu/scan_impl.h"
@@ -23,10 +16,4 @@ template void linear_scan_backward_scan<float>(const linear_scan_problem<float>&
 template void linear_scan_backward_scan<double>(const linear_scan_problem<double>&, const linear_scan_backward_io<double>&);
 }  // namespace lrnn::ops::detail::avx2
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif
+#include "backend/cpu/avx2_end.h"

@@ -7,14 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#endif
+#include "backend/cpu/avx2_begin.h"  // after the headers: what follows is compiled for AVX2 + FMA
 
 #define LRNN_SIMD_NS avx2
 #include "ops/wkv4/cpu/chunk_impl.h"
@@ -27,10 +20,4 @@ template void wkv4_backward_chunk<float>(const wkv4_problem<float>&, const wkv4_
 template void wkv4_backward_chunk<double>(const wkv4_problem<double>&, const wkv4_backward_io<double>&);
 }  // namespace lrnn::ops::detail::avx2
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif
+#include "backend/cpu/avx2_end.h"
