@@ -163,6 +163,7 @@ status run_generate(const generate_cli_options& o) {
       }
     }
   }
+  std::fflush(stdout);  // the generated text (and its final newline) before the statistics on stderr
   std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s | decode: %lld tokens, %.1f tokens/s | peak memory %.1f MiB, state %.1f KiB\n",
                static_cast<long long>(s.prefill_tokens), prefill_tps, static_cast<long long>(s.decode_tokens), decode_tps,
                static_cast<double>(s.peak_rss_bytes) / (1 << 20), static_cast<double>(s.state_bytes) / 1024);
