@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc 2.28+)
 #include <unistd.h>
 
 namespace lrnn::train {
@@ -48,6 +49,8 @@ result<std::string> read_text(const std::string& path) {
   ss << f.rdbuf();
   return ss.str();
 }
+
+result<std::string> finish_checkpoint(const std::string& out_dir, const std::string& name, const std::string& final_dir, int64_t keep);
 
 }  // namespace
 
@@ -93,6 +96,7 @@ result<std::string> save_checkpoint(const std::string& out_dir, trainable_model&
   for (const auto& e : fs::directory_iterator(out_dir, ec)) {
     const std::string n = e.path().filename().string();
     if (n.rfind(".checkpoint-", 0) == 0 && n.find(".tmp-") != std::string::npos) fs::remove_all(e.path(), ec);
+    if (n.rfind(".last.tmp-", 0) == 0) fs::remove(e.path(), ec);
   }
 
   const std::string name = fmt::format("checkpoint-{}", c.step);
@@ -118,10 +122,22 @@ result<std::string> save_checkpoint(const std::string& out_dir, trainable_model&
   if (status s = write_file_atomic(tmp_dir + "/trainer_state.json", c.trainer_state.dump(1) + "\n"); !s.ok()) return fail(s);
   if (status s = hook("trainer_state.json"); !s.ok()) return fail(s);
 
-  // Into place: an existing checkpoint of the same step (a rerun) is moved aside first and
-  // removed only after the new one is in place.
+  // Into place. An existing checkpoint of the same step (a rerun, e.g. `--resume` of a finished
+  // run saves its last step again) may be what `last` points at: it is swapped with the new one
+  // in one step (renameat2 RENAME_EXCHANGE), so that `last` never dangles; the old one then sits
+  // under the temporary name and is removed (or, after a kill, removed by the next save as a
+  // leftover). Only where the filesystem cannot exchange is the old one moved aside first, which
+  // leaves a short window in which `last` names a missing folder.
   std::string aside;
-  if (fs::exists(final_dir)) {
+  if (fs::exists(fs::symlink_status(final_dir))) {
+    if (::renameat2(AT_FDCWD, tmp_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+      LRNN_TRY(fsync_path(out_dir, true));
+      LRNN_ASSIGN_OR_RETURN(std::string dir, finish_checkpoint(out_dir, name, final_dir, keep));
+      fs::remove_all(tmp_dir, ec);  // now the old checkpoint
+      return dir;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+      return fail(make_error(status_code::io_error, "{}: cannot exchange with {} ({})", tmp_dir, final_dir, std::strerror(errno)));
     aside = fmt::format("{}/.{}.old-{}.tmp-{}", out_dir, name, ::getpid(), temp_counter++);
     if (::rename(final_dir.c_str(), aside.c_str()) != 0)
       return fail(make_error(status_code::io_error, "{}: cannot move aside ({})", final_dir, std::strerror(errno)));
@@ -132,6 +148,18 @@ result<std::string> save_checkpoint(const std::string& out_dir, trainable_model&
     return fail(make_error(status_code::io_error, "{}: rename to {} failed ({})", tmp_dir, final_dir, std::strerror(err)));
   }
   LRNN_TRY(fsync_path(out_dir, true));
+  LRNN_ASSIGN_OR_RETURN(std::string dir, finish_checkpoint(out_dir, name, final_dir, keep));
+  if (!aside.empty()) fs::remove_all(aside, ec);
+  return dir;
+}
+
+namespace {
+
+// Points <out>/last at checkpoint `name` (symlink under a temporary name, rename over `last`,
+// fsync of the folder), then keeps the `keep` newest numbered checkpoints (0 = all).
+result<std::string> finish_checkpoint(const std::string& out_dir, const std::string& name, const std::string& final_dir, int64_t keep) {
+  std::error_code ec;
+  const std::string last = out_dir + "/last";
   const std::string last_tmp = fmt::format("{}/.last.tmp-{}", out_dir, ::getpid());
   ::unlink(last_tmp.c_str());
   if (::symlink(name.c_str(), last_tmp.c_str()) != 0)
@@ -142,7 +170,6 @@ result<std::string> save_checkpoint(const std::string& out_dir, trainable_model&
     return make_error(status_code::io_error, "{}: cannot replace ({})", last, std::strerror(err));
   }
   LRNN_TRY(fsync_path(out_dir, true));
-  if (!aside.empty()) fs::remove_all(aside, ec);
 
   if (keep > 0) {
     std::vector<std::pair<int64_t, std::string>> numbered;
@@ -154,11 +181,20 @@ result<std::string> save_checkpoint(const std::string& out_dir, trainable_model&
       if (*end == '\0') numbered.emplace_back(s, e.path().string());
     }
     std::sort(numbered.begin(), numbered.end());
-    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < numbered.size(); ++i)
-      if (numbered[i].second != final_dir) fs::remove_all(numbered[i].second, ec);
+    // An old checkpoint is first renamed to a temporary name, then deleted: a kill in the middle
+    // of deleting its files must not leave a half-deleted checkpoint under a final name (the next
+    // save removes the leftover).
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < numbered.size(); ++i) {
+      if (numbered[i].second == final_dir) continue;
+      const std::string doomed =
+          fmt::format("{}/.{}.del-{}.tmp-{}", out_dir, fs::path(numbered[i].second).filename().string(), ::getpid(), temp_counter++);
+      if (::rename(numbered[i].second.c_str(), doomed.c_str()) == 0) fs::remove_all(doomed, ec);
+    }
   }
   return final_dir;
 }
+
+}  // namespace
 
 result<loaded_checkpoint> load_checkpoint(const std::string& path) {
   std::error_code ec;

@@ -7,8 +7,11 @@
 //   <out>/last -> checkpoint-<step>   (a symbolic link, replaced atomically)
 // Every file is written to a temporary name, fsynced and renamed; the whole directory is
 // first assembled as <out>/.checkpoint-<step>.tmp-<pid> and renamed into place only when
-// complete, then `last` is switched with rename(2). Leftover temporary directories from a
-// killed run are removed by the next save.
+// complete, then `last` is switched with rename(2). A checkpoint saved again at the same step
+// (e.g. `--resume` of a finished run) is swapped in with renameat2(RENAME_EXCHANGE), so `last`
+// never names a missing folder; old checkpoints beyond `keep` are renamed to a temporary name
+// before their files are deleted, so no half-deleted checkpoint is ever visible. Leftover
+// temporary directories from a killed run are removed by the next save.
 #pragma once
 
 #include "io/json.h"
