@@ -159,6 +159,16 @@ status check_ids(const tensor& ids, const model_state& st, int64_t vocab) {
 
 namespace lrnn::models::fla {
 
+status check_lm_options(const io::config& c) {
+  if (c.has("attn"))
+    return make_error(status_code::unsupported, "{}: hybrid softmax attention layers ('attn') are not supported yet", c.source());
+  if (c.has("attnres_block_size"))
+    return make_error(status_code::unsupported, "{}: attnres_block_size is not supported yet", c.source());
+  LRNN_ASSIGN_OR_RETURN(bool l2warp, c.get_bool("use_l2warp", false));
+  if (l2warp) return make_error(status_code::unsupported, "{}: use_l2warp=true is not supported yet", c.source());
+  return {};
+}
+
 result<std::unique_ptr<model>> causal_lm::build(const load_context& ctx, const std::string& type, const mixer_loader& load_mixer) {
   const io::config& c = ctx.config;
   auto m = std::make_unique<causal_lm>();
@@ -167,12 +177,7 @@ result<std::unique_ptr<model>> causal_lm::build(const load_context& ctx, const s
   m->vocab_ = common.vocab_size;
   const int64_t D = common.hidden_size;
   LRNN_ASSIGN_OR_RETURN(m->eps_, c.get_float("norm_eps", 1e-6));
-  if (c.has("attn"))
-    return make_error(status_code::unsupported, "{}: hybrid softmax attention layers ('attn') are not supported yet", c.source());
-  if (c.has("attnres_block_size"))
-    return make_error(status_code::unsupported, "{}: attnres_block_size is not supported yet", c.source());
-  LRNN_ASSIGN_OR_RETURN(bool l2warp, c.get_bool("use_l2warp", false));
-  if (l2warp) return make_error(status_code::unsupported, "{}: use_l2warp=true is not supported yet", c.source());
+  LRNN_TRY(check_lm_options(c));
   weight_loader w(ctx.weights, c.source());
   LRNN_ASSIGN_OR_RETURN(m->frame_, lm_frame::load(w, c, m->vocab_, D, m->eps_));
   for (int64_t l = 0; l < common.num_hidden_layers; ++l) {

@@ -17,6 +17,10 @@ namespace lrnn::models::fla {
 // The gated MLP's intermediate size (see gated_mlp) and a why-string for shape errors.
 result<std::pair<int64_t, std::string>> mlp_intermediate_size(const io::config& c, int64_t hidden);
 
+// Rejects the fla LM options not supported yet: hybrid softmax attention layers ('attn'),
+// attnres_block_size, use_l2warp=true.
+status check_lm_options(const io::config& c);
+
 // fla's GatedMLP: down(silu(gate(x)) * up(x)); intermediate_size from the config or
 // 256-rounded 2/3 * hidden_ratio * hidden_size.
 struct gated_mlp {

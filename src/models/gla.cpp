@@ -10,15 +10,7 @@ namespace lrnn::models {
 
 result<gla_config> read_gla_config(const io::config& cfg) {
   gla_config c;
-  LRNN_ASSIGN_OR_RETURN(auto common, io::read_common_model_config(cfg));
-  c.D = common.hidden_size;
-  LRNN_ASSIGN_OR_RETURN(c.H, cfg.get_int("num_heads", 4, 1, 4096));
-  LRNN_ASSIGN_OR_RETURN(auto kv_heads, cfg.get_optional_int("num_kv_heads"));
-  if (kv_heads && *kv_heads != c.H)
-    return make_error(status_code::unsupported, "{}: num_kv_heads={} (grouped keys/values) is not supported yet", cfg.source(), *kv_heads);
-  LRNN_ASSIGN_OR_RETURN(c.expand_k, cfg.get_float("expand_k", 0.5));
-  LRNN_ASSIGN_OR_RETURN(c.expand_v, cfg.get_float("expand_v", 1.0));
-  LRNN_ASSIGN_OR_RETURN(c.eps, cfg.get_float("norm_eps", 1e-6));
+  LRNN_TRY(read_fla_heads(cfg, c, 4));
   LRNN_ASSIGN_OR_RETURN(c.gate_normalizer, cfg.get_int("gate_logit_normalizer", 16, 1, 1 << 20));
   LRNN_ASSIGN_OR_RETURN(c.low_rank, cfg.get_int("gate_low_rank_dim", 16, 1, 1 << 20));
   LRNN_ASSIGN_OR_RETURN(c.clamp_min, cfg.get_optional_float("clamp_min"));
@@ -33,13 +25,7 @@ result<gla_config> read_gla_config(const io::config& cfg) {
   if (use_gv) return make_error(status_code::unsupported, "{}: use_gv=true is not supported yet", cfg.source());
   LRNN_ASSIGN_OR_RETURN(std::string act, cfg.get_string("hidden_act", "swish"));
   if (act != "swish") return make_error(status_code::unsupported, "{}: hidden_act '{}' is not supported (swish only)", cfg.source(), act);
-  c.key_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_k);
-  c.value_dim = static_cast<int64_t>(static_cast<double>(c.D) * c.expand_v);
-  if (c.key_dim % c.H || c.value_dim % c.H || c.key_dim == 0 || c.value_dim == 0)
-    return make_error(status_code::invalid_argument, "{}: key dim {} / value dim {} not divisible by num_heads={}", cfg.source(),
-                      c.key_dim, c.value_dim, c.H);
-  c.Kh = c.key_dim / c.H;
-  c.Vh = c.value_dim / c.H;
+  LRNN_TRY(set_fla_head_dims(cfg, c));
   return c;
 }
 

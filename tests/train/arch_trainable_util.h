@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <unistd.h>
@@ -127,6 +128,40 @@ inline double check_save_roundtrip(const std::string& fixture) {
   std::filesystem::remove_all(out);
   if (!tl.ok() || !il.ok()) return -1;
   return max_abs_diff(tl->value(), *il);
+}
+
+// check_fixture_logits, printed as "`label` <form>: ...", with both differences expected within `tol`.
+inline fixture_numbers expect_fixture_logits(const std::string& fixture, const std::string& label, models::compute_form form,
+                                             double tol = 1e-5) {
+  fixture_numbers n = check_fixture_logits(fixture, form);
+  std::printf("%s %s: max |trainable - logits.npy| = %.3g, max |trainable - inference| = %.3g\n", label.c_str(),
+              models::compute_form_name(form), n.vs_reference, n.vs_inference);
+  EXPECT_GE(n.vs_reference, 0) << fixture;
+  EXPECT_LE(n.vs_reference, tol) << fixture;
+  EXPECT_GE(n.vs_inference, 0) << fixture;
+  EXPECT_LE(n.vs_inference, tol) << fixture;
+  return n;
+}
+
+// check_model_gradients, printed as "`label` <form>: ...": worst scaled error below `tol`, no
+// parameter with an all-zero gradient.
+inline void expect_model_gradients(const std::string& label, const std::string& config_json, models::compute_form form, int64_t B,
+                                   int64_t T, int64_t samples_per_param, double noise, double tol = 1e-5) {
+  std::vector<std::string> zero;
+  auto rep = check_model_gradients(config_json, form, B, T, samples_per_param, noise, &zero);
+  ASSERT_TRUE(rep.ok) << rep.error;
+  std::printf("%s %s: %lld elements checked, worst scaled error %.3g (%s)\n", label.c_str(), models::compute_form_name(form),
+              static_cast<long long>(rep.checked), rep.worst, rep.worst_leaf.c_str());
+  EXPECT_LT(rep.worst, tol) << rep.worst_leaf;
+  EXPECT_TRUE(zero.empty()) << "parameter with an all-zero gradient: " << zero.front();
+}
+
+// check_save_roundtrip, printed as "`label` save -> load_model: ...", expected within `tol`.
+inline void expect_save_roundtrip(const std::string& fixture, const std::string& label, double tol = 1e-5) {
+  const double d = check_save_roundtrip(fixture);
+  std::printf("%s save -> load_model: max |diff| = %.3g\n", label.c_str(), d);
+  EXPECT_GE(d, 0) << fixture;
+  EXPECT_LE(d, tol) << fixture;
 }
 
 }  // namespace lrnn::testing

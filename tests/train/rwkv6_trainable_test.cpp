@@ -6,13 +6,7 @@ namespace {
 
 TEST(Rwkv6Trainable, FixtureLogitsMatchReferenceAndInference) {
   for (auto form : {models::compute_form::chunk, models::compute_form::recurrent, models::compute_form::parallel}) {
-    auto n = testing::check_fixture_logits("fla_rwkv6", form);
-    std::printf("rwkv6 %s: max |trainable - logits.npy| = %.3g, max |trainable - inference| = %.3g\n",
-                models::compute_form_name(form), n.vs_reference, n.vs_inference);
-    EXPECT_GE(n.vs_reference, 0);
-    EXPECT_LE(n.vs_reference, 1e-5);
-    EXPECT_GE(n.vs_inference, 0);
-    EXPECT_LE(n.vs_inference, 1e-5);
+    testing::expect_fixture_logits("fla_rwkv6", "rwkv6", form);
   }
 }
 
@@ -22,21 +16,12 @@ const char* tiny = R"({"model_type": "rwkv6", "vocab_size": 11, "hidden_size": 1
 
 TEST(Rwkv6Trainable, EveryParameterGradientMatchesFiniteDifferences) {
   for (auto form : {models::compute_form::chunk, models::compute_form::recurrent}) {
-    std::vector<std::string> zero;
-    auto rep = testing::check_model_gradients(tiny, form, 2, 19, 5, 0.2, &zero);
-    ASSERT_TRUE(rep.ok) << rep.error;
-    std::printf("rwkv6 %s: %lld elements checked, worst scaled error %.3g (%s)\n", models::compute_form_name(form),
-                static_cast<long long>(rep.checked), rep.worst, rep.worst_leaf.c_str());
-    EXPECT_LT(rep.worst, 1e-5) << rep.worst_leaf;
-    EXPECT_TRUE(zero.empty()) << "parameter with an all-zero gradient: " << zero.front();
+    testing::expect_model_gradients("rwkv6", tiny, form, 2, 19, 5, 0.2);
   }
 }
 
 TEST(Rwkv6Trainable, SaveThenLoadModelGivesTheSameLogits) {
-  const double d = testing::check_save_roundtrip("fla_rwkv6");
-  std::printf("rwkv6 save -> load_model: max |diff| = %.3g\n", d);
-  EXPECT_GE(d, 0);
-  EXPECT_LE(d, 1e-5);
+  testing::expect_save_roundtrip("fla_rwkv6", "rwkv6");
 }
 
 }  // namespace

@@ -6,14 +6,8 @@ namespace {
 
 TEST(Rwkv7Trainable, FixtureLogitsMatchReferenceAndInference) {
   for (auto form : {models::compute_form::chunk, models::compute_form::recurrent}) {
-    auto n = testing::check_fixture_logits("fla_rwkv7", form);
+    auto n = testing::expect_fixture_logits("fla_rwkv7", "rwkv7", form);
     RecordProperty(std::string("vs_reference_") + models::compute_form_name(form), std::to_string(n.vs_reference));
-    std::printf("rwkv7 %s: max |trainable - logits.npy| = %.3g, max |trainable - inference| = %.3g\n",
-                models::compute_form_name(form), n.vs_reference, n.vs_inference);
-    EXPECT_GE(n.vs_reference, 0);
-    EXPECT_LE(n.vs_reference, 1e-5);
-    EXPECT_GE(n.vs_inference, 0);
-    EXPECT_LE(n.vs_inference, 1e-5);
   }
 }
 
@@ -23,21 +17,12 @@ const char* tiny = R"({"model_type": "rwkv7", "vocab_size": 13, "hidden_size": 1
 
 TEST(Rwkv7Trainable, EveryParameterGradientMatchesFiniteDifferences) {
   for (auto form : {models::compute_form::chunk, models::compute_form::recurrent}) {
-    std::vector<std::string> zero;
-    auto rep = testing::check_model_gradients(tiny, form, 2, 19, 5, 0.1, &zero);
-    ASSERT_TRUE(rep.ok) << rep.error;
-    std::printf("rwkv7 %s: %lld elements checked, worst scaled error %.3g (%s)\n", models::compute_form_name(form),
-                static_cast<long long>(rep.checked), rep.worst, rep.worst_leaf.c_str());
-    EXPECT_LT(rep.worst, 1e-5) << rep.worst_leaf;
-    EXPECT_TRUE(zero.empty()) << "parameter with an all-zero gradient: " << zero.front();
+    testing::expect_model_gradients("rwkv7", tiny, form, 2, 19, 5, 0.1);
   }
 }
 
 TEST(Rwkv7Trainable, SaveThenLoadModelGivesTheSameLogits) {
-  const double d = testing::check_save_roundtrip("fla_rwkv7");
-  std::printf("rwkv7 save -> load_model: max |diff| = %.3g\n", d);
-  EXPECT_GE(d, 0);
-  EXPECT_LE(d, 1e-5);
+  testing::expect_save_roundtrip("fla_rwkv7", "rwkv7");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "ops/dense/autograd.h"
 #include "train/trainable.h"
 
+#include <array>
 #include <memory>
 
 namespace lrnn::train::fla {
@@ -51,9 +52,59 @@ class causal_lm final : public trainable_model {
   std::vector<parameter> params_;
 };
 
-// fla's output stage: per-head RMSNorm of o [B, T, heads * V] (weight [V] or undefined), times
-// silu(x g_proj^T) when g_proj is defined, then o_proj.
+// fla's ShortConvolution (causal depthwise conv1d with SiLU), torch layout weight [C, 1, W], bias [C].
+struct short_conv {
+  ag::var weight, bias;
+  int64_t channels = 0, width = 0;
+  result<ag::var> forward(const ag::var& x) const;
+};
+
+// fla's q/k/v projections (q_proj/k_proj [key_dim, D], v_proj [value_dim, D]) and, when enabled
+// by add_convs(), their short convolutions (q_conv1d/k_conv1d/v_conv1d).
+struct qkv_projection {
+  ag::var q, k, v;
+  short_conv q_conv, k_conv, v_conv;
+  bool conv = false;
+
+  // Adds `prefix`q_proj/k_proj/v_proj.weight, normal(std), explained by `kwhy` / `vwhy`, then, when
+  // `gate` is given, the output gate `prefix`g_proj.weight [value_dim, D] into it.
+  status add_projections(param_source& src, std::vector<parameter>& params, const std::string& prefix, int64_t D,
+                         int64_t key_dim, int64_t value_dim, const param_init& normal, const std::string& kwhy,
+                         const std::string& vwhy, ag::var* gate = nullptr);
+  // Adds `prefix`{q,k,v}_conv1d.weight [C, 1, conv_size] (normal) and, with conv_bias, .bias (zeros).
+  status add_convs(param_source& src, std::vector<parameter>& params, const std::string& prefix, int64_t key_dim,
+                   int64_t value_dim, int64_t conv_size, bool conv_bias, const param_init& normal);
+  // x [B, T, D] -> q, k [B, T, key_dim], v [B, T, value_dim]: the projections, then the convs if added.
+  result<std::array<ag::var, 3>> forward(const ag::var& x) const;
+};
+
+// q, k [B, T, H * Kh] -> [B, T, H, Kh], v [B, T, H * Vh] -> [B, T, H, Vh], in place.
+status split_heads(std::array<ag::var, 3>& qkv, int64_t H, int64_t Kh, int64_t Vh);
+
+// Adds the output stage's parameters: `prefix` + norm_name [Vh] (ones) when `with_norm`, then
+// `prefix`o_proj.weight [D, value_dim] (normal); returns them through norm_w / o_proj.
+status add_head_output(param_source& src, std::vector<parameter>& params, const std::string& prefix, const std::string& norm_name,
+                       bool with_norm, int64_t Vh, const std::string& norm_why, int64_t D, int64_t value_dim,
+                       const param_init& normal, const std::string& o_why, ag::var& norm_w, ag::var& o_proj);
+
+// fla's output stage: o [B, T, heads, V] to [B, T, heads * V], per-head RMSNorm (weight [V] or
+// undefined), times silu(x g_proj^T) when g_proj is defined, then o_proj.
 result<ag::var> gated_head_output(const ag::var& o, int64_t heads, const ag::var& norm_w, double eps, const ag::var& x,
                                   const ag::var& g_proj, const ag::var& o_proj);
+
+// Builds causal_lm `type` whose layers' mixers are `Mixer`s holding config `c` (member `c`), their
+// parameters added by add_params(Mixer&, normal(initializer_range), src, params, prefix) -> status.
+template <typename Mixer, typename Config, typename AddParams>
+result<std::unique_ptr<trainable_model>> build_lm(const io::config& config, param_source& src, const std::string& type,
+                                                  const Config& c, AddParams add_params) {
+  LRNN_ASSIGN_OR_RETURN(double std, config.get_float("initializer_range", 0.02));
+  return causal_lm::build(config, src, type,
+                          [c, std, add_params](param_source& s, std::vector<parameter>& P, const std::string& p) -> result<std::unique_ptr<mixer>> {
+    auto m = std::make_unique<Mixer>();
+    m->c = c;
+    LRNN_TRY(add_params(*m, param_init::normal(std), s, P, p));
+    return std::unique_ptr<mixer>(std::move(m));
+  });
+}
 
 }  // namespace lrnn::train::fla

@@ -5,7 +5,6 @@
 // in the op (ag::delta_rule), per-head RMSNorm gated by silu(W_g x), o_proj. fla's initialisation
 // (fla/layers/gated_deltanet.py for A_log and dt_bias).
 #include "models/gated_deltanet_config.h"
-#include "ops/conv1d/autograd.h"
 #include "ops/delta_rule/autograd.h"
 #include "train/models/fla_common.h"
 
@@ -15,18 +14,6 @@
 
 namespace lrnn::train {
 namespace {
-
-struct short_conv {
-  ag::var weight, bias;  // torch layout [C, 1, W], [C]
-  int64_t channels = 0, width = 0;
-  result<ag::var> forward(const ag::var& x) const {
-    LRNN_ASSIGN_OR_RETURN(ag::var w2, ag::reshape(weight, {channels, width}));
-    LRNN_ASSIGN_OR_RETURN(ag::var wt, ag::transpose(w2, 0, 1));  // [W, C]
-    ops::conv1d_spec spec;
-    spec.activation = ops::conv1d_activation::silu;
-    return ag::conv1d(spec, x, wt, bias);
-  }
-};
 
 // [B, T, H, K] -> [B, T, H * r, K], head h repeated r times (value head j reads key head j / r).
 result<ag::var> repeat_heads(const ag::var& x, int64_t r) {
@@ -40,19 +27,14 @@ result<ag::var> repeat_heads(const ag::var& x, int64_t r) {
 class gdn_mixer final : public fla::mixer {
  public:
   models::gdn_config c;
-  ag::var q, k, v, a, b, g, o, A_log, dt_bias, o_norm;
-  short_conv q_conv, k_conv, v_conv;
+  fla::qkv_projection qkv;
+  ag::var a, b, g, o, A_log, dt_bias, o_norm;
 
   result<ag::var> forward(const ag::var& x, models::compute_form form) const override {
     const int64_t B = x.size(0), T = x.size(1);
-    LRNN_ASSIGN_OR_RETURN(ag::var qx, ag::linear(x, q));
-    LRNN_ASSIGN_OR_RETURN(ag::var kx, ag::linear(x, k));
-    LRNN_ASSIGN_OR_RETURN(ag::var vx, ag::linear(x, v));
-    if (c.short_conv) {
-      LRNN_ASSIGN_OR_RETURN(qx, q_conv.forward(qx));
-      LRNN_ASSIGN_OR_RETURN(kx, k_conv.forward(kx));
-      LRNN_ASSIGN_OR_RETURN(vx, v_conv.forward(vx));
-    } else {
+    LRNN_ASSIGN_OR_RETURN(auto qkv_out, qkv.forward(x));
+    auto [qx, kx, vx] = qkv_out;
+    if (!c.short_conv) {
       LRNN_ASSIGN_OR_RETURN(qx, ag::activation(qx, ops::activation::silu));
       LRNN_ASSIGN_OR_RETURN(kx, ag::activation(kx, ops::activation::silu));
       LRNN_ASSIGN_OR_RETURN(vx, ag::activation(vx, ops::activation::silu));
@@ -81,8 +63,7 @@ class gdn_mixer final : public fla::mixer {
     spec.l2norm_eps = 1e-6;
     const auto df = form == models::compute_form::recurrent ? ops::delta_rule_form::recurrent : ops::delta_rule_form::chunk;
     LRNN_ASSIGN_OR_RETURN(ag::var o4, ag::delta_rule(spec, in, df));
-    LRNN_ASSIGN_OR_RETURN(ag::var ov, ag::reshape(o4, {B, T, c.value_dim}));
-    return fla::gated_head_output(ov, c.HV, o_norm, c.eps, x, c.use_gate ? g : ag::var(), o);
+    return fla::gated_head_output(o4, c.HV, o_norm, c.eps, x, c.use_gate ? g : ag::var(), o);
   }
 };
 
@@ -97,52 +78,32 @@ param_init seeded(const std::string& name, std::function<double(std::mt19937_64&
 
 result<std::unique_ptr<trainable_model>> build_gated_deltanet(const io::config& config, param_source& src) {
   LRNN_ASSIGN_OR_RETURN(models::gdn_config c, models::read_gdn_config(config));
-  LRNN_ASSIGN_OR_RETURN(double std, config.get_float("initializer_range", 0.02));
-  return fla::causal_lm::build(config, src, "gated_deltanet",
-                               [c, std](param_source& s, std::vector<parameter>& P, const std::string& p) -> result<std::unique_ptr<fla::mixer>> {
-    auto m = std::make_unique<gdn_mixer>();
-    m->c = c;
-    const param_init normal = param_init::normal(std);
+  return fla::build_lm<gdn_mixer>(config, src, "gated_deltanet", c,
+                                  [](gdn_mixer& m, const param_init& normal, param_source& s, std::vector<parameter>& P, const std::string& p) -> status {
+    const models::gdn_config& c = m.c;
     const std::string kd = fmt::format("num_heads={} * head_dim={}, hidden_size={}", c.H, c.Kh, c.D);
     const std::string vd = fmt::format("num_v_heads={} * head_dim={} * expand_v={}, hidden_size={}", c.HV, c.Kh, c.expand_v, c.D);
     const std::string hd = fmt::format("num_v_heads={}", c.HV);
-    LRNN_ASSIGN_OR_RETURN(m->q, fla::add_param(s, P, p + "q_proj.weight", {c.key_dim, c.D}, normal, kd));
-    LRNN_ASSIGN_OR_RETURN(m->k, fla::add_param(s, P, p + "k_proj.weight", {c.key_dim, c.D}, normal, kd));
-    LRNN_ASSIGN_OR_RETURN(m->v, fla::add_param(s, P, p + "v_proj.weight", {c.value_dim, c.D}, normal, vd));
-    LRNN_ASSIGN_OR_RETURN(m->a, fla::add_param(s, P, p + "a_proj.weight", {c.HV, c.D}, normal, hd));
-    LRNN_ASSIGN_OR_RETURN(m->b, fla::add_param(s, P, p + "b_proj.weight", {c.HV, c.D}, normal, hd));
+    LRNN_TRY(m.qkv.add_projections(s, P, p, c.D, c.key_dim, c.value_dim, normal, kd, vd));
+    LRNN_ASSIGN_OR_RETURN(m.a, fla::add_param(s, P, p + "a_proj.weight", {c.HV, c.D}, normal, hd));
+    LRNN_ASSIGN_OR_RETURN(m.b, fla::add_param(s, P, p + "b_proj.weight", {c.HV, c.D}, normal, hd));
     // A ~ U(0, 16), A_log = log A; dt = exp(U(log 1e-3, log 0.1)) >= 1e-4, dt_bias = dt + log(-expm1(-dt)).
-    LRNN_ASSIGN_OR_RETURN(m->A_log, fla::add_param(s, P, p + "A_log", {c.HV}, seeded(p + "A_log", [](std::mt19937_64& g) {
+    LRNN_ASSIGN_OR_RETURN(m.A_log, fla::add_param(s, P, p + "A_log", {c.HV}, seeded(p + "A_log", [](std::mt19937_64& g) {
                                                      std::uniform_real_distribution<double> u(1e-6, 16.0);
                                                      return std::log(u(g));
                                                    }), hd));
-    LRNN_ASSIGN_OR_RETURN(m->dt_bias, fla::add_param(s, P, p + "dt_bias", {c.HV}, seeded(p + "dt_bias", [](std::mt19937_64& g) {
+    LRNN_ASSIGN_OR_RETURN(m.dt_bias, fla::add_param(s, P, p + "dt_bias", {c.HV}, seeded(p + "dt_bias", [](std::mt19937_64& g) {
                                                        std::uniform_real_distribution<double> u(0.0, 1.0);
                                                        double dt = std::exp(u(g) * (std::log(0.1) - std::log(0.001)) + std::log(0.001));
                                                        dt = std::max(dt, 1e-4);
                                                        return dt + std::log(-std::expm1(-dt));
                                                      }), hd));
-    if (c.short_conv) {
-      const std::string cw = fmt::format("conv_size={}", c.conv_size);
-      auto conv = [&](const std::string& name, int64_t C, short_conv& sc) -> status {
-        sc.channels = C;
-        sc.width = c.conv_size;
-        LRNN_ASSIGN_OR_RETURN(sc.weight, fla::add_param(s, P, p + name + ".weight", {C, 1, c.conv_size}, normal, cw));
-        if (c.conv_bias) {
-          LRNN_ASSIGN_OR_RETURN(sc.bias, fla::add_param(s, P, p + name + ".bias", {C}, param_init::zeros(), "conv_bias=true"));
-        }
-        return {};
-      };
-      LRNN_TRY(conv("q_conv1d", c.key_dim, m->q_conv));
-      LRNN_TRY(conv("k_conv1d", c.key_dim, m->k_conv));
-      LRNN_TRY(conv("v_conv1d", c.value_dim, m->v_conv));
-    }
+    if (c.short_conv) LRNN_TRY(m.qkv.add_convs(s, P, p, c.key_dim, c.value_dim, c.conv_size, c.conv_bias, normal));
     if (c.use_gate) {
-      LRNN_ASSIGN_OR_RETURN(m->g, fla::add_param(s, P, p + "g_proj.weight", {c.value_dim, c.D}, normal, vd));
+      LRNN_ASSIGN_OR_RETURN(m.g, fla::add_param(s, P, p + "g_proj.weight", {c.value_dim, c.D}, normal, vd));
     }
-    LRNN_ASSIGN_OR_RETURN(m->o_norm, fla::add_param(s, P, p + "o_norm.weight", {c.Vh}, param_init::ones(), "head_dim * expand_v"));
-    LRNN_ASSIGN_OR_RETURN(m->o, fla::add_param(s, P, p + "o_proj.weight", {c.D, c.value_dim}, normal, vd));
-    return std::unique_ptr<fla::mixer>(std::move(m));
+    return fla::add_head_output(s, P, p, "o_norm.weight", true, c.Vh, "head_dim * expand_v", c.D, c.value_dim, normal, vd, m.o_norm,
+                                m.o);
   });
 }
 

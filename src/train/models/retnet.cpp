@@ -54,16 +54,14 @@ result<ag::var> rotary(const ag::var& x, double base) {
 class retnet_mixer final : public fla::mixer {
  public:
   models::retnet_config c;
-  ag::var q, k, v, g, o, g_norm, log_gamma;
+  fla::qkv_projection qkv;
+  ag::var g, o, g_norm, log_gamma;
 
   result<ag::var> forward(const ag::var& x, models::compute_form form) const override {
-    const int64_t B = x.size(0), T = x.size(1);
-    LRNN_ASSIGN_OR_RETURN(ag::var qx, ag::linear(x, q));
-    LRNN_ASSIGN_OR_RETURN(ag::var kx, ag::linear(x, k));
-    LRNN_ASSIGN_OR_RETURN(ag::var vx, ag::linear(x, v));
-    LRNN_ASSIGN_OR_RETURN(qx, ag::reshape(qx, {B, T, c.H, c.Kh}));
-    LRNN_ASSIGN_OR_RETURN(kx, ag::reshape(kx, {B, T, c.H, c.Kh}));
-    LRNN_ASSIGN_OR_RETURN(vx, ag::reshape(vx, {B, T, c.H, c.Vh}));
+    const int64_t T = x.size(1);
+    LRNN_ASSIGN_OR_RETURN(auto qkv_out, qkv.forward(x));
+    LRNN_TRY(fla::split_heads(qkv_out, c.H, c.Kh, c.Vh));
+    auto& [qx, kx, vx] = qkv_out;
     LRNN_ASSIGN_OR_RETURN(qx, rotary(qx, 10000.0));
     LRNN_ASSIGN_OR_RETURN(kx, rotary(kx, 10000.0));
     ops::decay_attn_spec spec;
@@ -71,34 +69,23 @@ class retnet_mixer final : public fla::mixer {
     ag::var lg = log_gamma;
     if (lg.type() != x.type()) lg = ag::var(lg.value().to(x.type()).value());
     LRNN_ASSIGN_OR_RETURN(ag::var ov, ag::decay_attn(spec, qx, kx, vx, lg, ag::var(), ag::var(), models::fla::decay_form(form, T)));
-    LRNN_ASSIGN_OR_RETURN(ov, ag::reshape(ov, {B, T, c.H * c.Vh}));
     return fla::gated_head_output(ov, c.H, g_norm, c.eps, x, g, o);
   }
 };
 
 result<std::unique_ptr<trainable_model>> build_retnet(const io::config& config, param_source& src) {
   LRNN_ASSIGN_OR_RETURN(models::retnet_config c, models::read_retnet_config(config));
-  LRNN_ASSIGN_OR_RETURN(double std, config.get_float("initializer_range", 0.02));
-  return fla::causal_lm::build(config, src, "retnet",
-                               [c, std](param_source& s, std::vector<parameter>& P, const std::string& p) -> result<std::unique_ptr<fla::mixer>> {
-    auto m = std::make_unique<retnet_mixer>();
-    m->c = c;
-    const param_init normal = param_init::normal(std);
+  return fla::build_lm<retnet_mixer>(config, src, "retnet", c,
+                                     [](retnet_mixer& m, const param_init& normal, param_source& s, std::vector<parameter>& P, const std::string& p) -> status {
+    const models::retnet_config& c = m.c;
     const std::string dims = fmt::format("hidden_size={}, expand_k={}, expand_v={}", c.D, c.expand_k, c.expand_v);
-    LRNN_ASSIGN_OR_RETURN(m->q, fla::add_param(s, P, p + "q_proj.weight", {c.key_dim, c.D}, normal, dims));
-    LRNN_ASSIGN_OR_RETURN(m->k, fla::add_param(s, P, p + "k_proj.weight", {c.key_dim, c.D}, normal, dims));
-    LRNN_ASSIGN_OR_RETURN(m->v, fla::add_param(s, P, p + "v_proj.weight", {c.value_dim, c.D}, normal, dims));
-    if (c.output_gate) {
-      LRNN_ASSIGN_OR_RETURN(m->g, fla::add_param(s, P, p + "g_proj.weight", {c.value_dim, c.D}, normal, dims));
-    }
-    if (c.affine) {
-      LRNN_ASSIGN_OR_RETURN(m->g_norm, fla::add_param(s, P, p + "g_norm.weight", {c.Vh}, param_init::ones(), "head value dim"));
-    }
-    LRNN_ASSIGN_OR_RETURN(m->o, fla::add_param(s, P, p + "o_proj.weight", {c.D, c.value_dim}, normal, dims));
+    LRNN_TRY(m.qkv.add_projections(s, P, p, c.D, c.key_dim, c.value_dim, normal, dims, dims, c.output_gate ? &m.g : nullptr));
+    LRNN_TRY(fla::add_head_output(s, P, p, "g_norm.weight", c.affine, c.Vh, "head value dim", c.D, c.value_dim, normal, dims, m.g_norm,
+                                  m.o));
     std::vector<double> lg(static_cast<size_t>(c.H));
     for (int64_t h = 0; h < c.H; ++h) lg[h] = std::log(1.0 - std::pow(2.0, -5.0 - static_cast<double>(h)));
-    m->log_gamma = ag::var(tensor::from_doubles(lg, {c.H}, dtype::f32));  // a constant, not a parameter
-    return std::unique_ptr<fla::mixer>(std::move(m));
+    m.log_gamma = ag::var(tensor::from_doubles(lg, {c.H}, dtype::f32));  // a constant, not a parameter
+    return {};
   });
 }
 
