@@ -62,7 +62,7 @@ TEST_P(reference_gradients, match_pytorch_autograd_through_fla) {
               GetParam().c_str(), r.loss, r.ref_loss, r.parameters, r.worst, r.worst_name.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(fla, reference_gradients, ::testing::Values("fla_gla", "fla_retnet", "fla_gla_conv", "fla_rwkv6"));
+INSTANTIATE_TEST_SUITE_P(fla, reference_gradients, ::testing::Values("fla_gla", "fla_retnet", "fla_gla_conv", "fla_rwkv6", "fla_rwkv7", "fla_gated_deltanet"));
 
 // Tiny configs: 2 layers, D = 16, vocab 32; a larger init range so the check sees nonlinearity.
 io::config tiny_config(const std::string& variant) {
