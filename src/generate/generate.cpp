@@ -127,7 +127,10 @@ result<generate_result> generate(models::model& m, const std::vector<std::vector
       if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next[b]) != o.stop_ids.end()) done[b] = true;
     }
     ++res.stats.decode_tokens;
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == o.max_new_tokens) break;
+    const bool finished = std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == o.max_new_tokens;
+    if (const int64_t n = step + 1; finished || (n >= 16 && (n & (n - 1)) == 0))
+      res.stats.peak_rss_at_tokens.emplace_back(n, peak_rss_bytes());
+    if (finished) break;
     const tensor ids = tensor::from_vector(next, {B, 1}, dtype::i64);
     LRNN_ASSIGN_OR_RETURN(tensor logits, m.forward(ids, state, models::compute_form::recurrent));
     LRNN_TRY(store_last_logits(logits, state));

@@ -29,6 +29,9 @@ struct generate_stats {
   int64_t prefill_tokens = 0, decode_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   uint64_t peak_rss_bytes = 0;  // of the whole process, as the OS counts it
+  // Peak RSS after 16, 32, 64, ... generated tokens (and the last), in one run: memory growth
+  // with generated length, free of the run-to-run noise of comparing two processes.
+  std::vector<std::pair<int64_t, uint64_t>> peak_rss_at_tokens;
   uint64_t state_bytes = 0;
 };
 

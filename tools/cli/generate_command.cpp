@@ -143,6 +143,9 @@ status run_generate(const generate_cli_options& o) {
     j["decode_seconds"] = s.decode_seconds;
     j["decode_tokens_per_second"] = decode_tps;
     j["peak_rss_bytes"] = s.peak_rss_bytes;
+    io::json at = io::json::object();
+    for (const auto& [n, bytes] : s.peak_rss_at_tokens) at[std::to_string(n)] = bytes;
+    j["peak_rss_at_tokens"] = at;
     j["state_bytes"] = s.state_bytes;
     std::printf("%s\n", j.dump(-1, ' ', false, io::json::error_handler_t::replace).c_str());
     return {};
