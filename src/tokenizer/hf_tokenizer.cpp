@@ -167,17 +167,17 @@ class hf_tokenizer final : public tokenizer {
   }
 
   result<std::string> decode(std::span<const token_id> ids, const decode_options& opt) const override {
-    const bool fast = byte_level_decoder_;
+    const bool bytes_direct = byte_level_decoder_;  // byte-level decoder: precomputed bytes per id
     std::string out;
     std::vector<std::string> tokens;
-    if (!fast) tokens.reserve(ids.size());
+    if (!bytes_direct) tokens.reserve(ids.size());
     for (token_id id : ids) {
       const added_token* a = added_for(id);
       if (!a && !model_->has_id(id))
         return make_error(status_code::invalid_argument, "{}: token id {} is not in the vocabulary (size {})", source_, id,
                           id_bound_);
       if (opt.skip_special && is_special(id)) continue;
-      if (fast) {
+      if (bytes_direct) {
         if (a) {
           if (auto b = unicode_string_to_bytes(a->content)) out += *b;
           else out += a->content;
@@ -188,7 +188,7 @@ class hf_tokenizer final : public tokenizer {
         tokens.push_back(a ? a->content : model_->token(id));
       }
     }
-    if (fast) return out;
+    if (bytes_direct) return out;
     return hf::apply_decoders(std::move(tokens), decoders_);
   }
 

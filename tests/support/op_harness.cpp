@@ -133,18 +133,18 @@ double max_err(const std::vector<double>& a, const std::vector<double>& ref) {
   return m;
 }
 
-comparison compare(const std::string& what, const tensor& fast, const tensor* naive, const tensor& ref, dtype t,
+comparison compare(const std::string& what, const tensor& tested, const tensor* naive, const tensor& ref, dtype t,
                    double atol_scale) {
   comparison c;
   c.what = what;
-  if (!fast.defined() || fast.shape() != ref.shape()) {
+  if (!tested.defined() || tested.shape() != ref.shape()) {
     c.err = std::numeric_limits<double>::infinity();
-    c.what += fast.defined() ? " (shape " + shape_to_string(fast.shape()) + " vs " + shape_to_string(ref.shape()) + ")"
+    c.what += tested.defined() ? " (shape " + shape_to_string(tested.shape()) + " vs " + shape_to_string(ref.shape()) + ")"
                              : " (missing)";
     return c;
   }
   const auto r = ref.to_doubles();
-  const auto f = fast.to_doubles();
+  const auto f = tested.to_doubles();
   c.err = max_err(f, r);
   c.naive_err = naive && naive->defined() ? max_err(naive->to_doubles(), r) : 0.0;
   if (!std::isfinite(c.naive_err)) c.naive_err = 0;  // a naive overflow does not loosen the bound

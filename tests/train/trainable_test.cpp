@@ -57,7 +57,8 @@ class reference_gradients : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(reference_gradients, match_pytorch_autograd_through_fla) {
   const auto r = testing::check_reference_gradients(data_dir + "/" + GetParam(), compute_form::chunk);
-  EXPECT_GE(r.worst, 0);
+  EXPECT_GT(r.parameters, 0u);
+  EXPECT_LE(r.worst, 1e-4) << r.worst_name;
   std::printf("[ pytorch ] %s: loss %.8f (reference %.8f), %zu parameters, worst relative gradient difference %.3g (%s)\n",
               GetParam().c_str(), r.loss, r.ref_loss, r.parameters, r.worst, r.worst_name.c_str());
 }
