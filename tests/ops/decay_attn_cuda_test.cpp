@@ -175,6 +175,7 @@ TEST(decay_attn_cuda, timing) {
       cc::core_args a;
       a.N = static_cast<int>(B), a.H = static_cast<int>(H), a.K = static_cast<int>(K), a.V = a.Vin = static_cast<int>(V);
       a.tokens = B * T;
+      a.max_len = T;
       a.offsets = offsets.data<int32_t>();
       a.type = cc::t_bf16;
       a.q = in.q.raw_data(), a.k = in.k.raw_data(), a.v = in.v.raw_data();
@@ -188,6 +189,8 @@ TEST(decay_attn_cuda, timing) {
       cc::finish_io fi;
       fi.dq = dqa.data<float>(), fi.dk = dka.data<float>(), fi.gk = gkb.data<float>(), fi.dgs = key ? nullptr : dgs.data<float>();
       fi.dq_out = dq.raw_data(), fi.dk_out = dk.raw_data();
+      const tensor scratch = tensor::empty({cc::finish_scratch_floats(a)}, dtype::f32, device::cuda()).value();
+      fi.scratch = scratch.data<float>();
       const double kf = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
       setenv("LRNN_DA_VT", "32", 1);
       const double kf32 = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);

@@ -19,6 +19,7 @@ enum gate_mode : int { g_none = 0, g_scalar = 1, g_key = 2, g_head = 3 };
 struct core_args {
   int N = 0, H = 0, K = 0, V = 0, Vin = 0;
   int64_t tokens = 0;
+  int64_t max_len = 0;               // longest sequence (tokens)
   const int32_t* offsets = nullptr;  // [N + 1]
   int type = t_f32;                  // dtype of q, k, v (and of o, dv, d_o unless said otherwise)
   const void* q = nullptr;
@@ -73,8 +74,11 @@ struct finish_io {
   float* du = nullptr;        // [H, K] zeroed, or null
   void* dq_out = nullptr;     // [tokens, H, K] in `type`
   void* dk_out = nullptr;
+  float* scratch = nullptr;   // finish_scratch_floats(a) floats (gk only)
 };
 int finish_backward(const core_args& a, const finish_io& io);
+// Scratch the gate-gradient scan needs: per sequence, head, block of tokens and key, one float.
+int64_t finish_scratch_floats(const core_args& a);
 
 // mLSTM stabiliser: m_t = max(gs_t + m_{t-1}, i_t); g~ = min(0, gs + m_{t-1} - m_t), b~ = min(0, i - m_t).
 // gs from g per gate mode (g_none: 0, g_scalar: [tokens, H], g_head: [H]). mT [N, H] or null.

@@ -11,20 +11,35 @@ __device__ __forceinline__ float gate_at(const float* g, int gmode, int64_t t, i
   return gmode == g_head ? g[h] : gmode == g_scalar ? g[t * H + h] : 0.f;
 }
 
+// One thread per (sequence, head); loads go out in batches of kB tokens ahead of the sequential max.
+constexpr int kB = 16;
+
 __global__ void stab_scan_kernel(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* in,
                                  const float* m0, float* m, float* gt, float* bt, float* mT) {
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= N * H) return;
   const int n = idx / H, h = idx % H;
   float mp = m0 ? m0[idx] : 0.f;
-  for (int64_t t = offsets[n]; t < offsets[n + 1]; ++t) {
-    const int64_t o = t * H + h;
-    const float gs = gate_at(g, gmode, t, H, h), it = in[o];
-    const float mt = fmaxf(gs + mp, it);
-    m[o] = mt;
-    gt[o] = fminf(0.f, gs + mp - mt);
-    bt[o] = fminf(0.f, it - mt);
-    mp = mt;
+  const int64_t tb = offsets[n], te = offsets[n + 1];
+  for (int64_t t0 = tb; t0 < te; t0 += kB) {
+    float gs[kB], it[kB];
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      const int64_t t = t0 + r;
+      gs[r] = t < te ? gate_at(g, gmode, t, H, h) : 0.f;
+      it[r] = t < te ? in[t * H + h] : 0.f;
+    }
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      const int64_t t = t0 + r;
+      if (t >= te) break;
+      const int64_t o = t * H + h;
+      const float mt = fmaxf(gs[r] + mp, it[r]);
+      m[o] = mt;
+      gt[o] = fminf(0.f, gs[r] + mp - mt);
+      bt[o] = fminf(0.f, it[r] - mt);
+      mp = mt;
+    }
   }
   if (mT) mT[idx] = mp;
 }
@@ -36,22 +51,39 @@ __global__ void stab_bwd_kernel(int N, int H, const int32_t* offsets, const floa
   if (idx >= N * H) return;
   const int n = idx / H, h = idx % H;
   const int64_t tb = offsets[n], te = offsets[n + 1];
+  const float mfirst = m0 ? m0[idx] : 0.f;
   float carry = dmT ? dmT[idx] : 0.f;
-  for (int64_t t = te - 1; t >= tb; --t) {
-    const int64_t o = t * H + h;
-    const float dgt = dg ? dg[o] : 0.f, dbt = db[o];
-    const float dm = carry + (dm_local ? dm_local[o] : 0.f) - dgt - dbt;
-    const float mp = t > tb ? m[o - H] : (m0 ? m0[idx] : 0.f);
-    float dgo = dgt, dio = dbt;
-    carry = dgt;
-    if (gate_at(g, gmode, t, H, h) + mp >= in[o]) {
-      dgo += dm;
-      carry += dm;
-    } else {
-      dio += dm;
+  for (int64_t t1 = te - 1; t1 >= tb; t1 -= kB) {
+    float dgv[kB], dbv[kB], dml[kB], mpv[kB], gv[kB], iv[kB];
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      const int64_t t = t1 - r;
+      const bool ok = t >= tb;
+      const int64_t o = t * H + h;
+      dgv[r] = ok && dg ? dg[o] : 0.f;
+      dbv[r] = ok ? db[o] : 0.f;
+      dml[r] = ok && dm_local ? dm_local[o] : 0.f;
+      mpv[r] = ok ? (t > tb ? m[o - H] : mfirst) : 0.f;
+      gv[r] = ok ? gate_at(g, gmode, t, H, h) : 0.f;
+      iv[r] = ok ? in[o] : 0.f;
     }
-    dgs_out[o] = dgo;
-    di[o] = dio;
+#pragma unroll
+    for (int r = 0; r < kB; ++r) {
+      const int64_t t = t1 - r;
+      if (t < tb) break;
+      const int64_t o = t * H + h;
+      const float dm = carry + dml[r] - dgv[r] - dbv[r];
+      float dgo = dgv[r], dio = dbv[r];
+      carry = dgv[r];
+      if (gv[r] + mpv[r] >= iv[r]) {
+        dgo += dm;
+        carry += dm;
+      } else {
+        dio += dm;
+      }
+      dgs_out[o] = dgo;
+      di[o] = dio;
+    }
   }
   if (dm0) dm0[idx] = carry;
 }

@@ -5,6 +5,7 @@
 // in fp32; finish_backward then forms the gate gradients (reverse cumulative sums), the input
 // gate's db, the bonus terms, and writes dq, dk in the input dtype (README.md, "CUDA").
 #include "ops/decay_attn/cuda/chunk_common.cuh"
+#include "ops/decay_attn/cuda/chunk_tc.h"
 
 namespace lrnn::ops::cuda_chunk {
 
@@ -144,21 +145,50 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
     }
 }
 
-// Gate gradients per key, one thread per key (README "gate gradients").
+// Gate gradients per key (README "gate gradients"): per sequence, head and key, a reverse running
+// sum over tokens, acc_t = F + sum_{s >= t} (q_s dq_s) - sum_{s >= t} (k_s dk_s) (with the bonus the
+// q term of token t itself comes after it), replaced at the first token by F0 (or 0 without an
+// initial state). Done in blocks of kScanB tokens: block totals first (gate_block_sums), then each
+// block's scan from the totals of the blocks after it (gate_scan_kernel), so all SMs take part.
+constexpr int kScanB = 256;
+
+__device__ __forceinline__ int64_t llmin(int64_t x, int64_t y) { return x < y ? x : y; }
+
+int64_t scan_blocks(const core_args& a) { return (a.max_len + kScanB - 1) / kScanB; }
+
+template <typename TI>
+__global__ void gate_block_sums(core_args a, finish_io io) {
+  const int h = blockIdx.x, n = blockIdx.y, blk = blockIdx.z, d = threadIdx.x, H = a.H, K = a.K;
+  if (d >= K) return;
+  const int64_t tb = a.offsets[n] + static_cast<int64_t>(blk) * kScanB, te = llmin(a.offsets[n + 1], tb + kScanB);
+  const TI* q = static_cast<const TI*>(a.q);
+  const TI* k = static_cast<const TI*>(a.k);
+  double acc = 0.0;
+  for (int64_t t = tb; t < te; ++t) {
+    const size_t off = (static_cast<size_t>(t) * H + h) * K + d;
+    acc += ldf(q + off) * io.dq[off] - ldf(k + off) * io.dk[off];
+  }
+  io.scratch[((static_cast<size_t>(n) * H + h) * gridDim.z + blk) * K + d] = static_cast<float>(acc);
+}
+
 template <typename TI>
 __global__ void gate_scan_kernel(core_args a, finish_io io) {
-  const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
+  const int h = blockIdx.x, n = blockIdx.y, blk = blockIdx.z, d = threadIdx.x, H = a.H, K = a.K;
   if (d >= K) return;
+  const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
+  const int64_t tb = sb + static_cast<int64_t>(blk) * kScanB, te = llmin(se, tb + kScanB);
+  if (tb >= te) return;
   const bool bonus = a.u != nullptr;
   const size_t row = (static_cast<size_t>(n) * H + h) * K + d;
   const TI* q = static_cast<const TI*>(a.q);
   const TI* k = static_cast<const TI*>(a.k);
-  const int tb = a.offsets[n], te = a.offsets[n + 1];
   double acc = io.F ? io.F[row] : 0.0;
+  const int nblk = static_cast<int>((se - sb + kScanB - 1) / kScanB);
+  for (int b = blk + 1; b < nblk; ++b) acc += io.scratch[((static_cast<size_t>(n) * H + h) * gridDim.z + b) * K + d];
   // Reverse over tokens in batches whose loads are all issued before the sequential sums.
   constexpr int kB = 16;
-  for (int t = te - 1; t >= tb; t -= kB) {
-    const int nb = min(kB, t - tb + 1);
+  for (int64_t t = te - 1; t >= tb; t -= kB) {
+    const int nb = static_cast<int>(llmin(kB, t - tb + 1));
     float xs[kB], ys[kB];
 #pragma unroll
     for (int r = 0; r < kB; ++r) {
@@ -172,10 +202,10 @@ __global__ void gate_scan_kernel(core_args a, finish_io io) {
 #pragma unroll
     for (int r = 0; r < kB; ++r) {
       if (r >= nb) break;
-      const int tt = t - r;
+      const int64_t tt = t - r;
       if (!bonus) acc += xs[r];
       acc -= ys[r];
-      if (tt == tb) {
+      if (tt == sb) {
         if (!a.s0) acc = 0.0;
         else if (!bonus) acc = io.F0[row];
       }
@@ -257,18 +287,26 @@ int launch_bwd(const core_args& a, const bwd_io& io) {
 int core_backward(const core_args& a, const bwd_io& io) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
   if (a.N == 0 || a.H == 0 || a.V == 0) return 0;
+  if (tc_backward_eligible(a, io)) return tc_backward(a, io);
   return with_type(a.type, [&](auto* tag) {
     using TI = std::remove_pointer_t<decltype(tag)>;
     return launch_bwd<TI>(a, io);
   });
 }
 
+int64_t finish_scratch_floats(const core_args& a) { return static_cast<int64_t>(a.N) * a.H * scan_blocks(a) * a.K; }
+
 int finish_backward(const core_args& a, const finish_io& io) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
   if (a.tokens == 0 || a.H == 0) return 0;
   return with_type(a.type, [&](auto* tag) {
     using TI = std::remove_pointer_t<decltype(tag)>;
-    if (io.gk) gate_scan_kernel<TI><<<dim3(a.H, a.N), kMaxK>>>(a, io);
+    if (io.gk) {
+      if (!io.scratch || a.max_len <= 0) return static_cast<int>(cudaErrorInvalidValue);
+      const dim3 grid(a.H, a.N, static_cast<unsigned>(scan_blocks(a)));
+      gate_block_sums<TI><<<grid, kMaxK>>>(a, io);
+      gate_scan_kernel<TI><<<grid, kMaxK>>>(a, io);
+    }
     if (int e = static_cast<int>(cudaGetLastError())) return e;
     token_kernel<TI><<<dim3(static_cast<unsigned>((a.tokens + 31) / 32), a.H), 128>>>(a, io);
     return static_cast<int>(cudaGetLastError());

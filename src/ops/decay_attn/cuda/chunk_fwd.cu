@@ -2,6 +2,7 @@
 // in order with the state tile S [K, VT] in fp32 shared memory (no chunk state reaches HBM):
 //   O = Qg S + P V' (+ bonus),  S = Diag(exp(G_L)) S + Kd^T V'   (README.md, "CUDA").
 #include "ops/decay_attn/cuda/chunk_common.cuh"
+#include "ops/decay_attn/cuda/chunk_tc.h"
 
 #include <mma.h>
 
@@ -414,6 +415,7 @@ bool tc_eligible(const core_args& a, const fwd_out& o) {
 int core_forward(const core_args& a, const fwd_out& o) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
   if (a.N == 0 || a.H == 0 || a.V == 0) return 0;
+  if (tc_forward_eligible(a, o)) return tc_forward(a, o);
   if (tc_eligible(a, o)) {
     if (a.type == t_bf16) return a.K == 64 ? launch_tc<__nv_bfloat16, 64>(a, o) : launch_tc<__nv_bfloat16, 128>(a, o);
     return a.K == 64 ? launch_tc<__half, 64>(a, o) : launch_tc<__half, 128>(a, o);

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace lrnn::ops::detail {
@@ -76,6 +77,7 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
   a.N = static_cast<int>(p.N), a.H = static_cast<int>(p.H), a.K = static_cast<int>(p.K);
   a.V = static_cast<int>(p.Vp), a.Vin = static_cast<int>(p.Vin);
   a.tokens = p.tokens;
+  for (size_t n = 0; n + 1 < offsets.size(); ++n) a.max_len = std::max<int64_t>(a.max_len, offsets[n + 1] - offsets[n]);
   a.offsets = p.offsets.data<int32_t>();
   a.type = type;
   a.q = p.q.raw_data(), a.k = p.k.raw_data(), a.v = p.v.raw_data();
@@ -189,12 +191,14 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
 
   cc::finish_io fi;
-  tensor gk, dgs, db, du;
+  tensor gk, dgs, db, du, scratch;
   fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
   if (a.gmode != cc::g_none) {
     const shape_t gk_shape = a.gmode == cc::g_key ? in.g.shape() : shape_t{p.tokens, p.H, p.K};
     LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(gk_shape, dtype::f32, dev));
     fi.gk = fpm(gk);
+    LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
+    fi.scratch = fpm(scratch);
     if (a.gmode != cc::g_key) {
       LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);

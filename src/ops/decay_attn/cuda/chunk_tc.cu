@@ -1,0 +1,680 @@
+// decay_attn chunk form on CUDA, tensor-core path (bf16 / f16 inputs, fp32 accumulation): scalar,
+// per-head or no decay, optional input scale beta; K in {64, 128}, V a multiple of 64, no bonus, no
+// normaliser column. One CTA of 8 warps per (sequence, head, 64-column V tile) sweeps the chunks with
+// the fp32 state tile in registers (mma.sync accumulators; a bf16/f16 copy in shared memory feeds
+// the products that read it), loads of the next chunk in flight (cp.async, two stages). No chunk
+// state reaches HBM. Kernels:
+//   fwd:  O = Qg S + P V,  S = exp(G_L) S + Kd^T V
+//   dq:   forward sweep, dQ = Qscale (dO S^T) + dP K           (partial over V tiles: red.add fp32)
+//   dkv:  reverse sweep with dS: dV = Kd dS + P^T dO, dK = Kd-scale (V dS^T) + dP^T Q,
+//         dS = exp(G_L) dS + Qg^T dO
+// where, in a chunk of 64 tokens with cumulative log decay G (G_L its last), beta the input scale:
+//   P_ij = scale q_i.k_j exp(G_i - G_j) beta_j (j <= i),  dP_ij = scale do_i.v_j exp(G_i - G_j) beta_j,
+//   Qg_i = scale exp(G_i) q_i,  Kd_j = exp(G_L - G_j) beta_j k_j.
+// Warp roles: r = warp % 4 is a 16-row block of the chunk, c = warp / 4 a column half; the state
+// tile is split over warps as (d block warp % (K/16), column group warp / (K/16)).
+#include "ops/decay_attn/cuda/chunk_common.cuh"
+#include "ops/decay_attn/cuda/chunk_mma.cuh"
+#include "ops/decay_attn/cuda/chunk_tc.h"
+
+#include <cstdlib>
+
+namespace lrnn::ops::cuda_chunk {
+
+namespace {
+
+constexpr int kVt = 64;        // V columns per CTA
+constexpr int kWarps = 8;
+constexpr int kT = kWarps * 32;
+constexpr int VS = kVt + 8;    // padded row strides (elements) keep ldmatrix conflict-free
+constexpr int PS = kC + 8;
+
+// ldmatrix address patterns: pat1 for A (row-major) and B stored [k][n]; pat2 for B stored [n][k]
+// and A stored [k][m] (A^T).
+__device__ __forceinline__ int rows_left(int64_t rem) { return rem < kC ? static_cast<int>(rem) : kC; }
+__device__ __forceinline__ int p1r(int l) { return l & 15; }
+__device__ __forceinline__ int p1c(int l) { return (l >> 4) << 3; }
+__device__ __forceinline__ int p2r(int l) { return (l & 7) | ((l >> 4) << 3); }
+__device__ __forceinline__ int p2c(int l) { return ((l >> 3) & 1) << 3; }
+
+// One pipeline stage: the chunk's tiles (only those the kernel reads) and its raw gates.
+template <int K, bool HQ, bool HDO>
+struct stage_lay {
+  static constexpr int QS = K + 8;
+  static constexpr size_t q = 0;
+  static constexpr size_t k = q + (HQ ? 2 * kC * QS : 0);
+  static constexpr size_t v = k + 2 * kC * QS;
+  static constexpr size_t dO = v + 2 * kC * VS;
+  static constexpr size_t g = dO + (HDO ? 2 * kC * VS : 0);
+  static constexpr size_t b = g + 4 * kC;
+  static constexpr size_t bytes = b + 4 * kC;
+};
+
+// Whole CTA: two stages, the 16-bit state copy, the two 16-bit chunk matrices of the reverse sweep,
+// and the per-chunk gate tables (G, beta, Eq = scale exp(G), Ek = exp(G_L - G) beta, exp(G_L)).
+template <int K, bool HQ, bool HDO, bool HP>
+struct cta_lay {
+  using st = stage_lay<K, HQ, HDO>;
+  static constexpr size_t stage0 = 0;
+  static constexpr size_t stage1 = st::bytes;
+  static constexpr size_t sb = 2 * st::bytes;
+  static constexpr size_t ps = sb + 2 * K * VS;
+  static constexpr size_t dps = ps + (HP ? 2 * kC * PS : 0);
+  static constexpr size_t gs = dps + (HP ? 2 * kC * PS : 0);
+  static constexpr size_t bs = gs + 4 * kC;
+  static constexpr size_t eq = bs + 4 * kC;
+  static constexpr size_t ek = eq + 4 * kC;
+  static constexpr size_t gl = ek + 4 * kC;
+  static constexpr size_t total = gl + 16;
+};
+
+template <typename TI, int K, bool HQ, bool HDO>
+struct loader {
+  using st = stage_lay<K, HQ, HDO>;
+  const core_args& a;
+  const TI* dO;
+  int h, v0;
+  // Issues the copies of chunk [t0, t0 + L) into the stage at `base` (rows >= L become zeros).
+  __device__ void issue(unsigned char* base, int64_t t0, int L) const {
+    const int tid = threadIdx.x, H = a.H;
+    constexpr int QS = st::QS, KC8 = K / 8;
+    const TI* q = static_cast<const TI*>(a.q);
+    const TI* k = static_cast<const TI*>(a.k);
+    const TI* v = static_cast<const TI*>(a.v);
+    TI* Qs = reinterpret_cast<TI*>(base + st::q);
+    TI* Ks = reinterpret_cast<TI*>(base + st::k);
+    TI* Vs = reinterpret_cast<TI*>(base + st::v);
+    TI* Ds = reinterpret_cast<TI*>(base + st::dO);
+#pragma unroll
+    for (int e = tid; e < kC * KC8; e += kT) {
+      const int i = e / KC8, c8 = (e % KC8) * 8;
+      const bool ok = i < L;
+      const size_t off = (static_cast<size_t>(t0 + (ok ? i : 0)) * H + h) * K + c8;
+      if constexpr (HQ) mma::cp16(Qs + i * QS + c8, q + off, ok);
+      mma::cp16(Ks + i * QS + c8, k + off, ok);
+    }
+#pragma unroll
+    for (int e = tid; e < kC * (kVt / 8); e += kT) {
+      const int i = e / (kVt / 8), c8 = (e % (kVt / 8)) * 8;
+      const bool ok = i < L;
+      const size_t off = (static_cast<size_t>(t0 + (ok ? i : 0)) * H + h) * a.Vin + v0 + c8;
+      mma::cp16(Vs + i * VS + c8, v + off, ok);
+      if constexpr (HDO) mma::cp16(Ds + i * VS + c8, dO + off, ok);
+    }
+    float* gr = reinterpret_cast<float*>(base + st::g);
+    float* br = reinterpret_cast<float*>(base + st::b);
+    if (tid < kC) {
+      const bool ok = tid < L && a.gmode == g_scalar;
+      mma::cp4(gr + tid, ok ? a.g + static_cast<size_t>(t0 + tid) * H + h : a.q, ok);
+    } else if (tid < 2 * kC) {
+      const int i = tid - kC;
+      const bool ok = i < L && a.b != nullptr;
+      mma::cp4(br + i, ok ? a.b + static_cast<size_t>(t0 + i) * H + h : a.q, ok);
+    }
+    mma::cp_commit();
+  }
+};
+
+// Warp 0: cumulative log decay of the chunk (double scan, stored fp32) and the tables derived from it.
+template <int K, bool HQ, bool HDO, bool HP>
+__device__ __forceinline__ void gate_tables(const core_args& a, unsigned char* sm, const unsigned char* stage, int h,
+                                            int L) {
+  using lay = cta_lay<K, HQ, HDO, HP>;
+  using st = stage_lay<K, HQ, HDO>;
+  if (threadIdx.x >= 32) return;
+  const int l = threadIdx.x;
+  const float* gr = reinterpret_cast<const float*>(stage + st::g);
+  const float* br = reinterpret_cast<const float*>(stage + st::b);
+  float* Gs = reinterpret_cast<float*>(sm + lay::gs);
+  float* Bs = reinterpret_cast<float*>(sm + lay::bs);
+  float* Eq = reinterpret_cast<float*>(sm + lay::eq);
+  float* Ek = reinterpret_cast<float*>(sm + lay::ek);
+  double x0 = 0.0, x1 = 0.0;
+  if (a.gmode == g_scalar) {
+    x0 = gr[2 * l], x1 = gr[2 * l + 1];  // zeros past L
+  } else if (a.gmode == g_head) {
+    x0 = 2 * l < L ? a.g[h] : 0.0;
+    x1 = 2 * l + 1 < L ? a.g[h] : 0.0;
+  }
+  double s = x0 + x1;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, s, o);
+    if (l >= o) s += y;
+  }
+  const double total = __shfl_sync(0xffffffffu, s, 31);
+  const double G[2] = {s - x1, s};
+#pragma unroll
+  for (int x = 0; x < 2; ++x) {
+    const int i = 2 * l + x;
+    const float beta = i < L ? (a.b ? expf(br[i]) : 1.f) : 0.f;
+    Gs[i] = static_cast<float>(G[x]);
+    Bs[i] = beta;
+    Eq[i] = i < L ? a.scale * static_cast<float>(exp(G[x])) : 0.f;
+    Ek[i] = static_cast<float>(exp(total - G[x])) * beta;
+  }
+  if (l == 0) *reinterpret_cast<float*>(sm + lay::gl) = static_cast<float>(exp(total));
+}
+
+// Intra-chunk matrix of this warp's 16 rows (block r) and the 16-column blocks nb0..nb1 (inclusive):
+// acc = X_r Y^T over KD columns (X, Y [64][stride] in shared memory), then
+// acc_ij = acc_ij scale exp(G_i - G_j) beta_j for j <= i, else 0.
+template <typename TI, int KD, int NB>
+__device__ __forceinline__ void intra(float (&acc)[2 * NB][4], const TI* X, const TI* Y, int stride, int r, int nb0,
+                                      const float* Gs, const float* Bs, float scale) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+#pragma unroll
+  for (int t = 0; t < 2 * NB; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < KD / 16; ++kk) {
+    uint32_t fa[4];
+    mma::ldsm4(fa, X + (16 * r + p1r(l)) * stride + 16 * kk + p1c(l));
+#pragma unroll
+    for (int p = 0; p < NB; ++p) {
+      if (nb0 + p > r) break;
+      uint32_t fb[4];
+      mma::ldsm4(fb, Y + (16 * (nb0 + p) + p2r(l)) * stride + 16 * kk + p2c(l));
+      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
+      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
+    }
+  }
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+  const float g0 = Gs[i0], g1 = Gs[i1];
+#pragma unroll
+  for (int t = 0; t < 2 * NB; ++t) {
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int j = 16 * nb0 + 8 * t + qc + x;
+      const float gj = Gs[j], bj = Bs[j] * scale;
+      acc[t][x] = j <= i0 ? acc[t][x] * __expf(g0 - gj) * bj : 0.f;
+      acc[t][2 + x] = j <= i1 ? acc[t][2 + x] * __expf(g1 - gj) * bj : 0.f;
+    }
+  }
+}
+
+// State-shaped accumulator of this warp: rows d = 16 db + (qr, qr + 8), columns col0 + 8 t + qc (+1).
+template <int K>
+struct state_part {
+  static constexpr int DB = K / 16;             // d blocks
+  static constexpr int NT = kVt * DB / kWarps / 8;  // 8-column tiles per warp (8 at K = 128, 4 at K = 64)
+  int db, col0;
+  float s[NT][4];
+  __device__ state_part() {
+    const int w = threadIdx.x / 32;
+    db = w % DB;
+    col0 = (w / DB) * NT * 8;
+  }
+  template <typename F>
+  __device__ void for_each(F&& f) {
+    const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) f(s[t][x], 16 * db + qr + (x >= 2 ? 8 : 0), col0 + 8 * t + qc + (x & 1));
+  }
+  // s = e s + (A^T scaled per row a of A) B over the chunk: A = X [64][XS] (columns d), B = Y [64][VS]
+  // (columns of the tile); row a of A scaled by ek[a].
+  template <typename TI>
+  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y) {
+    const int l = threadIdx.x % 32, qc = 2 * (l % 4);
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) s[t][x] *= e;
+#pragma unroll
+    for (int kb = 0; kb < kC / 16; ++kb) {
+      uint32_t fa[4];
+      mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * XS + 16 * db + p2c(l));
+      const int k0 = 16 * kb + qc;
+      const float e0 = ek[k0], e1 = ek[k0 + 1], e8 = ek[k0 + 8], e9 = ek[k0 + 9];
+      fa[0] = mma::scale2<TI>(fa[0], e0, e1);
+      fa[1] = mma::scale2<TI>(fa[1], e0, e1);
+      fa[2] = mma::scale2<TI>(fa[2], e8, e9);
+      fa[3] = mma::scale2<TI>(fa[3], e8, e9);
+#pragma unroll
+      for (int p = 0; p < NT / 2; ++p) {
+        uint32_t fb[4];
+        mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * VS + col0 + 16 * p + p1c(l));
+        mma::mma16816<TI>(s[2 * p], fa, fb[0], fb[1]);
+        mma::mma16816<TI>(s[2 * p + 1], fa, fb[2], fb[3]);
+      }
+    }
+  }
+  template <typename TI>
+  __device__ void to_smem(TI* Sb) {
+    const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const int d = 16 * db + qr, c = col0 + 8 * t + qc;
+      *reinterpret_cast<uint32_t*>(Sb + d * VS + c) = mma::pack2<TI>(s[t][0], s[t][1]);
+      *reinterpret_cast<uint32_t*>(Sb + (d + 8) * VS + c) = mma::pack2<TI>(s[t][2], s[t][3]);
+    }
+  }
+  // Row sums of s * other (over this warp's columns) added to out[d] (atomics).
+  __device__ void rowdot(const float* other, int ld, int v0, float* out) {
+    const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+    float r0 = 0.f, r1 = 0.f;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const int d = 16 * db + qr, c = v0 + col0 + 8 * t + qc;
+      r0 += s[t][0] * other[d * ld + c] + s[t][1] * other[d * ld + c + 1];
+      r1 += s[t][2] * other[(d + 8) * ld + c] + s[t][3] * other[(d + 8) * ld + c + 1];
+    }
+    r0 += __shfl_xor_sync(0xffffffffu, r0, 1);
+    r0 += __shfl_xor_sync(0xffffffffu, r0, 2);
+    r1 += __shfl_xor_sync(0xffffffffu, r1, 1);
+    r1 += __shfl_xor_sync(0xffffffffu, r1, 2);
+    if (qc == 0) {
+      atomicAdd(out + 16 * db + qr, r0);
+      atomicAdd(out + 16 * db + qr + 8, r1);
+    }
+  }
+};
+
+// Accumulator fragments of 16 rows x 64 columns (8 tiles) -> A fragments of 4 k-blocks.
+template <typename TI>
+__device__ __forceinline__ void to_a(const float (&acc)[8][4], uint32_t (&pa)[4][4]) {
+#pragma unroll
+  for (int kb = 0; kb < 4; ++kb) {
+    pa[kb][0] = mma::pack2<TI>(acc[2 * kb][0], acc[2 * kb][1]);
+    pa[kb][1] = mma::pack2<TI>(acc[2 * kb][2], acc[2 * kb][3]);
+    pa[kb][2] = mma::pack2<TI>(acc[2 * kb + 1][0], acc[2 * kb + 1][1]);
+    pa[kb][3] = mma::pack2<TI>(acc[2 * kb + 1][2], acc[2 * kb + 1][3]);
+  }
+}
+
+// acc (16 x 8 NT) += A (4 k-blocks of 16, up to block kmax) x Y [64][YS] columns n0..: Y stored [k][n].
+template <typename TI, int NT>
+__device__ __forceinline__ void mul_kn(float (&acc)[NT][4], const uint32_t (&pa)[4][4], int kmax, const TI* Y, int YS,
+                                       int n0) {
+  const int l = threadIdx.x % 32;
+#pragma unroll
+  for (int kb = 0; kb < 4; ++kb) {
+    if (kb > kmax) break;
+#pragma unroll
+    for (int p = 0; p < NT / 2; ++p) {
+      uint32_t fb[4];
+      mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * YS + n0 + 16 * p + p1c(l));
+      mma::mma16816<TI>(acc[2 * p], pa[kb], fb[0], fb[1]);
+      mma::mma16816<TI>(acc[2 * p + 1], pa[kb], fb[2], fb[3]);
+    }
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void zero(float (&acc)[NT][4]) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+}
+
+// Rows of acc (r-block rows qr, qr + 8) times e[row].
+template <int NT>
+__device__ __forceinline__ void scale_rows(float (&acc)[NT][4], const float* e, int r) {
+  const int qr = (threadIdx.x % 32) / 4;
+  const float e0 = e[16 * r + qr], e1 = e[16 * r + qr + 8];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t][0] *= e0, acc[t][1] *= e0, acc[t][2] *= e1, acc[t][3] *= e1;
+}
+
+// Stores rows (16 r + qr, + 8) < L of acc, columns c0 + 8 t + qc, into dst[(t0 + row) H + h][ld].
+template <typename TI, int NT>
+__device__ __forceinline__ void store_rows(const float (&acc)[NT][4], TI* dst, int64_t t0, int H, int h, int ld, int c0,
+                                           int r, int L) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int c = c0 + 8 * t + qc;
+    if (i0 < L) *reinterpret_cast<uint32_t*>(dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c) = mma::pack2<TI>(acc[t][0], acc[t][1]);
+    if (i1 < L) *reinterpret_cast<uint32_t*>(dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c) = mma::pack2<TI>(acc[t][2], acc[t][3]);
+  }
+}
+template <int NT>
+__device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, int64_t t0, int H, int h, int ld, int c0,
+                                         int r, int L) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int c = c0 + 8 * t + qc;
+    if (i0 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c, acc[t][0], acc[t][1]);
+    if (i1 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c, acc[t][2], acc[t][3]);
+  }
+}
+
+// ---- forward ----
+template <typename TI, int K>
+__global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out) {
+  using lay = cta_lay<K, true, false, false>;
+  using st = stage_lay<K, true, false>;
+  constexpr int QS = st::QS;
+  extern __shared__ __align__(128) unsigned char sm[];
+  const int n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
+  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
+  const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
+  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
+  TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
+  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
+  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
+  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
+  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
+  loader<TI, K, true, false> ld{a, nullptr, h, v0};
+
+  state_part<K> S;
+  S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * Vin + v0 + col] : 0.f; });
+  S.to_smem(Sb);
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
+  for (int ci = 0; ci < nch; ++ci) {
+    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+    const int L = rows_left(te - t0);
+    unsigned char* stg = sm + ((ci & 1) ? lay::stage1 : lay::stage0);
+    if (ci + 1 < nch) {
+      ld.issue(sm + (((ci + 1) & 1) ? lay::stage1 : lay::stage0), t0 + kC, rows_left(te - t0 - kC));
+      mma::cp_wait<1>();
+    } else {
+      mma::cp_wait<0>();
+    }
+    __syncthreads();
+    gate_tables<K, true, false, false>(a, sm, stg, h, L);
+    __syncthreads();
+    const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
+    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+    uint32_t pa[4][4];
+    {
+      float acc[8][4];
+      intra<TI, K, 4>(acc, Qs, Ks, QS, r, 0, Gs, Bs, a.scale);
+      to_a<TI>(acc, pa);
+    }
+    {
+      float o[4][4];
+      zero(o);
+      // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
+      const int l = threadIdx.x % 32;
+#pragma unroll
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t fa[4];
+        mma::ldsm4(fa, Qs + (16 * r + p1r(l)) * QS + 16 * kk + p1c(l));
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4t(fb, Sb + (16 * kk + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
+          mma::mma16816<TI>(o[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(o[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      scale_rows(o, Eq, r);
+      mul_kn<TI, 4>(o, pa, r, Vs, VS, 32 * c);
+      store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+    }
+    S.update(*reinterpret_cast<const float*>(sm + lay::gl), Ks, QS, Ek, Vs);
+    __syncthreads();
+    S.to_smem(Sb);
+  }
+  if (out.sf) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
+}
+
+// ---- backward, forward sweep: dq ----
+template <typename TI, int K>
+__global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io) {
+  using lay = cta_lay<K, false, true, false>;
+  using st = stage_lay<K, false, true>;
+  constexpr int QS = st::QS, NQ = K / 16;  // dq tiles per warp (K / 2 columns)
+  extern __shared__ __align__(128) unsigned char sm[];
+  const int n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
+  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4, l = threadIdx.x % 32;
+  const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
+  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
+  TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
+  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
+  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
+  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
+  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
+  loader<TI, K, false, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
+
+  state_part<K> S;
+  S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * Vin + v0 + col] : 0.f; });
+  S.to_smem(Sb);
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
+  for (int ci = 0; ci < nch; ++ci) {
+    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+    const int L = rows_left(te - t0);
+    unsigned char* stg = sm + ((ci & 1) ? lay::stage1 : lay::stage0);
+    if (ci + 1 < nch) {
+      ld.issue(sm + (((ci + 1) & 1) ? lay::stage1 : lay::stage0), t0 + kC, rows_left(te - t0 - kC));
+      mma::cp_wait<1>();
+    } else {
+      mma::cp_wait<0>();
+    }
+    __syncthreads();
+    gate_tables<K, false, true, false>(a, sm, stg, h, L);
+    __syncthreads();
+    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+    const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+    uint32_t pa[4][4];
+    {
+      float acc[8][4];
+      intra<TI, kVt, 4>(acc, Ds, Vs, VS, r, 0, Gs, Bs, a.scale);
+      to_a<TI>(acc, pa);
+    }
+    {
+      float dq[NQ][4];
+      zero(dq);
+      const int d0 = c * (K / 2);
+#pragma unroll
+      for (int kk = 0; kk < kVt / 16; ++kk) {
+        uint32_t fa[4];
+        mma::ldsm4(fa, Ds + (16 * r + p1r(l)) * VS + 16 * kk + p1c(l));
+#pragma unroll
+        for (int p = 0; p < NQ / 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4(fb, Sb + (d0 + 16 * p + p2r(l)) * VS + 16 * kk + p2c(l));
+          mma::mma16816<TI>(dq[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(dq[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      scale_rows(dq, Eq, r);
+      mul_kn<TI, NQ>(dq, pa, r, Ks, QS, d0);
+      add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
+    }
+    S.update(*reinterpret_cast<const float*>(sm + lay::gl), Ks, QS, Ek, Vs);
+    __syncthreads();
+    S.to_smem(Sb);
+  }
+  if (io.F && io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
+}
+
+// ---- backward, reverse sweep: dk, dv, dS ----
+template <typename TI, int K>
+__global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
+  using lay = cta_lay<K, true, true, true>;
+  using st = stage_lay<K, true, true>;
+  constexpr int QS = st::QS, NQ = K / 16;
+  extern __shared__ __align__(128) unsigned char sm[];
+  const int n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
+  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4, l = threadIdx.x % 32;
+  const int qr = l / 4, qc = 2 * (l % 4);
+  const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
+  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
+  TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
+  TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
+  TI* dPs = reinterpret_cast<TI*>(sm + lay::dps);
+  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
+  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
+  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
+  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
+  loader<TI, K, true, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
+
+  state_part<K> dS;
+  dS.for_each([&](float& x, int d, int col) { x = io.dsf ? io.dsf[(srow + d) * Vin + v0 + col] : 0.f; });
+  dS.to_smem(dSb);
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  auto chunk_t0 = [&](int ci) { return tb + static_cast<int64_t>(ci) * kC; };
+  auto chunk_L = [&](int ci) { return rows_left(te - chunk_t0(ci)); };
+  if (nch > 0) ld.issue(sm + lay::stage0, chunk_t0(nch - 1), chunk_L(nch - 1));
+  for (int it = 0; it < nch; ++it) {
+    const int ci = nch - 1 - it;
+    const int64_t t0 = chunk_t0(ci);
+    const int L = chunk_L(ci);
+    unsigned char* stg = sm + ((it & 1) ? lay::stage1 : lay::stage0);
+    if (ci > 0) {
+      ld.issue(sm + (((it + 1) & 1) ? lay::stage1 : lay::stage0), chunk_t0(ci - 1), chunk_L(ci - 1));
+      mma::cp_wait<1>();
+    } else {
+      mma::cp_wait<0>();
+    }
+    __syncthreads();
+    gate_tables<K, true, true, true>(a, sm, stg, h, L);
+    __syncthreads();
+    const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
+    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+    const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+    // P and dP: this warp's rows (block r), columns 32 c .. 32 c + 31, into shared memory.
+    if (2 * c <= r) {
+      float acc[4][4];
+      intra<TI, K, 2>(acc, Qs, Ks, QS, r, 2 * c, Gs, Bs, a.scale);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
+        *reinterpret_cast<uint32_t*>(Ps + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
+        *reinterpret_cast<uint32_t*>(Ps + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
+      }
+      intra<TI, kVt, 2>(acc, Ds, Vs, VS, r, 2 * c, Gs, Bs, a.scale);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
+        *reinterpret_cast<uint32_t*>(dPs + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
+        *reinterpret_cast<uint32_t*>(dPs + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
+      }
+    }
+    __syncthreads();
+    // dV rows j (block r), columns 32 c..: Ek_j (K dS)_j + sum_{i >= j} P_ij dO_i.
+    {
+      float dv[4][4];
+      zero(dv);
+#pragma unroll
+      for (int kk = 0; kk < K / 16; ++kk) {
+        uint32_t fa[4];
+        mma::ldsm4(fa, Ks + (16 * r + p1r(l)) * QS + 16 * kk + p1c(l));
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4t(fb, dSb + (16 * kk + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
+          mma::mma16816<TI>(dv[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(dv[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      scale_rows(dv, Ek, r);
+#pragma unroll
+      for (int kb = 0; kb < 4; ++kb) {
+        if (kb < r) continue;
+        uint32_t fa[4];
+        mma::ldsm4t(fa, Ps + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4t(fb, Ds + (16 * kb + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
+          mma::mma16816<TI>(dv[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(dv[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
+    }
+    // dK rows j (block r), columns d0..d0 + K/2: Ek_j (V dS^T)_j + sum_{i >= j} dP_ij q_i.
+    {
+      float dk[NQ][4];
+      zero(dk);
+      const int d0 = c * (K / 2);
+#pragma unroll
+      for (int kk = 0; kk < kVt / 16; ++kk) {
+        uint32_t fa[4];
+        mma::ldsm4(fa, Vs + (16 * r + p1r(l)) * VS + 16 * kk + p1c(l));
+#pragma unroll
+        for (int p = 0; p < NQ / 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4(fb, dSb + (d0 + 16 * p + p2r(l)) * VS + 16 * kk + p2c(l));
+          mma::mma16816<TI>(dk[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(dk[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      scale_rows(dk, Ek, r);
+#pragma unroll
+      for (int kb = 0; kb < 4; ++kb) {
+        if (kb < r) continue;
+        uint32_t fa[4];
+        mma::ldsm4t(fa, dPs + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
+#pragma unroll
+        for (int p = 0; p < NQ / 2; ++p) {
+          uint32_t fb[4];
+          mma::ldsm4t(fb, Qs + (16 * kb + p1r(l)) * QS + d0 + 16 * p + p1c(l));
+          mma::mma16816<TI>(dk[2 * p], fa, fb[0], fb[1]);
+          mma::mma16816<TI>(dk[2 * p + 1], fa, fb[2], fb[3]);
+        }
+      }
+      add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
+    }
+    // dS = exp(G_L) dS + Qg^T dO.
+    dS.update(*reinterpret_cast<const float*>(sm + lay::gl), Qs, QS, Eq, Ds);
+    __syncthreads();
+    dS.to_smem(dSb);
+  }
+  if (io.ds0) dS.for_each([&](float& x, int d, int col) { io.ds0[(srow + d) * Vin + v0 + col] = x; });
+  if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
+}
+
+template <typename TI, int K>
+int fwd_k(const core_args& a, const fwd_out& o) {
+  constexpr size_t bytes = cta_lay<K, true, false, false>::total;
+  auto kern = tc_fwd<TI, K>;
+  if (int e = set_smem(kern, bytes)) return e;
+  kern<<<dim3(a.V / kVt, a.H, a.N), kT, bytes>>>(a, o);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename TI, int K>
+int bwd_k(const core_args& a, const bwd_io& io) {
+  const dim3 grid(a.V / kVt, a.H, a.N);
+  {
+    constexpr size_t bytes = cta_lay<K, false, true, false>::total;
+    auto kern = tc_dq<TI, K>;
+    if (int e = set_smem(kern, bytes)) return e;
+    kern<<<grid, kT, bytes>>>(a, io);
+    if (int e = static_cast<int>(cudaGetLastError())) return e;
+  }
+  constexpr size_t bytes = cta_lay<K, true, true, true>::total;
+  auto kern = tc_dkv<TI, K>;
+  if (int e = set_smem(kern, bytes)) return e;
+  kern<<<grid, kT, bytes>>>(a, io);
+  return static_cast<int>(cudaGetLastError());
+}
+
+bool tc_off() {
+  const char* e = getenv("LRNN_DA_NO_TC");
+  return e && e[0] == '1';
+}
+
+bool tc_shape(const core_args& a) {
+  return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && a.gmode != g_key && a.u == nullptr && a.V == a.Vin &&
+         a.V % kVt == 0 && (a.K == 64 || a.K == 128);
+}
+
+}  // namespace
+
+bool tc_forward_eligible(const core_args& a, const fwd_out& o) { return tc_shape(a) && !o.o_f32 && !o.nf; }
+bool tc_backward_eligible(const core_args& a, const bwd_io& io) { return tc_shape(a) && !io.do_f32 && !io.dnf && !io.dn0; }
+
+int tc_forward(const core_args& a, const fwd_out& o) {
+  if (a.type == t_bf16) return a.K == 64 ? fwd_k<__nv_bfloat16, 64>(a, o) : fwd_k<__nv_bfloat16, 128>(a, o);
+  return a.K == 64 ? fwd_k<__half, 64>(a, o) : fwd_k<__half, 128>(a, o);
+}
+
+int tc_backward(const core_args& a, const bwd_io& io) {
+  if (a.type == t_bf16) return a.K == 64 ? bwd_k<__nv_bfloat16, 64>(a, io) : bwd_k<__nv_bfloat16, 128>(a, io);
+  return a.K == 64 ? bwd_k<__half, 64>(a, io) : bwd_k<__half, 128>(a, io);
+}
+
+}  // namespace lrnn::ops::cuda_chunk

@@ -1,0 +1,15 @@
+// Tensor-core chunk kernels (chunk_tc.cu): which calls they take and their entry points.
+#pragma once
+
+#include "ops/decay_attn/cuda/chunk_api.h"
+
+namespace lrnn::ops::cuda_chunk {
+
+// bf16/f16, scalar / per-head / no decay, no bonus, no normaliser column, K in {64, 128}, V % 64 == 0
+// (LRNN_DA_NO_TC=1 turns the path off).
+bool tc_forward_eligible(const core_args& a, const fwd_out& o);
+bool tc_backward_eligible(const core_args& a, const bwd_io& io);
+int tc_forward(const core_args& a, const fwd_out& o);
+int tc_backward(const core_args& a, const bwd_io& io);
+
+}  // namespace lrnn::ops::cuda_chunk
