@@ -40,6 +40,12 @@ op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, 
   op_case c = da::make_case(v, o);
   // The stabiliser's d m0 is a long sum of differences (decay_attn_test.cpp, #3): atol x8 in f32.
   if (v == variant::mlstm) c.atol_scale = 8;
+  // RetNet's per-head decay gradient is a position-weighted sum over the sequence of q.dq - k.dk
+  // (weights up to T). The tensor-core kernels round P, dP, S and dS to the input dtype for their
+  // products (as fla does), so dq and dk carry one unit roundoff each, and that sum grows it
+  // ~T^1.5: at T = 1000 in f16 the measured error is 49x the naive baseline's (rms 1.6e-2) while
+  // dq, dk stay within 1.4x. atol x16 for that one gradient.
+  if (v == variant::retnet) c.grad_atol_scale["g"] = 16;
   return c;
 }
 
@@ -187,7 +193,7 @@ TEST(decay_attn_cuda, timing) {
       cc::bwd_io io;
       io.d_o = d_o.raw_data(), io.dq = dqa.data<float>(), io.dk = dka.data<float>(), io.dv = dv.raw_data();
       cc::finish_io fi;
-      fi.dq = dqa.data<float>(), fi.dk = dka.data<float>(), fi.gk = gkb.data<float>(), fi.dgs = key ? nullptr : dgs.data<float>();
+      fi.dq = dqa.data<float>(), fi.dk = dka.data<float>(), fi.gk = key ? gkb.data<float>() : nullptr, fi.dgs = key ? nullptr : dgs.data<float>();
       fi.dq_out = dq.raw_data(), fi.dk_out = dk.raw_data();
       const tensor scratch = tensor::empty({cc::finish_scratch_floats(a)}, dtype::f32, device::cuda()).value();
       fi.scratch = scratch.data<float>();

@@ -32,6 +32,9 @@ struct core_args {
   const float* u = nullptr;   // [H, K] bonus, or null
   const float* s0 = nullptr;  // [N, H, K, Vin] or null
   const float* n0 = nullptr;  // [N, H, K] (normaliser column of s0) or null
+  // Device scratch of tc_table_bytes(*this) bytes for the tensor-core path's per-token gate table;
+  // null: the call allocates it (stream-ordered).
+  void* gate_tab = nullptr;
 };
 
 struct fwd_out {
@@ -68,13 +71,13 @@ struct finish_io {
   const float* rho = nullptr;
   float* dq = nullptr;        // fp32 accumulators (read; the bonus is not added in place)
   float* dk = nullptr;
-  float* gk = nullptr;        // [tokens, H, K] or null
-  float* dgs = nullptr;       // [tokens, H] or null (scalar / per-head decays)
+  float* gk = nullptr;        // [tokens, H, K] (per-key decays) or null
+  float* dgs = nullptr;       // [tokens, H] or null (scalar / per-head decays: computed from per-token sums)
   float* db = nullptr;        // [tokens, H] or null
   float* du = nullptr;        // [H, K] zeroed, or null
   void* dq_out = nullptr;     // [tokens, H, K] in `type`
   void* dk_out = nullptr;
-  float* scratch = nullptr;   // finish_scratch_floats(a) floats (gk only)
+  float* scratch = nullptr;   // finish_scratch_floats(a) floats (needed with gk or dgs)
 };
 int finish_backward(const core_args& a, const finish_io& io);
 // Scratch the gate-gradient scan needs: per sequence, head, block of tokens and key, one float.

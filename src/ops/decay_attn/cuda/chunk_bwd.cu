@@ -215,6 +215,55 @@ __global__ void gate_scan_kernel(core_args a, finish_io io) {
   }
 }
 
+// Scalar or per-head decay: the same reverse running sum as gate_scan_kernel on per-token sums
+// over keys (X_t = q_t . dq_t, Y_t = k_t . dk_t, from token_kernel), F and F0 summed over keys.
+// One CTA per (sequence, head); each thread scans a contiguous segment after a CTA-wide suffix sum
+// of the segment totals.
+constexpr int kScalarScanT = 256;
+
+__global__ void scalar_gate_scan(core_args a, finish_io io) {
+  const int h = blockIdx.x, n = blockIdx.y, H = a.H, K = a.K, j = threadIdx.x;
+  const bool bonus = a.u != nullptr;
+  const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
+  const int64_t seg = (se - sb + kScalarScanT - 1) / kScalarScanT;
+  const int64_t tb = llmin(se, sb + j * seg), te = llmin(se, tb + seg);
+  const float* xy = io.scratch;
+  double tot = 0.0;
+  for (int64_t t = tb; t < te; ++t) tot += static_cast<double>(xy[2 * (t * H + h)]) - xy[2 * (t * H + h) + 1];
+  __shared__ double sums[kScalarScanT];
+  __shared__ double base[2];
+  sums[j] = tot;
+  if (j < 2) {
+    const float* F = j == 0 ? io.F : io.F0;
+    double f = 0.0;
+    if (F)
+      for (int d = 0; d < K; ++d) f += F[(static_cast<size_t>(n) * H + h) * K + d];
+    base[j] = f;
+  }
+  __syncthreads();
+  if (j == 0) {
+    double c = 0.0;
+    for (int x = kScalarScanT - 1; x >= 0; --x) {
+      const double v = sums[x];
+      sums[x] = c;
+      c += v;
+    }
+  }
+  __syncthreads();
+  double acc = base[0] + sums[j];
+  for (int64_t t = te - 1; t >= tb; --t) {
+    const double x = xy[2 * (t * H + h)], y = xy[2 * (t * H + h) + 1];
+    if (!bonus) acc += x;
+    acc -= y;
+    if (t == sb) {
+      if (!a.s0) acc = 0.0;
+      else if (!bonus) acc = base[1];
+    }
+    io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
+    if (bonus) acc += x;
+  }
+}
+
 // Per token: db, the scalar decay's gradient, the bonus terms; dq, dk in the input dtype.
 template <typename TI>
 __global__ void token_kernel(core_args a, finish_io io) {
@@ -222,6 +271,7 @@ __global__ void token_kernel(core_args a, finish_io io) {
   const int h = blockIdx.y, H = a.H, K = a.K;
   const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
   const bool bonus = a.u != nullptr;
+  const bool scalar_gate = !io.gk && io.dgs;  // per-token (X, Y) into scratch for scalar_gate_scan
   const TI* q = static_cast<const TI*>(a.q);
   const TI* k = static_cast<const TI*>(a.k);
   float du[kMaxK / 32] = {};
@@ -230,7 +280,7 @@ __global__ void token_kernel(core_args a, finish_io io) {
     if (t >= a.tokens) break;
     const size_t base = (static_cast<size_t>(t) * H + h) * K;
     const float rho = bonus ? io.rho[static_cast<size_t>(t) * H + h] * a.scale : 0.f;
-    float dbv = 0.f, dgv = 0.f;
+    float dbv = 0.f, dgv = 0.f, xv = 0.f, yv = 0.f;
 #pragma unroll
     for (int m = 0; m < kMaxK / 32; ++m) {
       const int d = l + 32 * m;
@@ -239,6 +289,8 @@ __global__ void token_kernel(core_args a, finish_io io) {
       const float qv = ldf(q + base + d), kv = ldf(k + base + d);
       dbv += kv * dk;
       if (io.gk) dgv += io.gk[base + d];
+      xv += qv * dq;
+      yv += kv * dk;
       if (bonus) {
         const float ud = a.u[static_cast<size_t>(h) * K + d];
         dq += ud * kv * rho;
@@ -253,9 +305,21 @@ __global__ void token_kernel(core_args a, finish_io io) {
       dbv += __shfl_xor_sync(0xffffffffu, dbv, o);
       dgv += __shfl_xor_sync(0xffffffffu, dgv, o);
     }
+    if (scalar_gate) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        xv += __shfl_xor_sync(0xffffffffu, xv, o);
+        yv += __shfl_xor_sync(0xffffffffu, yv, o);
+      }
+    }
     if (l == 0) {
       if (io.db) io.db[static_cast<size_t>(t) * H + h] = dbv;
-      if (io.dgs) io.dgs[static_cast<size_t>(t) * H + h] = dgv;
+      if (scalar_gate) {
+        io.scratch[2 * (static_cast<size_t>(t) * H + h)] = xv;
+        io.scratch[2 * (static_cast<size_t>(t) * H + h) + 1] = yv;
+      } else if (io.dgs) {
+        io.dgs[static_cast<size_t>(t) * H + h] = dgv;
+      }
     }
   }
   if (bonus && io.du)
@@ -294,7 +358,10 @@ int core_backward(const core_args& a, const bwd_io& io) {
   });
 }
 
-int64_t finish_scratch_floats(const core_args& a) { return static_cast<int64_t>(a.N) * a.H * scan_blocks(a) * a.K; }
+int64_t finish_scratch_floats(const core_args& a) {
+  if (a.gmode == g_key) return static_cast<int64_t>(a.N) * a.H * scan_blocks(a) * a.K;
+  return a.tokens * a.H * 2;
+}
 
 int finish_backward(const core_args& a, const finish_io& io) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
@@ -308,7 +375,9 @@ int finish_backward(const core_args& a, const finish_io& io) {
       gate_scan_kernel<TI><<<grid, kMaxK>>>(a, io);
     }
     if (int e = static_cast<int>(cudaGetLastError())) return e;
+    if (!io.gk && io.dgs && !io.scratch) return static_cast<int>(cudaErrorInvalidValue);
     token_kernel<TI><<<dim3(static_cast<unsigned>((a.tokens + 31) / 32), a.H), 128>>>(a, io);
+    if (!io.gk && io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT>>>(a, io);
     return static_cast<int>(cudaGetLastError());
   });
 }

@@ -6,6 +6,7 @@
 #ifdef LRNN_WITH_CUDA
 
 #include "ops/decay_attn/cuda/chunk_api.h"
+#include "ops/decay_attn/cuda/chunk_tc.h"
 
 #include <cuda_runtime.h>
 
@@ -41,6 +42,7 @@ struct prepared {
   int gs_mode = cc::g_none;
   tensor q, k, v, offsets, g, i, u, s0, n0, m0;
   tensor m, gt, bt;  // stabiliser: m per token, core gates
+  tensor gate_tab;   // the tensor-core path's per-token gate table
 };
 
 status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
@@ -99,6 +101,10 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
   } else {
     a.g = fp(p.g), a.gmode = p.gs_mode;
     a.b = fp(p.i);
+  }
+  if (a.type != cc::t_f32 && a.gmode != cc::g_key) {
+    LRNN_ASSIGN_OR_RETURN(p.gate_tab, tensor::empty({std::max<int64_t>(1, cc::tc_table_bytes(a) / 4)}, dtype::f32, p.dev));
+    a.gate_tab = p.gate_tab.raw_data();
   }
   return {};
 }
@@ -194,15 +200,15 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   tensor gk, dgs, db, du, scratch;
   fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
   if (a.gmode != cc::g_none) {
-    const shape_t gk_shape = a.gmode == cc::g_key ? in.g.shape() : shape_t{p.tokens, p.H, p.K};
-    LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(gk_shape, dtype::f32, dev));
-    fi.gk = fpm(gk);
-    LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
-    fi.scratch = fpm(scratch);
-    if (a.gmode != cc::g_key) {
+    if (a.gmode == cc::g_key) {
+      LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
+      fi.gk = fpm(gk);
+    } else {
       LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);
     }
+    LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
+    fi.scratch = fpm(scratch);
   }
   if (a.b) {
     LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));

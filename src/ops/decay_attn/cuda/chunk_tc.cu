@@ -45,13 +45,11 @@ struct stage_lay {
   static constexpr size_t k = q + (HQ ? 2 * kC * QS : 0);
   static constexpr size_t v = k + 2 * kC * QS;
   static constexpr size_t dO = v + 2 * kC * VS;
-  static constexpr size_t g = dO + (HDO ? 2 * kC * VS : 0);
-  static constexpr size_t b = g + 4 * kC;
-  static constexpr size_t bytes = b + 4 * kC;
+  static constexpr size_t tab = dO + (HDO ? 2 * kC * VS : 0);  // float4 {G, beta, Eq, Ek} per row
+  static constexpr size_t bytes = tab + 16 * kC;
 };
 
-// Whole CTA: two stages, the 16-bit state copy, the two 16-bit chunk matrices of the reverse sweep,
-// and the per-chunk gate tables (G, beta, Eq = scale exp(G), Ek = exp(G_L - G) beta, exp(G_L)).
+// Whole CTA: two stages, the 16-bit state copy and the two 16-bit chunk matrices of the reverse sweep.
 template <int K, bool HQ, bool HDO, bool HP>
 struct cta_lay {
   using st = stage_lay<K, HQ, HDO>;
@@ -60,12 +58,7 @@ struct cta_lay {
   static constexpr size_t sb = 2 * st::bytes;
   static constexpr size_t ps = sb + 2 * K * VS;
   static constexpr size_t dps = ps + (HP ? 2 * kC * PS : 0);
-  static constexpr size_t gs = dps + (HP ? 2 * kC * PS : 0);
-  static constexpr size_t bs = gs + 4 * kC;
-  static constexpr size_t eq = bs + 4 * kC;
-  static constexpr size_t ek = eq + 4 * kC;
-  static constexpr size_t gl = ek + 4 * kC;
-  static constexpr size_t total = gl + 16;
+  static constexpr size_t total = dps + (HP ? 2 * kC * PS : 0);
 };
 
 template <typename TI, int K, bool HQ, bool HDO>
@@ -101,59 +94,51 @@ struct loader {
       mma::cp16(Vs + i * VS + c8, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + c8, dO + off, ok);
     }
-    float* gr = reinterpret_cast<float*>(base + st::g);
-    float* br = reinterpret_cast<float*>(base + st::b);
+    const float4* tab = static_cast<const float4*>(a.gate_tab);
+    float4* ts = reinterpret_cast<float4*>(base + st::tab);
     if (tid < kC) {
-      const bool ok = tid < L && a.gmode == g_scalar;
-      mma::cp4(gr + tid, ok ? a.g + static_cast<size_t>(t0 + tid) * H + h : a.q, ok);
-    } else if (tid < 2 * kC) {
-      const int i = tid - kC;
-      const bool ok = i < L && a.b != nullptr;
-      mma::cp4(br + i, ok ? a.b + static_cast<size_t>(t0 + i) * H + h : a.q, ok);
+      const bool ok = tid < L;
+      mma::cp16(ts + tid, tab + static_cast<size_t>(t0 + (ok ? tid : 0)) * H + h, ok);
     }
     mma::cp_commit();
   }
 };
 
-// Warp 0: cumulative log decay of the chunk (double scan, stored fp32) and the tables derived from it.
-template <int K, bool HQ, bool HDO, bool HP>
-__device__ __forceinline__ void gate_tables(const core_args& a, unsigned char* sm, const unsigned char* stage, int h,
-                                            int L) {
-  using lay = cta_lay<K, HQ, HDO, HP>;
-  using st = stage_lay<K, HQ, HDO>;
-  if (threadIdx.x >= 32) return;
-  const int l = threadIdx.x;
-  const float* gr = reinterpret_cast<const float*>(stage + st::g);
-  const float* br = reinterpret_cast<const float*>(stage + st::b);
-  float* Gs = reinterpret_cast<float*>(sm + lay::gs);
-  float* Bs = reinterpret_cast<float*>(sm + lay::bs);
-  float* Eq = reinterpret_cast<float*>(sm + lay::eq);
-  float* Ek = reinterpret_cast<float*>(sm + lay::ek);
-  double x0 = 0.0, x1 = 0.0;
-  if (a.gmode == g_scalar) {
-    x0 = gr[2 * l], x1 = gr[2 * l + 1];  // zeros past L
-  } else if (a.gmode == g_head) {
-    x0 = 2 * l < L ? a.g[h] : 0.0;
-    x1 = 2 * l + 1 < L ? a.g[h] : 0.0;
+// Per (sequence, chunk of 64, head): the cumulative log decay G_i of the chunk (double scan) and
+// what the sweeps derive from it, per token {G_i, beta_i, scale exp(G_i), exp(G_L - G_i) beta_i}
+// (G_L = G at the chunk's last token). One warp per chunk and head; lane l has rows 2l, 2l + 1.
+__global__ void gate_table_kernel(core_args a, float4* tab) {
+  const int n = blockIdx.z, ci = blockIdx.x, h = blockIdx.y * 4 + threadIdx.x / 32, l = threadIdx.x % 32, H = a.H;
+  if (h >= H) return;
+  const int64_t t0 = a.offsets[n] + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
+  if (t0 >= te) return;
+  const int L = rows_left(te - t0);
+  double x[2] = {0.0, 0.0};
+  float beta[2] = {0.f, 0.f};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = 2 * l + r;
+    if (i >= L) continue;
+    const size_t o = static_cast<size_t>(t0 + i) * H + h;
+    x[r] = a.gmode == g_scalar ? a.g[o] : a.gmode == g_head ? a.g[h] : 0.0;
+    beta[r] = a.b ? expf(a.b[o]) : 1.f;
   }
-  double s = x0 + x1;
+  double s = x[0] + x[1];
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
     const double y = __shfl_up_sync(0xffffffffu, s, o);
     if (l >= o) s += y;
   }
   const double total = __shfl_sync(0xffffffffu, s, 31);
-  const double G[2] = {s - x1, s};
+  const double G[2] = {s - x[1], s};
 #pragma unroll
-  for (int x = 0; x < 2; ++x) {
-    const int i = 2 * l + x;
-    const float beta = i < L ? (a.b ? expf(br[i]) : 1.f) : 0.f;
-    Gs[i] = static_cast<float>(G[x]);
-    Bs[i] = beta;
-    Eq[i] = i < L ? a.scale * static_cast<float>(exp(G[x])) : 0.f;
-    Ek[i] = static_cast<float>(exp(total - G[x])) * beta;
+  for (int r = 0; r < 2; ++r) {
+    const int i = 2 * l + r;
+    if (i >= L) continue;
+    tab[static_cast<size_t>(t0 + i) * H + h] =
+        make_float4(static_cast<float>(G[r]), beta[r], a.scale * expf(static_cast<float>(G[r])),
+                    expf(static_cast<float>(total - G[r])) * beta[r]);
   }
-  if (l == 0) *reinterpret_cast<float*>(sm + lay::gl) = static_cast<float>(exp(total));
 }
 
 // Intra-chunk matrix of this warp's 16 rows (block r) and the 16-column blocks nb0..nb1 (inclusive):
@@ -161,7 +146,7 @@ __device__ __forceinline__ void gate_tables(const core_args& a, unsigned char* s
 // acc_ij = acc_ij scale exp(G_i - G_j) beta_j for j <= i, else 0.
 template <typename TI, int KD, int NB>
 __device__ __forceinline__ void intra(float (&acc)[2 * NB][4], const TI* X, const TI* Y, int stride, int r, int nb0,
-                                      const float* Gs, const float* Bs, float scale) {
+                                      const float4* tab, int L, float scale) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
 #pragma unroll
   for (int t = 0; t < 2 * NB; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
@@ -178,16 +163,18 @@ __device__ __forceinline__ void intra(float (&acc)[2 * NB][4], const TI* X, cons
       mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
     }
   }
+  // Rows past L (zero-filled, G = 0 there) are masked: exp(0 - G_j) may overflow.
   const int i0 = 16 * r + qr, i1 = i0 + 8;
-  const float g0 = Gs[i0], g1 = Gs[i1];
+  const float g0 = tab[i0].x, g1 = tab[i1].x;
+  const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
 #pragma unroll
   for (int t = 0; t < 2 * NB; ++t) {
 #pragma unroll
     for (int x = 0; x < 2; ++x) {
       const int j = 16 * nb0 + 8 * t + qc + x;
-      const float gj = Gs[j], bj = Bs[j] * scale;
-      acc[t][x] = j <= i0 ? acc[t][x] * __expf(g0 - gj) * bj : 0.f;
-      acc[t][2 + x] = j <= i1 ? acc[t][2 + x] * __expf(g1 - gj) * bj : 0.f;
+      const float gj = tab[j].x, bj = tab[j].y * scale;
+      acc[t][x] = j <= lim0 ? acc[t][x] * __expf(g0 - gj) * bj : 0.f;
+      acc[t][2 + x] = j <= lim1 ? acc[t][2 + x] * __expf(g1 - gj) * bj : 0.f;
     }
   }
 }
@@ -214,6 +201,7 @@ struct state_part {
   }
   // s = e s + (A^T scaled per row a of A) B over the chunk: A = X [64][XS] (columns d), B = Y [64][VS]
   // (columns of the tile); row a of A scaled by ek[a].
+  // (ek strided by 4 floats: a column of the per-row table.)
   template <typename TI>
   __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y) {
     const int l = threadIdx.x % 32, qc = 2 * (l % 4);
@@ -226,7 +214,7 @@ struct state_part {
       uint32_t fa[4];
       mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * XS + 16 * db + p2c(l));
       const int k0 = 16 * kb + qc;
-      const float e0 = ek[k0], e1 = ek[k0 + 1], e8 = ek[k0 + 8], e9 = ek[k0 + 9];
+      const float e0 = ek[4 * k0], e1 = ek[4 * (k0 + 1)], e8 = ek[4 * (k0 + 8)], e9 = ek[4 * (k0 + 9)];
       fa[0] = mma::scale2<TI>(fa[0], e0, e1);
       fa[1] = mma::scale2<TI>(fa[1], e0, e1);
       fa[2] = mma::scale2<TI>(fa[2], e8, e9);
@@ -307,11 +295,11 @@ __device__ __forceinline__ void zero(float (&acc)[NT][4]) {
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
 }
 
-// Rows of acc (r-block rows qr, qr + 8) times e[row].
+// Rows of acc (r-block rows qr, qr + 8) times e[4 row] (a column of the per-row table).
 template <int NT>
 __device__ __forceinline__ void scale_rows(float (&acc)[NT][4], const float* e, int r) {
   const int qr = (threadIdx.x % 32) / 4;
-  const float e0 = e[16 * r + qr], e1 = e[16 * r + qr + 8];
+  const float e0 = e[4 * (16 * r + qr)], e1 = e[4 * (16 * r + qr + 8)];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t][0] *= e0, acc[t][1] *= e0, acc[t][2] *= e1, acc[t][3] *= e1;
 }
@@ -354,10 +342,6 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out) {
   const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
-  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
-  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
-  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
-  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
   loader<TI, K, true, false> ld{a, nullptr, h, v0};
 
   state_part<K> S;
@@ -376,15 +360,17 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out) {
       mma::cp_wait<0>();
     }
     __syncthreads();
-    gate_tables<K, true, false, false>(a, sm, stg, h, L);
-    __syncthreads();
+    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
+    const float* Eq = &tab[0].z;
+    const float* Ek = &tab[0].w;
+    const float gl = expf(tab[L - 1].x);
     const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
     const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
     uint32_t pa[4][4];
     {
       float acc[8][4];
-      intra<TI, K, 4>(acc, Qs, Ks, QS, r, 0, Gs, Bs, a.scale);
+      intra<TI, K, 4>(acc, Qs, Ks, QS, r, 0, tab, L, a.scale);
       to_a<TI>(acc, pa);
     }
     {
@@ -408,7 +394,7 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out) {
       mul_kn<TI, 4>(o, pa, r, Vs, VS, 32 * c);
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
-    S.update(*reinterpret_cast<const float*>(sm + lay::gl), Ks, QS, Ek, Vs);
+    S.update(gl, Ks, QS, Ek, Vs);
     __syncthreads();
     S.to_smem(Sb);
   }
@@ -427,10 +413,6 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io) {
   const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
-  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
-  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
-  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
-  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
   loader<TI, K, false, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
 
   state_part<K> S;
@@ -449,15 +431,17 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io) {
       mma::cp_wait<0>();
     }
     __syncthreads();
-    gate_tables<K, false, true, false>(a, sm, stg, h, L);
-    __syncthreads();
+    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
+    const float* Eq = &tab[0].z;
+    const float* Ek = &tab[0].w;
+    const float gl = expf(tab[L - 1].x);
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
     const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
     const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
     uint32_t pa[4][4];
     {
       float acc[8][4];
-      intra<TI, kVt, 4>(acc, Ds, Vs, VS, r, 0, Gs, Bs, a.scale);
+      intra<TI, kVt, 4>(acc, Ds, Vs, VS, r, 0, tab, L, a.scale);
       to_a<TI>(acc, pa);
     }
     {
@@ -480,7 +464,7 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io) {
       mul_kn<TI, NQ>(dq, pa, r, Ks, QS, d0);
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
-    S.update(*reinterpret_cast<const float*>(sm + lay::gl), Ks, QS, Ek, Vs);
+    S.update(gl, Ks, QS, Ek, Vs);
     __syncthreads();
     S.to_smem(Sb);
   }
@@ -502,10 +486,6 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::dps);
-  const float* Gs = reinterpret_cast<const float*>(sm + lay::gs);
-  const float* Bs = reinterpret_cast<const float*>(sm + lay::bs);
-  const float* Eq = reinterpret_cast<const float*>(sm + lay::eq);
-  const float* Ek = reinterpret_cast<const float*>(sm + lay::ek);
   loader<TI, K, true, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
 
   state_part<K> dS;
@@ -527,8 +507,10 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
       mma::cp_wait<0>();
     }
     __syncthreads();
-    gate_tables<K, true, true, true>(a, sm, stg, h, L);
-    __syncthreads();
+    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
+    const float* Eq = &tab[0].z;
+    const float* Ek = &tab[0].w;
+    const float gl = expf(tab[L - 1].x);
     const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
     const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
@@ -536,14 +518,14 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
     // P and dP: this warp's rows (block r), columns 32 c .. 32 c + 31, into shared memory.
     if (2 * c <= r) {
       float acc[4][4];
-      intra<TI, K, 2>(acc, Qs, Ks, QS, r, 2 * c, Gs, Bs, a.scale);
+      intra<TI, K, 2>(acc, Qs, Ks, QS, r, 2 * c, tab, L, a.scale);
 #pragma unroll
       for (int t = 0; t < 4; ++t) {
         const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
         *reinterpret_cast<uint32_t*>(Ps + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
         *reinterpret_cast<uint32_t*>(Ps + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
       }
-      intra<TI, kVt, 2>(acc, Ds, Vs, VS, r, 2 * c, Gs, Bs, a.scale);
+      intra<TI, kVt, 2>(acc, Ds, Vs, VS, r, 2 * c, tab, L, a.scale);
 #pragma unroll
       for (int t = 0; t < 4; ++t) {
         const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
@@ -618,7 +600,7 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
-    dS.update(*reinterpret_cast<const float*>(sm + lay::gl), Qs, QS, Eq, Ds);
+    dS.update(gl, Qs, QS, Eq, Ds);
     __syncthreads();
     dS.to_smem(dSb);
   }
@@ -626,8 +608,32 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io) {
   if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
 }
 
+// Fills the gate table (a.gate_tab, or a stream-ordered allocation freed by the caller's `done`).
+struct table_scope {
+  core_args a;
+  void* owned = nullptr;
+  int err = 0;
+  explicit table_scope(const core_args& args) : a(args) {
+    if (!a.gate_tab) {
+      err = static_cast<int>(cudaMallocAsync(&owned, static_cast<size_t>(tc_table_bytes(a)), 0));
+      if (err) return;
+      a.gate_tab = owned;
+    }
+    const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
+    if (chunks == 0) return;
+    gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128>>>(a, static_cast<float4*>(a.gate_tab));
+    err = static_cast<int>(cudaGetLastError());
+  }
+  ~table_scope() {
+    if (owned) cudaFreeAsync(owned, 0);
+  }
+};
+
 template <typename TI, int K>
-int fwd_k(const core_args& a, const fwd_out& o) {
+int fwd_k(const core_args& args, const fwd_out& o) {
+  table_scope ts(args);
+  if (ts.err) return ts.err;
+  const core_args& a = ts.a;
   constexpr size_t bytes = cta_lay<K, true, false, false>::total;
   auto kern = tc_fwd<TI, K>;
   if (int e = set_smem(kern, bytes)) return e;
@@ -636,7 +642,10 @@ int fwd_k(const core_args& a, const fwd_out& o) {
 }
 
 template <typename TI, int K>
-int bwd_k(const core_args& a, const bwd_io& io) {
+int bwd_k(const core_args& args, const bwd_io& io) {
+  table_scope ts(args);
+  if (ts.err) return ts.err;
+  const core_args& a = ts.a;
   const dim3 grid(a.V / kVt, a.H, a.N);
   {
     constexpr size_t bytes = cta_lay<K, false, true, false>::total;

@@ -10,6 +10,8 @@ namespace lrnn::ops::cuda_chunk {
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
 int tc_forward(const core_args& a, const fwd_out& o);
+// Bytes of core_args::gate_tab the tensor-core path uses.
+inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; }
 int tc_backward(const core_args& a, const bwd_io& io);
 
 }  // namespace lrnn::ops::cuda_chunk
