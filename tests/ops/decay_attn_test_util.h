@@ -168,9 +168,9 @@ inline op_case make_case(variant v, const case_opts& o) {
   return c;
 }
 
-inline op_case varlen_case(variant v, const std::vector<int32_t>& cu) {
+inline op_case varlen_case(variant v, const std::vector<int32_t>& cu, int64_t K = 32, int64_t V = 24) {
   op_case c;
-  const int64_t N = static_cast<int64_t>(cu.size()) - 1, T = cu.back(), H = 2, K = 32, V = 24;
+  const int64_t N = static_cast<int64_t>(cu.size()) - 1, T = cu.back(), H = 2;
   c.name = fmt::format("varlen_N{}_T{}", N, T);
   c.params = params{spec_of(v), {32, true}};
   add_inputs(v, c.inputs, 1, T, H, K, V, N, true, 1.0, 99);

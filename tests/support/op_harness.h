@@ -63,7 +63,6 @@ struct op_case {
   double fd_eps = 1e-6;
   double fd_rtol = 1e-5;
   double atol_scale = 1.0;              // multiplies atol(dtype) for this case
-  std::map<std::string, double> grad_atol_scale;  // per gradient input: multiplies atol_scale for it
   uint64_t seed = 1234;
 };
 

@@ -13,5 +13,7 @@ int tc_forward(const core_args& a, const fwd_out& o);
 // Bytes of core_args::gate_tab the tensor-core path uses.
 inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; }
 int tc_backward(const core_args& a, const bwd_io& io);
+// CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K), -1 on error (diagnostics).
+void tc_occupancy(int K, int out[3]);
 
 }  // namespace lrnn::ops::cuda_chunk
