@@ -61,12 +61,13 @@ int launch(const core_args& a, const fwd_out& o) {
 }
 
 
-// ---- Tensor-core path (bf16 / f16; scalar, per-head or no decay; no bonus, no normaliser column;
-// K in {64, 128}, V a multiple of 64): WMMA 16x16x16 with fp32 accumulators; the fp32 master state
-// lives in shared memory, a bf16/f16 copy of it feeds the Q S product (as fla's chunk_fwd_o).
+// ---- WMMA tensor-core path for per-key gates (bf16 / f16; no bonus, no normaliser column; K in
+// {64, 128}, V a multiple of 64; the other decays take chunk_tc.cu): WMMA 16x16x16 with fp32
+// accumulators; the fp32 master state lives in shared memory, a bf16/f16 copy of it feeds the Q S
+// product (as fla's chunk_fwd_o).
 namespace wm = nvcuda::wmma;
 
-template <typename TI, int K, bool KEY, int VT_>
+template <typename TI, int K, int VT_>
 struct tc_layout {
   static constexpr int VT = VT_, QS = K + 8, VS = VT + 8, PS = kC + 8, FS = VT + 4, FFS = kC + 4, GS = K + 4;
   static constexpr size_t q = 0;
@@ -76,15 +77,12 @@ struct tc_layout {
   static constexpr size_t sb = p + sizeof(TI) * kC * PS;
   static constexpr size_t sf = sb + sizeof(TI) * K * VS;
   static constexpr size_t f = sf + sizeof(float) * K * FS;
-  static constexpr size_t g = f + sizeof(float) * kC * FFS;
-  static constexpr size_t beta = g + sizeof(double) * kC;
-  static constexpr size_t eq = beta + sizeof(float) * kC;  // scalar gates: scale exp(G_i), exp(G_L - G_i) beta_i
-  static constexpr size_t ek = eq + sizeof(float) * kC;
-  // Per-key gates: cumulative log gates [kC][GS] fp32, and two 16-row scratch tiles per warp.
-  static constexpr size_t gk = ek + sizeof(float) * kC;
-  static constexpr size_t wq = gk + (KEY ? sizeof(float) * kC * GS : 0);
-  static constexpr size_t wk = wq + (KEY ? sizeof(TI) * 4 * 16 * QS : 0);
-  static constexpr size_t total = wk + (KEY ? sizeof(TI) * 4 * 16 * QS : 0);
+  static constexpr size_t beta = f + sizeof(float) * kC * FFS;
+  // Cumulative log gates [kC][GS] fp32, and two 16-row scratch tiles per warp.
+  static constexpr size_t gk = beta + sizeof(float) * kC;
+  static constexpr size_t wq = gk + sizeof(float) * kC * GS;
+  static constexpr size_t wk = wq + sizeof(TI) * 4 * 16 * QS;
+  static constexpr size_t total = wk + sizeof(TI) * 4 * 16 * QS;
 };
 
 template <typename TI>
@@ -94,9 +92,9 @@ __device__ __forceinline__ __nv_bfloat16 to_in<__nv_bfloat16>(float x) { return 
 template <>
 __device__ __forceinline__ __half to_in<__half>(float x) { return __float2half_rn(x); }
 
-template <typename TI, int K, bool KEY, int VT_>
+template <typename TI, int K, int VT_>
 __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
-  using Lay = tc_layout<TI, K, KEY, VT_>;
+  using Lay = tc_layout<TI, K, VT_>;
   constexpr int VT = Lay::VT, QS = Lay::QS, VS = Lay::VS, PS = Lay::PS, FS = Lay::FS, FFS = Lay::FFS, GS = Lay::GS;
   constexpr int NF = VT / 16;  // 16-column fragments of the V tile
   extern __shared__ __align__(128) unsigned char sm[];
@@ -107,11 +105,8 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
   TI* Sb = reinterpret_cast<TI*>(sm + Lay::sb);
   float* Sf = reinterpret_cast<float*>(sm + Lay::sf);
   float* Ff = reinterpret_cast<float*>(sm + Lay::f);
-  double* Gs = reinterpret_cast<double*>(sm + Lay::g);
   float* Bs = reinterpret_cast<float*>(sm + Lay::beta);
   float* Gk = reinterpret_cast<float*>(sm + Lay::gk);
-  float* Eq = reinterpret_cast<float*>(sm + Lay::eq);
-  float* Ek = reinterpret_cast<float*>(sm + Lay::ek);
   const int n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int tb = a.offsets[n], te = a.offsets[n + 1];
@@ -161,25 +156,10 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
       *reinterpret_cast<uint4*>(Vs + i * VS + c8) = pv[r];
     }
     if (t0 + kC < te) fetch(t0 + kC, min(kC, te - t0 - kC));
-    if (warp == 0) {
-      double x0 = 0.0, x1 = 0.0;
-      if (a.gmode != g_none) {
-        if (2 * lane < L) x0 = a.gmode == g_head ? a.g[h] : a.g[static_cast<size_t>(t0 + 2 * lane) * H + h];
-        if (2 * lane + 1 < L) x1 = a.gmode == g_head ? a.g[h] : a.g[static_cast<size_t>(t0 + 2 * lane + 1) * H + h];
-      }
-      double s = x0 + x1;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const double y = __shfl_up_sync(0xffffffffu, s, o);
-        if (lane >= o) s += y;
-      }
-      const double before = s - (x0 + x1);
-      Gs[2 * lane] = before + x0;
-      Gs[2 * lane + 1] = before + x0 + x1;
-    } else if (warp == 1) {
+    if (warp == 1) {
       for (int i = lane; i < kC; i += 32) Bs[i] = i < L ? (a.b ? expf(a.b[static_cast<size_t>(t0 + i) * H + h]) : 1.f) : 0.f;
     }
-    if constexpr (KEY) {
+    {
       for (int d = tid; d < K; d += blockDim.x) {
         float acc = 0.f;
 #pragma unroll 8
@@ -190,12 +170,7 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
       }
     }
     __syncthreads();
-    if (!KEY && tid < kC) {
-      const int i = tid;
-      Eq[i] = i < L ? a.scale * expf(static_cast<float>(Gs[i])) : 0.f;
-      Ek[i] = i < L ? expf(static_cast<float>(Gs[L - 1] - Gs[i])) * Bs[i] : 0.f;
-    }
-    if constexpr (KEY) {
+    {
       // Per-key P for this warp's 16 rows I: off-diagonal blocks J < I as one product each,
       // (Q_I exp(G_I - R)) (K_J exp(R - G_J) beta_J)^T with R = G at I's first row (both
       // exponents <= 0, as fla); the diagonal block pairwise.
@@ -245,39 +220,10 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
         const float p = (i < L && j <= i) ? Ff[i * FFS + j] * a.scale : 0.f;
         Ps[i * PS + j] = to_in<TI>(p);
       }
-    } else {
-    // A = Q K^T for this warp's 16 rows (causal: column blocks 0..warp), then P = A * D -> Ps.
-    {
-      wm::fragment<wm::accumulator, 16, 16, 16, float> acc[4];
-#pragma unroll
-      for (int f = 0; f < 4; ++f) wm::fill_fragment(acc[f], 0.f);
-#pragma unroll
-      for (int kk = 0; kk < K; kk += 16) {
-        wm::fragment<wm::matrix_a, 16, 16, 16, TI, wm::row_major> fa;
-        wm::load_matrix_sync(fa, Qs + warp * 16 * QS + kk, QS);
-#pragma unroll
-        for (int f = 0; f < 4; ++f) {
-          if (f > warp) break;
-          wm::fragment<wm::matrix_b, 16, 16, 16, TI, wm::col_major> fb;
-          wm::load_matrix_sync(fb, Ks + f * 16 * QS + kk, QS);
-          wm::mma_sync(acc[f], fa, fb, acc[f]);
-        }
-      }
-#pragma unroll
-      for (int f = 0; f < 4; ++f)
-        if (f <= warp) wm::store_matrix_sync(Ff + warp * 16 * FFS + f * 16, acc[f], FFS, wm::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 16 * kC; e += 32) {
-        const int i = warp * 16 + e / kC, j = e % kC;
-        float p = 0.f;
-        if (i < L && j <= i) p = Ff[i * FFS + j] * a.scale * expf(static_cast<float>(Gs[i] - Gs[j])) * Bs[j];
-        Ps[i * PS + j] = to_in<TI>(p);
-      }
-    }
     }
     __syncthreads();
     // In place: Q -> scale Q exp(G_i); K -> K exp(G_L - G_j) beta_j; S -> Diag(exp(G_L)) S.
-    if constexpr (KEY) {
+    {
       for (int e = tid; e < kC * K; e += blockDim.x) {
         const int i = e / K, d = e % K;
         if (i >= L) continue;
@@ -288,12 +234,6 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
       for (int e = tid; e < K * VT; e += blockDim.x) {
         const int d = e / VT, c = e % VT;
         Sf[d * FS + c] *= expf(Gk[(L - 1) * GS + d]);
-      }
-    } else {
-      for (int e = tid; e < kC * K; e += blockDim.x) {
-        const int i = e / K, d = e % K;
-        Qs[i * QS + d] = to_in<TI>(static_cast<float>(Qs[i * QS + d]) * Eq[i]);
-        Ks[i * QS + d] = to_in<TI>(static_cast<float>(Ks[i * QS + d]) * Ek[i]);
       }
     }
     __syncthreads();
@@ -338,9 +278,8 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
         *reinterpret_cast<uint4*>(o + (static_cast<size_t>(t0 + i) * H + h) * Vin + v0 + c8) = *reinterpret_cast<const uint4*>(pack);
       }
     }
-    // S = exp(G_L) S + Kd^T V: this warp's K/4 rows of S.
+    // S += Kd^T V (S already decayed in place): this warp's K/4 rows of S.
     {
-      const float gl = KEY ? 1.f : expf(static_cast<float>(Gs[L - 1]));  // per key: Sf already decayed
 #pragma unroll
       for (int rf = 0; rf < K / 64; ++rf) {
         const int d0 = warp * (K / 4) + rf * 16;
@@ -348,8 +287,6 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
         for (int f = 0; f < NF; ++f) {
           wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
           wm::load_matrix_sync(acc, Sf + d0 * FS + f * 16, FS, wm::mem_row_major);
-#pragma unroll
-          for (int x = 0; x < acc.num_elements; ++x) acc.x[x] *= gl;
 #pragma unroll
           for (int kk = 0; kk < kC; kk += 16) {
             wm::fragment<wm::matrix_a, 16, 16, 16, TI, wm::col_major> fa;
@@ -376,10 +313,10 @@ __global__ void __launch_bounds__(128) tc_fwd_kernel(core_args a, fwd_out out) {
     }
 }
 
-template <typename TI, int K, bool KEY, int VT>
+template <typename TI, int K, int VT>
 int launch_tc_vt(const core_args& a, const fwd_out& o) {
-  const size_t bytes = tc_layout<TI, K, KEY, VT>::total;
-  auto kern = tc_fwd_kernel<TI, K, KEY, VT>;
+  const size_t bytes = tc_layout<TI, K, VT>::total;
+  auto kern = tc_fwd_kernel<TI, K, VT>;
   if (int e = set_smem(kern, bytes)) return e;
   kern<<<dim3(a.V / VT, a.H, a.N), 128, bytes>>>(a, o);
   return static_cast<int>(cudaGetLastError());
@@ -400,13 +337,12 @@ template <typename TI, int K>
 int launch_tc(const core_args& a, const fwd_out& o) {
   bool narrow = static_cast<int64_t>(a.N) * a.H * (a.V / 64) < sm_count();
   if (const char* e = getenv("LRNN_DA_VT")) narrow = e[0] == '3';  // tests and timing: force 32 or 64
-  if (a.gmode == g_key) return narrow ? launch_tc_vt<TI, K, true, 32>(a, o) : launch_tc_vt<TI, K, true, 64>(a, o);
-  return narrow ? launch_tc_vt<TI, K, false, 32>(a, o) : launch_tc_vt<TI, K, false, 64>(a, o);
+  return narrow ? launch_tc_vt<TI, K, 32>(a, o) : launch_tc_vt<TI, K, 64>(a, o);
 }
 
 bool tc_eligible(const core_args& a, const fwd_out& o) {
   if (const char* e = getenv("LRNN_DA_NO_TC"); e && e[0] == '1') return false;
-  return (a.type == t_bf16 || a.type == t_f16) && !o.o_f32 && !o.nf && a.u == nullptr && a.V == a.Vin &&
+  return a.gmode == g_key && (a.type == t_bf16 || a.type == t_f16) && !o.o_f32 && !o.nf && a.u == nullptr && a.V == a.Vin &&
          a.V % 64 == 0 && (a.K == 64 || a.K == 128);
 }
 
