@@ -235,6 +235,17 @@ struct cta {
   }
 };
 
+// Streaming multiprocessors of the current device (cached; 132 if the query fails).
+inline int sm_count() {
+  static int n = [] {
+    int dev = 0, c = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev);
+    return c > 0 ? c : 132;
+  }();
+  return n;
+}
+
 template <typename KernelT>
 int set_smem(KernelT kernel, size_t bytes) {
   return static_cast<int>(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));

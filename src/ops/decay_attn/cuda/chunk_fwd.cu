@@ -322,16 +322,6 @@ int launch_tc_vt(const core_args& a, const fwd_out& o) {
   return static_cast<int>(cudaGetLastError());
 }
 
-int sm_count() {
-  static int n = [] {
-    int dev = 0, c = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev);
-    return c > 0 ? c : 132;
-  }();
-  return n;
-}
-
 // Tile heuristic: V tiles of 64, or of 32 when (sequence, head, 64-tile) CTAs would not fill the SMs.
 template <typename TI, int K>
 int launch_tc(const core_args& a, const fwd_out& o) {

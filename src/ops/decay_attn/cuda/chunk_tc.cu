@@ -365,6 +365,33 @@ __device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, 
   }
 }
 
+// Two-stage pipeline step `it` of `nch`: issues the copies of step it + 1 (chunk at t_next with
+// L_next rows) into the other stage, waits for step it's copies, and returns its stage.
+template <typename LD, typename Lay>
+__device__ __forceinline__ unsigned char* pipeline_step(const LD& ld, unsigned char* sm, int it, int nch, int64_t t_next,
+                                                        int L_next) {
+  if (it + 1 < nch) {
+    ld.issue(sm + (((it + 1) & 1) ? Lay::stage1 : Lay::stage0), t_next, L_next);
+    mma::cp_wait<1>();
+  } else {
+    mma::cp_wait<0>();
+  }
+  __syncthreads();
+  return sm + ((it & 1) ? Lay::stage1 : Lay::stage0);
+}
+
+// The forward-direction sweeps' starting state: s0 (first segment) or the scanned segment boundary.
+template <int K>
+__device__ __forceinline__ void start_state(state_part<K>& S, const core_args& a, const seg_io& sg, const seg_range& sr,
+                                            size_t srow, int h, int v0) {
+  if (sr.s == 0) {
+    S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * a.Vin + v0 + col] : 0.f; });
+  } else {
+    const float* st0 = sg.buf + seg_off(a, sg, sr.n, sr.s - 1, h);
+    S.for_each([&](float& x, int d, int col) { x = st0[d * a.V + v0 + col]; });
+  }
+}
+
 // ---- forward ----
 template <typename TI, int K>
 __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io sg) {
@@ -382,26 +409,14 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io
   loader<TI, K, true, false> ld{a, nullptr, h, v0};
 
   state_part<K> S;
-  if (sr.s == 0) {
-    S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * Vin + v0 + col] : 0.f; });
-  } else {
-    const float* st0 = sg.buf + seg_off(a, sg, n, sr.s - 1, h);
-    S.for_each([&](float& x, int d, int col) { x = st0[d * a.V + v0 + col]; });
-  }
+  start_state(S, a, sg, sr, srow, h, v0);
   S.to_smem(Sb);
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
   if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
   for (int ci = 0; ci < nch; ++ci) {
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
     const int L = rows_left(te - t0);
-    unsigned char* stg = sm + ((ci & 1) ? lay::stage1 : lay::stage0);
-    if (ci + 1 < nch) {
-      ld.issue(sm + (((ci + 1) & 1) ? lay::stage1 : lay::stage0), t0 + kC, rows_left(te - t0 - kC));
-      mma::cp_wait<1>();
-    } else {
-      mma::cp_wait<0>();
-    }
-    __syncthreads();
+    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float* Eq = &tab[0].z;
     const float* Ek = &tab[0].w;
@@ -460,26 +475,14 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg
   loader<TI, K, false, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
 
   state_part<K> S;
-  if (sr.s == 0) {
-    S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * Vin + v0 + col] : 0.f; });
-  } else {
-    const float* st0 = sg.buf + seg_off(a, sg, n, sr.s - 1, h);
-    S.for_each([&](float& x, int d, int col) { x = st0[d * a.V + v0 + col]; });
-  }
+  start_state(S, a, sg, sr, srow, h, v0);
   S.to_smem(Sb);
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
   if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
   for (int ci = 0; ci < nch; ++ci) {
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
     const int L = rows_left(te - t0);
-    unsigned char* stg = sm + ((ci & 1) ? lay::stage1 : lay::stage0);
-    if (ci + 1 < nch) {
-      ld.issue(sm + (((ci + 1) & 1) ? lay::stage1 : lay::stage0), t0 + kC, rows_left(te - t0 - kC));
-      mma::cp_wait<1>();
-    } else {
-      mma::cp_wait<0>();
-    }
-    __syncthreads();
+    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float* Eq = &tab[0].z;
     const float* Ek = &tab[0].w;
@@ -555,14 +558,8 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
     const int ci = nch - 1 - it;
     const int64_t t0 = chunk_t0(ci);
     const int L = chunk_L(ci);
-    unsigned char* stg = sm + ((it & 1) ? lay::stage1 : lay::stage0);
-    if (ci > 0) {
-      ld.issue(sm + (((it + 1) & 1) ? lay::stage1 : lay::stage0), chunk_t0(ci - 1), chunk_L(ci - 1));
-      mma::cp_wait<1>();
-    } else {
-      mma::cp_wait<0>();
-    }
-    __syncthreads();
+    const int cn = ci > 0 ? ci - 1 : 0;
+    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float* Eq = &tab[0].z;
     const float* Ek = &tab[0].w;
@@ -687,14 +684,8 @@ __global__ void __launch_bounds__(kT, 2) tc_seg(core_args a, seg_io sg) {
   if (nch > 0) ld.issue(sm + lay::stage0, chunk_t0(chunk_at(0)), chunk_L(chunk_at(0)));
   for (int it = 0; it < nch; ++it) {
     const int L = chunk_L(chunk_at(it));
-    unsigned char* stg = sm + ((it & 1) ? lay::stage1 : lay::stage0);
-    if (it + 1 < nch) {
-      ld.issue(sm + (((it + 1) & 1) ? lay::stage1 : lay::stage0), chunk_t0(chunk_at(it + 1)), chunk_L(chunk_at(it + 1)));
-      mma::cp_wait<1>();
-    } else {
-      mma::cp_wait<0>();
-    }
-    __syncthreads();
+    const int cn = chunk_at(it + 1 < nch ? it + 1 : it);
+    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float gL = tab[L - 1].x;
     glsum += gL;
@@ -740,23 +731,13 @@ int blocks_per_sm(KernelT kern, size_t bytes) {
   return n;
 }
 
-int sm_count_tc() {
-  static int n = [] {
-    int dev = 0, c = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev);
-    return c > 0 ? c : 132;
-  }();
-  return n;
-}
-
 // Segments per sequence: enough (sequence, head, V tile, segment) CTAs to give every SM two, each
 // segment at least 8 chunks (LRNN_DA_SEGMENTS overrides, for tests and timing).
 seg_io choose_segments(const core_args& a) {
   seg_io sg;
   const int64_t ctas = static_cast<int64_t>(a.N) * a.H * (a.V / kVt);
   const int64_t chunks = (a.max_len + kC - 1) / kC;
-  int64_t nseg = ctas > 0 ? (2 * sm_count_tc()) / ctas : 1;
+  int64_t nseg = ctas > 0 ? (2 * sm_count()) / ctas : 1;
   nseg = nseg < chunks / 8 ? nseg : chunks / 8;
   if (const char* e = getenv("LRNN_DA_SEGMENTS")) nseg = atoi(e);
   nseg = nseg < 1 ? 1 : nseg > 64 ? 64 : nseg;
