@@ -97,16 +97,16 @@ def mlstm_recurrent_step(C, n, m, q, k, v, i_pre, f_pre, eps=1e-6):
     """mlstm_kernels/torch/recurrent/native_step.py mlstm_recurrent_step__native_fw: one token;
     i_pre, f_pre are pre-activations [B, NH, 1]; logsigmoid on f inside; stabiliser m."""
     log_f = logsigmoid(f_pre)
-    m_new = np.maximum(log_f + m, i_pre)
-    f_act = np.exp(log_f + m - m_new)
-    i_act = np.exp(i_pre - m_new)
+    m_next = np.maximum(log_f + m, i_pre)
+    f_act = np.exp(log_f + m - m_next)
+    i_act = np.exp(i_pre - m_next)
     qs = q * q.shape[-1] ** -0.5
-    C_new = f_act[..., None] * C + i_act[..., None] * (k[..., :, None] * v[..., None, :])
-    n_new = f_act * n + i_act * k
-    num = np.einsum('bhk,bhkv->bhv', qs, C_new)
-    qn = np.einsum('bhk,bhk->bh', qs, n_new)[..., None]
-    den = np.maximum(np.abs(qn), np.exp(-m_new)) + eps
-    return num / den, C_new, n_new, m_new
+    C_next = f_act[..., None] * C + i_act[..., None] * (k[..., :, None] * v[..., None, :])
+    n_next = f_act * n + i_act * k
+    num = np.einsum('bhk,bhkv->bhv', qs, C_next)
+    qn = np.einsum('bhk,bhk->bh', qs, n_next)[..., None]
+    den = np.maximum(np.abs(qn), np.exp(-m_next)) + eps
+    return num / den, C_next, n_next, m_next
 
 
 def mlstm_recurrent_sequence(q, k, v, i_pre, f_pre, C0, n0, m0):

@@ -119,10 +119,10 @@ result<train_summary> run_training(const train_options& opt) {
     const std::string dm = first_difference(stored.model, c.model, "model");
     if (!dm.empty())
       return make_error(status_code::invalid_argument, "--resume {}: incompatible checkpoint: {} (checkpoint vs config)", ck.dir, dm);
-    io::json stored_data = stored.to_json()["data"], new_data = c.to_json()["data"];
+    io::json stored_data = stored.to_json()["data"], requested_data = c.to_json()["data"];
     stored_data.erase("path");  // the corpus may move: its content is checked below
-    new_data.erase("path");
-    const std::string dd = first_difference(stored_data, new_data, "data");
+    requested_data.erase("path");
+    const std::string dd = first_difference(stored_data, requested_data, "data");
     if (!dd.empty())
       return make_error(status_code::invalid_argument, "--resume {}: incompatible checkpoint: {} (checkpoint vs config)", ck.dir, dd);
     if (stored.batch.seq_len != c.batch.seq_len || stored.seed != c.seed)

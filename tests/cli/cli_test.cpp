@@ -3,6 +3,8 @@
 #include "io/json.h"
 #include "io/npy.h"
 
+#include "support/run_cli.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -14,23 +16,7 @@
 
 namespace {
 
-struct run_result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-run_result run_cli(const std::string& args) {
-  const std::string cmd = std::string(LRNN_CLI_PATH) + " " + args + " 2>&1";
-  run_result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using ::lrnn::testing::run_cli;
 
 const std::string data_dir = LRNN_TEST_DATA_DIR;
 const char* fixtures[] = {"fla_gated_deltanet", "fla_gla", "fla_retnet", "fla_rwkv7",

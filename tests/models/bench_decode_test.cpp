@@ -6,6 +6,8 @@
 #include "io/json.h"
 #include "models/model.h"
 
+#include "support/run_cli.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -18,29 +20,13 @@
 
 namespace {
 
-struct run_result {
-  int code = -1;
-  std::string out;
-};
-
-run_result run_lrnn(const std::string& args) {
-  const std::string cmd = std::string(LRNN_CLI_PATH) + " " + args + " 2>&1";
-  run_result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using ::lrnn::testing::run_cli;
 
 TEST(bench_decode, synthetic_checkpoints_load_and_report) {
   namespace fs = std::filesystem;
   for (const char* arch : {"gla", "rwkv7", "recurrent_gemma"}) {
     const fs::path keep = fs::temp_directory_path() / (std::string("lrnn_bench_test_") + arch + "_" + std::to_string(::getpid()));
-    auto r = run_lrnn(std::string("--threads 1 bench decode ") + arch +
+    auto r = run_cli(std::string("--threads 1 bench decode ") + arch +
                       " --params 3M --hidden 128 --vocab 512 --prompt 20 --tokens 6 --json --keep " + keep.string());
     ASSERT_EQ(r.code, 0) << arch << ": " << r.out;
     auto j = lrnn::io::parse_json(r.out, "bench decode");
@@ -62,10 +48,10 @@ TEST(bench_decode, synthetic_checkpoints_load_and_report) {
     EXPECT_EQ(static_cast<double>((*m)->weight_bytes()), (*j)["weight_bytes_per_token"].get<double>()) << arch;
     fs::remove_all(keep);
   }
-  auto bad = run_lrnn("bench decode llama --params 1M");
+  auto bad = run_cli("bench decode llama --params 1M");
   EXPECT_EQ(bad.code, 1) << bad.out;
   EXPECT_NE(bad.out.find("unknown architecture 'llama'"), std::string::npos) << bad.out;
-  auto bad_params = run_lrnn("bench decode gla --params lots");
+  auto bad_params = run_cli("bench decode gla --params lots");
   EXPECT_EQ(bad_params.code, 1) << bad_params.out;
   EXPECT_NE(bad_params.out.find("--params 'lots'"), std::string::npos) << bad_params.out;
 }

@@ -2,6 +2,7 @@
 // (state carried on the device, updated in place), f32 / bf16 / f16 tokens, K and V that take the
 // 16-byte path (V % 4 == 0) and the scalar one; skipped where no CUDA device is visible.
 #include "ops/decay_attn/decay_attn.h"
+#include "ops/decay_attn_test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -14,37 +15,8 @@ namespace {
 #define LRNN_REQUIRE_CUDA() \
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
-enum class variant { none, retnet, simple_gla, gla, rwkv6, mlstm, mlstm_sig };
-const char* name_of(variant v) {
-  switch (v) {
-    case variant::none: return "none";
-    case variant::retnet: return "retnet";
-    case variant::simple_gla: return "simple_gla";
-    case variant::gla: return "gla";
-    case variant::rwkv6: return "rwkv6";
-    case variant::mlstm: return "mlstm";
-    case variant::mlstm_sig: return "mlstm_sig";
-  }
-  return "?";
-}
-
-ops::decay_attn_spec spec_of(variant v) {
-  ops::decay_attn_spec s;
-  switch (v) {
-    case variant::none: s.decay = ops::decay_kind::none; break;
-    case variant::retnet: s.decay = ops::decay_kind::per_head_const; break;
-    case variant::simple_gla: s.decay = ops::decay_kind::per_token_scalar; break;
-    case variant::gla: s.decay = ops::decay_kind::per_token_key; break;
-    case variant::rwkv6: s.decay = ops::decay_kind::per_token_key, s.bonus = true, s.scale = 1.0; break;
-    case variant::mlstm:
-      s.decay = ops::decay_kind::per_token_scalar, s.input_gate = ops::input_gate_kind::exponential, s.normalizer = true;
-      break;
-    case variant::mlstm_sig:
-      s.decay = ops::decay_kind::per_token_scalar, s.input_gate = ops::input_gate_kind::sigmoid, s.normalizer = true;
-      break;
-  }
-  return s;
-}
+using testing::da::variant;
+using testing::da::spec_of;
 
 struct rng_t {
   std::mt19937 g;
@@ -77,7 +49,7 @@ double rel_err(const tensor& a, const tensor& ref) {
 }
 
 void run_case(variant var, dtype t, int64_t B, int64_t H, int64_t K, int64_t V, int steps, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << name_of(var) << " " << dtype_name(t) << " B=" << B << " H=" << H << " K=" << K << " V=" << V);
+  SCOPED_TRACE(::testing::Message() << testing::da::variant_name(var) << " " << dtype_name(t) << " B=" << B << " H=" << H << " K=" << K << " V=" << V);
   const ops::decay_attn_spec spec = spec_of(var);
   rng_t rng(seed);
   ops::decay_attn_state cpu_state, gpu_state;  // both start absent (zeros)

@@ -9,7 +9,21 @@
 
 namespace lrnn::testing::da {
 
-enum class variant { retnet, simple_gla, gla, rwkv6, mlstm, mlstm_sig };
+// `none`: no decay, no gates (plain linear attention).
+enum class variant { retnet, simple_gla, gla, rwkv6, mlstm, mlstm_sig, none };
+
+inline const char* variant_name(variant v) {
+  switch (v) {
+    case variant::retnet: return "retnet";
+    case variant::simple_gla: return "simple_gla";
+    case variant::gla: return "gla";
+    case variant::rwkv6: return "rwkv6";
+    case variant::mlstm: return "mlstm";
+    case variant::mlstm_sig: return "mlstm_sig";
+    case variant::none: return "none";
+  }
+  return "?";
+}
 
 struct params {
   ops::decay_attn_spec spec;
@@ -19,6 +33,7 @@ struct params {
 inline ops::decay_attn_spec spec_of(variant v) {
   ops::decay_attn_spec s;
   switch (v) {
+    case variant::none: s.decay = ops::decay_kind::none; break;
     case variant::retnet: s.decay = ops::decay_kind::per_head_const; break;
     case variant::simple_gla: s.decay = ops::decay_kind::per_token_scalar; break;
     case variant::gla: s.decay = ops::decay_kind::per_token_key; break;
@@ -120,6 +135,7 @@ inline void add_inputs(variant v, named_tensors& in, int64_t B, int64_t T, int64
   in.emplace_back("k", random_normal({B, T, H, K}, s + 2));
   in.emplace_back("v", random_normal({B, T, H, V}, s + 3));
   switch (v) {
+    case variant::none: break;
     case variant::retnet: {
       std::vector<double> a(H);
       for (int64_t h = 0; h < H; ++h) a[h] = std::log(1.0 - std::pow(2.0, -5.0 - static_cast<double>(h)));

@@ -54,6 +54,40 @@ inline double ag_dot(const tensor& y, const tensor& w) {
   return s;
 }
 
+// Checks the autograd gradient `an` of one input (or leaf) against central differences at
+// sampled elements (all of them when opt.samples < 0 or >= n) and appends to `rep`.
+// central(j, e): (loss(x_j + e) - loss(x_j - e)) / (2 e) with every other element unchanged.
+inline void ag_check_elements(ag_gradcheck_report& rep, const std::string& label, const shape_t& shape,
+                              const std::vector<double>& an, const std::function<double(int64_t, double)>& central,
+                              std::mt19937_64& rng, const ag_gradcheck_options& opt) {
+  const int64_t n = static_cast<int64_t>(an.size());
+  std::vector<int64_t> elems;
+  if (opt.samples < 0 || opt.samples >= n) {
+    for (int64_t j = 0; j < n; ++j) elems.push_back(j);
+  } else {
+    for (int k = 0; k < opt.samples; ++k) elems.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(n)));
+  }
+  double worst = 0;
+  int fails = 0;
+  std::string fail_lines;
+  for (int64_t j : elems) {
+    const double fd = opt.richardson ? (4 * central(j, opt.eps / 2) - central(j, opt.eps)) / 3 : central(j, opt.eps);
+    const double a = an[static_cast<size_t>(j)];
+    const double diff = std::fabs(a - fd);
+    const double rel = diff / std::max({std::fabs(a), std::fabs(fd), opt.atol / opt.rtol});
+    worst = std::max(worst, std::isnan(rel) ? INFINITY : rel);
+    ++rep.checked;
+    if (!(diff <= opt.atol + opt.rtol * std::max(std::fabs(a), std::fabs(fd)))) {
+      if (++fails <= 5) fail_lines += fmt::format("    element {}: autograd {:.10g}, finite difference {:.10g}\n", j, a, fd);
+    }
+  }
+  rep.max_rel_err = std::max(rep.max_rel_err, worst);
+  rep.summary += fmt::format("{} {}: {} elements, max rel err {:.3g}{}\n", label, shape_to_string(shape), elems.size(), worst,
+                             fails ? fmt::format(", {} FAIL", fails) : "");
+  rep.summary += fail_lines;
+  if (fails) rep.pass = false;
+}
+
 inline ag_gradcheck_report ag_gradcheck(const ag_function& f, const std::vector<tensor>& inputs,
                                         const ag_gradcheck_options& opt = {}) {
   ag_gradcheck_report rep;
@@ -103,33 +137,8 @@ inline ag_gradcheck_report ag_gradcheck(const ag_function& f, const std::vector<
     const tensor& g = vars[i].grad();
     std::vector<double> an(static_cast<size_t>(inputs[i].numel()), 0.0);
     if (g.defined()) an = g.to_doubles();
-    const int64_t n = inputs[i].numel();
-    std::vector<int64_t> elems;
-    if (opt.samples < 0 || opt.samples >= n) {
-      for (int64_t j = 0; j < n; ++j) elems.push_back(j);
-    } else {
-      for (int k = 0; k < opt.samples; ++k) elems.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(n)));
-    }
-    double worst = 0;
-    int fails = 0;
-    std::string fail_lines;
-    for (int64_t j : elems) {
-      auto central = [&](double e) { return (loss_at(i, j, e) - loss_at(i, j, -e)) / (2 * e); };
-      const double fd = opt.richardson ? (4 * central(opt.eps / 2) - central(opt.eps)) / 3 : central(opt.eps);
-      const double a = an[static_cast<size_t>(j)];
-      const double diff = std::fabs(a - fd);
-      const double rel = diff / std::max({std::fabs(a), std::fabs(fd), opt.atol / opt.rtol});
-      worst = std::max(worst, std::isnan(rel) ? INFINITY : rel);
-      ++rep.checked;
-      if (!(diff <= opt.atol + opt.rtol * std::max(std::fabs(a), std::fabs(fd)))) {
-        if (++fails <= 5) fail_lines += fmt::format("    element {}: autograd {:.10g}, finite difference {:.10g}\n", j, a, fd);
-      }
-    }
-    rep.max_rel_err = std::max(rep.max_rel_err, worst);
-    rep.summary += fmt::format("{} {}: {} elements, max rel err {:.3g}{}\n", name(i), shape_to_string(inputs[i].shape()),
-                               elems.size(), worst, fails ? fmt::format(", {} FAIL", fails) : "");
-    rep.summary += fail_lines;
-    if (fails) rep.pass = false;
+    ag_check_elements(rep, name(i), inputs[i].shape(), an,
+                      [&](int64_t j, double e) { return (loss_at(i, j, e) - loss_at(i, j, -e)) / (2 * e); }, rng, opt);
   }
   return rep;
 }
@@ -169,41 +178,16 @@ inline ag_gradcheck_report ag_gradcheck_leaves(const std::function<result<ag::va
     const int64_t n = val.numel();
     std::vector<double> an(static_cast<size_t>(n), 0.0);
     if (v.grad().defined()) an = v.grad().to_doubles();
-    std::vector<int64_t> elems;
-    if (opt.samples < 0 || opt.samples >= n) {
-      for (int64_t j = 0; j < n; ++j) elems.push_back(j);
-    } else {
-      for (int k = 0; k < opt.samples; ++k) elems.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(n)));
-    }
     double* p = val.data<double>();
-    double worst = 0;
-    int fails = 0;
-    std::string fail_lines;
-    for (int64_t j : elems) {
+    ag_check_elements(rep, leaf_name, val.shape(), an, [&](int64_t j, double e) {
       const double keep = p[j];
-      auto central = [&](double e) {
-        p[j] = keep + e;
-        const double up = eval();
-        p[j] = keep - e;
-        const double down = eval();
-        p[j] = keep;
-        return (up - down) / (2 * e);
-      };
-      const double fd = opt.richardson ? (4 * central(opt.eps / 2) - central(opt.eps)) / 3 : central(opt.eps);
-      const double a = an[static_cast<size_t>(j)];
-      const double diff = std::fabs(a - fd);
-      const double rel = diff / std::max({std::fabs(a), std::fabs(fd), opt.atol / opt.rtol});
-      worst = std::max(worst, std::isnan(rel) ? INFINITY : rel);
-      ++rep.checked;
-      if (!(diff <= opt.atol + opt.rtol * std::max(std::fabs(a), std::fabs(fd)))) {
-        if (++fails <= 5) fail_lines += fmt::format("    element {}: autograd {:.10g}, finite difference {:.10g}\n", j, a, fd);
-      }
-    }
-    rep.max_rel_err = std::max(rep.max_rel_err, worst);
-    rep.summary += fmt::format("{} {}: {} elements, max rel err {:.3g}{}\n", leaf_name, shape_to_string(val.shape()), elems.size(),
-                               worst, fails ? fmt::format(", {} FAIL", fails) : "");
-    rep.summary += fail_lines;
-    if (fails) rep.pass = false;
+      p[j] = keep + e;
+      const double up = eval();
+      p[j] = keep - e;
+      const double down = eval();
+      p[j] = keep;
+      return (up - down) / (2 * e);
+    }, rng, opt);
   }
   return rep;
 }

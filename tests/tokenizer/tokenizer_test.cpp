@@ -12,6 +12,8 @@
 #include "io/json.h"
 #include "tokenizer/file_util.h"
 
+#include "support/run_cli.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -369,16 +371,7 @@ TEST(tokenizer_load, unsupported_components_are_named) {
 }
 
 TEST(tokenizer_cli, tokenize_encodes_decodes_and_prints_json) {
-  const std::string cli = LRNN_CLI_PATH;
-  auto run = [&](const std::string& args) {
-    std::string out;
-    FILE* p = popen((cli + " " + args + " 2>&1").c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    pclose(p);
-    return out;
-  };
+  auto run = [](const std::string& args) { return ::lrnn::testing::run_cli(args).out; };
   const std::string tok = "--tokenizer " + data_dir + "/tok_bpe/tokenizer.json";
   EXPECT_EQ(run("tokenize " + tok + " --text 'Hello, world!' --json"), "{\"ids\":[39,463,304,11,292,267,525,0]}\n");
   EXPECT_EQ(run("tokenize " + tok + " --text 'Hello, world!'"), "39 463 304 11 292 267 525 0\n");

@@ -382,12 +382,22 @@ TEST(TrainTokenizer, ByteAndBpeJsonRoundTripThroughReader) {
   fs::remove_all(d);
 }
 
+// A fresh temp folder holding the tiny corpus (d/c.txt) and the tiny config that reads it.
+struct tiny_setup {
+  std::string d;
+  io::json j;
+};
+tiny_setup tiny_case(const std::string& name) {
+  tiny_setup c{temp_dir(name), {}};
+  write_text(c.d + "/c.txt", tiny_corpus());
+  c.j = tiny_config(c.d + "/c.txt");
+  return c;
+}
+
 // ---- the loop ----
 TEST(TrainLoop, LossDecreasesAndWritesArtifacts) {
   threads_scope one_thread(1);
-  const std::string d = temp_dir("loss");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("loss");
   j["steps"] = 60;
   auto r = run_training(quiet_options(j, d + "/out"));
   ASSERT_TRUE(r.ok()) << r.get_status().message();
@@ -417,9 +427,7 @@ TEST(TrainLoop, LossDecreasesAndWritesArtifacts) {
 
 TEST(TrainLoop, ResumeIsBitExact) {
   threads_scope one_thread(1);
-  const std::string d = temp_dir("resume");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("resume");
   j["steps"] = 24;
   j["batch"]["accumulation"] = 2;
   auto straight = run_training(quiet_options(j, d + "/a"));
@@ -475,9 +483,7 @@ TEST(TrainLoop, ResumeIsBitExact) {
 
 TEST(TrainCheckpoint, FailedSaveNeverReplacesThePreviousOne) {
   threads_scope one_thread(1);
-  const std::string d = temp_dir("atomic");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("atomic");
   j["steps"] = 4;
   ASSERT_TRUE(run_training(quiet_options(j, d + "/out")).ok());
   const std::string target = fs::read_symlink(d + "/out/last").string();
@@ -522,9 +528,7 @@ TEST(TrainCheckpoint, FailedSaveNeverReplacesThePreviousOne) {
 
 TEST(TrainLoop, Bf16AutocastKeepsFp32MasterWeights) {
   threads_scope one_thread(1);
-  const std::string d = temp_dir("bf16");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("bf16");
   j["steps"] = 30;
   j["bf16"] = true;
   auto r = run_training(quiet_options(j, d + "/a"));
@@ -549,9 +553,7 @@ TEST(TrainLoop, Bf16AutocastKeepsFp32MasterWeights) {
 
 TEST(TrainLoop, BpeTokenizerTrainsAndReportsBitsPerByte) {
   threads_scope one_thread(1);
-  const std::string d = temp_dir("bpe");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("bpe");
   j["data"]["tokenizer"] = "bpe";
   j["data"]["vocab_size"] = 300;
   j["steps"] = 10;
@@ -576,9 +578,7 @@ TEST(TrainLoop, BpeTokenizerTrainsAndReportsBitsPerByte) {
 
 // The CLI: a config error exits 1 with one line naming the key, and writes nothing.
 TEST(TrainCli, ConfigErrorsWriteNothing) {
-  const std::string d = temp_dir("cli");
-  write_text(d + "/c.txt", tiny_corpus());
-  io::json j = tiny_config(d + "/c.txt");
+  auto [d, j] = tiny_case("cli");
   j["optimizer"]["momentum"] = 0.9;
   write_text(d + "/bad.json", j.dump());
   const std::string cmd = std::string(LRNN_CLI_PATH) + " train --config " + d + "/bad.json --out " + d + "/out 2>" + d + "/err.txt";

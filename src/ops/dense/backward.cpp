@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace lrnn::ops::grad {
@@ -205,24 +206,46 @@ result<tensor> embedding_backward(const tensor& ids_in, int64_t V, const tensor&
 }
 
 namespace {
-status check_groups(const tensor& x, int64_t groups, const char* what) {
-  const int64_t C = x.size(-1);
-  if (groups <= 0 || C % groups != 0)
-    return make_error(status_code::invalid_argument, "{}: {} channels in {} groups", what, C, groups);
-  return {};
+// What every group (RMS) norm kernel starts from: x contiguous, seen as [rows, groups, D], and the
+// weight (when given) in x's dtype; `what` names the op in errors.
+struct grouped {
+  tensor x, w;
+  dtype dt = dtype::f32;
+  int64_t C = 0, D = 0, rows = 0;
+};
+
+// Mean and 1 / sqrt(variance + eps) of one group's D values (two passes, in double).
+template <typename T>
+std::pair<double, double> group_moments(const T* x, int64_t D, double eps) {
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < D; ++i) mean += x[i];
+  mean /= static_cast<double>(D);
+  for (int64_t i = 0; i < D; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= static_cast<double>(D);
+  return {mean, 1.0 / std::sqrt(var + eps)};
+}
+
+result<grouped> grouped_inputs(const tensor& x_in, int64_t groups, const tensor& w_in, const std::string& what) {
+  LRNN_TRY(require_float(x_in, (what + " x").c_str()));
+  grouped g;
+  g.C = x_in.size(-1);
+  if (groups <= 0 || g.C % groups != 0)
+    return make_error(status_code::invalid_argument, "{}: {} channels in {} groups", what, g.C, groups);
+  g.dt = x_in.type(), g.D = g.C / groups, g.rows = g.C ? x_in.numel() / g.C : 0;
+  LRNN_ASSIGN_OR_RETURN(g.x, x_in.contiguous());
+  if (w_in.defined()) { LRNN_ASSIGN_OR_RETURN(g.w, contig(w_in, g.dt, (what + " weight").c_str())); }
+  return g;
 }
 }  // namespace
 
 result<tensor> group_norm_forward(const tensor& x_in, int64_t groups, const tensor& w_in, const tensor& b_in, double eps) {
-  LRNN_TRY(require_float(x_in, "group_norm x"));
-  LRNN_TRY(check_groups(x_in, groups, "group_norm"));
-  const dtype dt = x_in.type();
-  const int64_t C = x_in.size(-1), D = C / groups, rows = C ? x_in.numel() / C : 0;
+  LRNN_ASSIGN_OR_RETURN(const grouped in, grouped_inputs(x_in, groups, w_in, "group_norm"));
+  const dtype dt = in.dt;
+  const int64_t C = in.C, D = in.D, rows = in.rows;
   if ((w_in.defined() && w_in.numel() != C) || (b_in.defined() && b_in.numel() != C))
     return make_error(status_code::invalid_argument, "group_norm: affine parameters must have {} elements", C);
-  LRNN_ASSIGN_OR_RETURN(tensor x, x_in.contiguous());
-  tensor w, b;
-  if (w_in.defined()) { LRNN_ASSIGN_OR_RETURN(w, contig(w_in, dt, "group_norm weight")); }
+  const tensor x = in.x, w = in.w;
+  tensor b;
   if (b_in.defined()) { LRNN_ASSIGN_OR_RETURN(b, contig(b_in, dt, "group_norm bias")); }
   LRNN_ASSIGN_OR_RETURN(tensor y, tensor::empty(x.shape(), dt));
   with_float(dt, [&](auto tag) {
@@ -234,12 +257,7 @@ result<tensor> group_norm_forward(const tensor& x_in, int64_t groups, const tens
       const T* xr = x.data<T>() + r * D;
       T* yr = y.data<T>() + r * D;
       const int64_t c0 = (r % groups) * D;
-      double mean = 0, var = 0;
-      for (int64_t i = 0; i < D; ++i) mean += xr[i];
-      mean /= static_cast<double>(D);
-      for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-      var /= static_cast<double>(D);
-      const double inv = 1.0 / std::sqrt(var + eps);
+      const auto [mean, inv] = group_moments(xr, D, eps);
       for (int64_t i = 0; i < D; ++i) {
         double v = (xr[i] - mean) * inv;
         if (wp) v *= wp[c0 + i];
@@ -254,14 +272,11 @@ result<tensor> group_norm_forward(const tensor& x_in, int64_t groups, const tens
 
 result<norm_grads> group_norm_backward(const tensor& x_in, int64_t groups, const tensor& w_in, bool has_bias, const tensor& dy_in,
                                        double eps) {
-  LRNN_TRY(require_float(x_in, "group_norm backward x"));
-  LRNN_TRY(check_groups(x_in, groups, "group_norm backward"));
-  const dtype dt = x_in.type();
-  const int64_t C = x_in.size(-1), D = C / groups, rows = C ? x_in.numel() / C : 0;
-  LRNN_ASSIGN_OR_RETURN(tensor x, x_in.contiguous());
+  LRNN_ASSIGN_OR_RETURN(const grouped in, grouped_inputs(x_in, groups, w_in, "group_norm backward"));
+  const dtype dt = in.dt;
+  const int64_t C = in.C, D = in.D, rows = in.rows;
+  const tensor x = in.x, w = in.w;
   LRNN_ASSIGN_OR_RETURN(tensor dy, contig(dy_in, dt, "group_norm backward dy"));
-  tensor w;
-  if (w_in.defined()) { LRNN_ASSIGN_OR_RETURN(w, contig(w_in, dt, "group_norm weight")); }
   norm_grads g;
   LRNN_ASSIGN_OR_RETURN(g.dx, tensor::empty(x.shape(), dt));
   if (w.defined()) { LRNN_ASSIGN_OR_RETURN(g.dw, tensor::zeros({C}, dt)); }
@@ -279,12 +294,7 @@ result<norm_grads> group_norm_backward(const tensor& x_in, int64_t groups, const
         const T* dr = dy.data<T>() + r * D;
         T* out = g.dx.data<T>() + r * D;
         const int64_t c0 = (r % groups) * D;
-        double mean = 0, var = 0;
-        for (int64_t i = 0; i < D; ++i) mean += xr[i];
-        mean /= static_cast<double>(D);
-        for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-        var /= static_cast<double>(D);
-        const double inv = 1.0 / std::sqrt(var + eps);
+        const auto [mean, inv] = group_moments(xr, D, eps);
         means[r] = mean;
         invs[r] = inv;
         double m1 = 0, m2 = 0;
@@ -326,15 +336,12 @@ result<norm_grads> group_norm_backward(const tensor& x_in, int64_t groups, const
 }
 
 result<tensor> group_rms_norm_forward(const tensor& x_in, int64_t groups, const tensor& w_in, double eps) {
-  LRNN_TRY(require_float(x_in, "group_rms_norm x"));
-  LRNN_TRY(check_groups(x_in, groups, "group_rms_norm"));
-  const dtype dt = x_in.type();
-  const int64_t C = x_in.size(-1), D = C / groups, rows = C ? x_in.numel() / C : 0;
+  LRNN_ASSIGN_OR_RETURN(const grouped in, grouped_inputs(x_in, groups, w_in, "group_rms_norm"));
+  const dtype dt = in.dt;
+  const int64_t C = in.C, D = in.D, rows = in.rows;
   if (w_in.defined() && w_in.numel() != D && w_in.numel() != C)
     return make_error(status_code::invalid_argument, "group_rms_norm: weight has {} elements, expected {} or {}", w_in.numel(), D, C);
-  LRNN_ASSIGN_OR_RETURN(tensor x, x_in.contiguous());
-  tensor w;
-  if (w_in.defined()) { LRNN_ASSIGN_OR_RETURN(w, contig(w_in, dt, "group_rms_norm weight")); }
+  const tensor x = in.x, w = in.w;
   const bool shared = w.defined() && w.numel() == D;
   LRNN_ASSIGN_OR_RETURN(tensor y, tensor::empty(x.shape(), dt));
   with_float(dt, [&](auto tag) {
@@ -354,14 +361,11 @@ result<tensor> group_rms_norm_forward(const tensor& x_in, int64_t groups, const 
 }
 
 result<norm_grads> group_rms_norm_backward(const tensor& x_in, int64_t groups, const tensor& w_in, const tensor& dy_in, double eps) {
-  LRNN_TRY(require_float(x_in, "group_rms_norm backward x"));
-  LRNN_TRY(check_groups(x_in, groups, "group_rms_norm backward"));
-  const dtype dt = x_in.type();
-  const int64_t C = x_in.size(-1), D = C / groups, rows = C ? x_in.numel() / C : 0;
-  LRNN_ASSIGN_OR_RETURN(tensor x, x_in.contiguous());
+  LRNN_ASSIGN_OR_RETURN(const grouped in, grouped_inputs(x_in, groups, w_in, "group_rms_norm backward"));
+  const dtype dt = in.dt;
+  const int64_t D = in.D, rows = in.rows;
+  const tensor x = in.x, w = in.w;
   LRNN_ASSIGN_OR_RETURN(tensor dy, contig(dy_in, dt, "group_rms_norm backward dy"));
-  tensor w;
-  if (w_in.defined()) { LRNN_ASSIGN_OR_RETURN(w, contig(w_in, dt, "group_rms_norm weight")); }
   const bool shared = w.defined() && w.numel() == D;
   norm_grads g;
   LRNN_ASSIGN_OR_RETURN(g.dx, tensor::empty(x.shape(), dt));

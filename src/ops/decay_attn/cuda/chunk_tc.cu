@@ -324,6 +324,46 @@ __device__ __forceinline__ void mul_kn(float (&acc)[NT][4], const uint32_t (&pa)
   }
 }
 
+// acc (16 x 8 NT) += X_r Y over KD: X [64][XS] row-major (this warp's 16 rows, block r); Y read at
+// columns n0.., stored [k][n] (KN) or [n][k] (!KN, i.e. the product with Y^T).
+template <typename TI, int NT, int KD, bool KN>
+__device__ __forceinline__ void mul_rows(float (&acc)[NT][4], const TI* X, int XS, int r, const TI* Y, int YS, int n0) {
+  const int l = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < KD / 16; ++kk) {
+    uint32_t fa[4];
+    mma::ldsm4(fa, X + (16 * r + p1r(l)) * XS + 16 * kk + p1c(l));
+#pragma unroll
+    for (int p = 0; p < NT / 2; ++p) {
+      uint32_t fb[4];
+      if constexpr (KN) mma::ldsm4t(fb, Y + (16 * kk + p1r(l)) * YS + n0 + 16 * p + p1c(l));
+      else mma::ldsm4(fb, Y + (n0 + 16 * p + p2r(l)) * YS + 16 * kk + p2c(l));
+      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
+      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
+    }
+  }
+}
+
+// acc (16 x 8 NT) += (X^T)_r Y over the chunk rows i >= 16 r (the causal part): X [64][PS] a chunk
+// matrix (P or dP, [i][j]), Y [64][YS] stored [i][n], columns n0...
+template <typename TI, int NT>
+__device__ __forceinline__ void mul_causal_t(float (&acc)[NT][4], const TI* X, int r, const TI* Y, int YS, int n0) {
+  const int l = threadIdx.x % 32;
+#pragma unroll
+  for (int kb = 0; kb < 4; ++kb) {
+    if (kb < r) continue;
+    uint32_t fa[4];
+    mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
+#pragma unroll
+    for (int p = 0; p < NT / 2; ++p) {
+      uint32_t fb[4];
+      mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * YS + n0 + 16 * p + p1c(l));
+      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
+      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
+    }
+  }
+}
+
 template <int NT>
 __device__ __forceinline__ void zero(float (&acc)[NT][4]) {
 #pragma unroll
@@ -363,6 +403,23 @@ __device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, 
     if (i0 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c, acc[t][0], acc[t][1]);
     if (i1 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c, acc[t][2], acc[t][3]);
   }
+}
+
+// One chunk in a pipeline stage: its gate table (columns Eq = scale exp(G), Ek = exp(G_L - G) beta,
+// strided by 4), exp(G_L), and its 16-bit tiles (those the kernel does not load point at unused
+// bytes). Taken apart with a structured binding in the sweeps.
+template <typename TI, typename st>
+struct stage_view {
+  const float4* tab;
+  const float *Eq, *Ek;
+  float gl;
+  const TI *Qs, *Ks, *Vs, *Ds;
+};
+template <typename TI, typename st>
+__device__ __forceinline__ stage_view<TI, st> view_of(const unsigned char* stg, int L) {
+  const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
+  return {tab, &tab[0].z, &tab[0].w, expf(tab[L - 1].x), reinterpret_cast<const TI*>(stg + st::q),
+          reinterpret_cast<const TI*>(stg + st::k), reinterpret_cast<const TI*>(stg + st::v), reinterpret_cast<const TI*>(stg + st::dO)};
 }
 
 // Two-stage pipeline step `it` of `nch`: issues the copies of step it + 1 (chunk at t_next with
@@ -417,13 +474,7 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
     const int L = rows_left(te - t0);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
-    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
-    const float* Eq = &tab[0].z;
-    const float* Ek = &tab[0].w;
-    const float gl = expf(tab[L - 1].x);
-    const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
-    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
-    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+    const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     uint32_t pa[4][4];
     {
       float acc[8][4];
@@ -434,19 +485,7 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io
       float o[4][4];
       zero(o);
       // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
-      const int l = threadIdx.x % 32;
-#pragma unroll
-      for (int kk = 0; kk < K / 16; ++kk) {
-        uint32_t fa[4];
-        mma::ldsm4(fa, Qs + (16 * r + p1r(l)) * QS + 16 * kk + p1c(l));
-#pragma unroll
-        for (int p = 0; p < 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4t(fb, Sb + (16 * kk + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
-          mma::mma16816<TI>(o[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(o[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c);
       scale_rows(o, Eq, r);
       mul_kn<TI, 4>(o, pa, r, Vs, VS, 32 * c);
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
@@ -468,7 +507,7 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg
   const seg_range sr = seg_of(a, sg);
   if (sr.s > 0 && sr.tb >= sr.se) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
-  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4, l = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
   const int64_t tb = sr.tb, te = sr.te;
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
@@ -483,13 +522,7 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
     const int L = rows_left(te - t0);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
-    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
-    const float* Eq = &tab[0].z;
-    const float* Ek = &tab[0].w;
-    const float gl = expf(tab[L - 1].x);
-    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
-    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
-    const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+    const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     uint32_t pa[4][4];
     {
       float acc[8][4];
@@ -500,18 +533,7 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg
       float dq[NQ][4];
       zero(dq);
       const int d0 = c * (K / 2);
-#pragma unroll
-      for (int kk = 0; kk < kVt / 16; ++kk) {
-        uint32_t fa[4];
-        mma::ldsm4(fa, Ds + (16 * r + p1r(l)) * VS + 16 * kk + p1c(l));
-#pragma unroll
-        for (int p = 0; p < NQ / 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4(fb, Sb + (d0 + 16 * p + p2r(l)) * VS + 16 * kk + p2c(l));
-          mma::mma16816<TI>(dq[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(dq[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_rows<TI, NQ, kVt, false>(dq, Ds, VS, r, Sb, VS, d0);
       scale_rows(dq, Eq, r);
       mul_kn<TI, NQ>(dq, pa, r, Ks, QS, d0);
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
@@ -560,14 +582,7 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
     const int L = chunk_L(ci);
     const int cn = ci > 0 ? ci - 1 : 0;
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
-    const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
-    const float* Eq = &tab[0].z;
-    const float* Ek = &tab[0].w;
-    const float gl = expf(tab[L - 1].x);
-    const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
-    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
-    const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
-    const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+    const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     // P and dP: this warp's rows (block r), columns 32 c .. 32 c + 31, into shared memory.
     if (2 * c <= r) {
       float acc[4][4];
@@ -591,32 +606,9 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
     {
       float dv[4][4];
       zero(dv);
-#pragma unroll
-      for (int kk = 0; kk < K / 16; ++kk) {
-        uint32_t fa[4];
-        mma::ldsm4(fa, Ks + (16 * r + p1r(l)) * QS + 16 * kk + p1c(l));
-#pragma unroll
-        for (int p = 0; p < 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4t(fb, dSb + (16 * kk + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
-          mma::mma16816<TI>(dv[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(dv[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_rows<TI, 4, K, true>(dv, Ks, QS, r, dSb, VS, 32 * c);
       scale_rows(dv, Ek, r);
-#pragma unroll
-      for (int kb = 0; kb < 4; ++kb) {
-        if (kb < r) continue;
-        uint32_t fa[4];
-        mma::ldsm4t(fa, Ps + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
-#pragma unroll
-        for (int p = 0; p < 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4t(fb, Ds + (16 * kb + p1r(l)) * VS + 32 * c + 16 * p + p1c(l));
-          mma::mma16816<TI>(dv[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(dv[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_causal_t<TI, 4>(dv, Ps, r, Ds, VS, 32 * c);
       store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
     // dK rows j (block r), columns d0..d0 + K/2: Ek_j (V dS^T)_j + sum_{i >= j} dP_ij q_i.
@@ -624,32 +616,9 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
       float dk[NQ][4];
       zero(dk);
       const int d0 = c * (K / 2);
-#pragma unroll
-      for (int kk = 0; kk < kVt / 16; ++kk) {
-        uint32_t fa[4];
-        mma::ldsm4(fa, Vs + (16 * r + p1r(l)) * VS + 16 * kk + p1c(l));
-#pragma unroll
-        for (int p = 0; p < NQ / 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4(fb, dSb + (d0 + 16 * p + p2r(l)) * VS + 16 * kk + p2c(l));
-          mma::mma16816<TI>(dk[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(dk[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_rows<TI, NQ, kVt, false>(dk, Vs, VS, r, dSb, VS, d0);
       scale_rows(dk, Ek, r);
-#pragma unroll
-      for (int kb = 0; kb < 4; ++kb) {
-        if (kb < r) continue;
-        uint32_t fa[4];
-        mma::ldsm4t(fa, dPs + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
-#pragma unroll
-        for (int p = 0; p < NQ / 2; ++p) {
-          uint32_t fb[4];
-          mma::ldsm4t(fb, Qs + (16 * kb + p1r(l)) * QS + d0 + 16 * p + p1c(l));
-          mma::mma16816<TI>(dk[2 * p], fa, fb[0], fb[1]);
-          mma::mma16816<TI>(dk[2 * p + 1], fa, fb[2], fb[3]);
-        }
-      }
+      mul_causal_t<TI, NQ>(dk, dPs, r, Qs, QS, d0);
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.

@@ -6,6 +6,7 @@
 // inside its own namespace LRNN_SIMD_NS; no include guard on purpose.
 #include "backend/cpu/vec_math.h"
 #include "ops/common/seq_util.h"
+#include "ops/wkv4/cpu/state_impl.h"
 #include "ops/wkv4/wkv4.h"
 #include "lrnn/threads.h"
 #include <algorithm>
@@ -111,15 +112,6 @@ void chunk_outputs(const chunk_view<A>& cv, const A* w, const A* u, const A* a, 
   }
 }
 
-template <typename A>
-void load_state(const wkv4_problem<A>& pr, int64_t n, int64_t c0, int64_t cw, A* a, A* b, A* p) {
-  for (int64_t c = 0; c < cw; ++c) {
-    a[c] = pr.a0 ? pr.a0[n * pr.C + c0 + c] : A(0);
-    b[c] = pr.b0 ? pr.b0[n * pr.C + c0 + c] : A(0);
-    p[c] = pr.p0 ? pr.p0[n * pr.C + c0 + c] : A(wkv4_p_start);
-  }
-}
-
 }  // namespace
 
 template <typename A>
@@ -134,12 +126,7 @@ void wkv4_forward_chunk(const wkv4_problem<A>& pr, const wkv4_forward_io<A>& io)
       for (int64_t t = cv.t0; t < cv.t1; ++t) chunk_outputs(cv, pr.w + c0, pr.u + c0, a, b, p, t, m, io.y + t * C + c0, static_cast<A*>(nullptr));
       chunk_state_out(cv, pr.w + c0, a, b, p, a, b, p, static_cast<int64_t*>(nullptr));
     }
-    if (io.a)
-      for (int64_t c = 0; c < cw; ++c) {
-        io.a[n * C + c0 + c] = a[c];
-        io.b[n * C + c0 + c] = b[c];
-        io.p[n * C + c0 + c] = p[c];
-      }
+    store_state(io, C, n, c0, cw, a, b, p);
   });
 }
 
@@ -161,12 +148,7 @@ void wkv4_backward_chunk(const wkv4_problem<A>& pr, const wkv4_backward_io<A>& i
       chunk_state_out(cv, w, a, b, p, a, b, p, static_cast<int64_t*>(nullptr));
     }
     A ga[max_block], gb[max_block], gp[max_block], dw[max_block], du[max_block];
-    for (int64_t c = 0; c < cw; ++c) {
-      ga[c] = io.da ? io.da[n * C + c0 + c] : A(0);
-      gb[c] = io.db ? io.db[n * C + c0 + c] : A(0);
-      gp[c] = io.dp ? io.dp[n * C + c0 + c] : A(0);
-      dw[c] = du[c] = A(0);
-    }
+    load_state_grads(io, C, n, c0, cw, ga, gb, gp, dw, du);
     for (int64_t j = n_ch - 1; j >= 0; --j) {
       const chunk_view<A> cv{pr, c0, cw, T0 + j * L, std::min(T1, T0 + (j + 1) * L)};
       const A* s = starts.data() + j * 3 * block;
@@ -243,15 +225,7 @@ void wkv4_backward_chunk(const wkv4_problem<A>& pr, const wkv4_backward_io<A>& i
       }
       for (int64_t c = 0; c < cw; ++c) ga[c] = dain[c], gb[c] = dbin[c], gp[c] = dpin[c];
     }
-    for (int64_t c = 0; c < cw; ++c) {
-      io.dw[n * C + c0 + c] = dw[c];
-      io.du[n * C + c0 + c] = du[c];
-      if (io.da0) {
-        io.da0[n * C + c0 + c] = ga[c];
-        io.db0[n * C + c0 + c] = gb[c];
-        io.dp0[n * C + c0 + c] = gp[c];
-      }
-    }
+    store_grads(io, C, n, c0, cw, dw, du, ga, gb, gp);
   });
 }
 

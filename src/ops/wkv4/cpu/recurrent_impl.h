@@ -6,6 +6,7 @@
 // inside its own namespace LRNN_SIMD_NS; no include guard on purpose.
 #include "backend/cpu/vec_math.h"
 #include "ops/common/seq_util.h"
+#include "ops/wkv4/cpu/state_impl.h"
 #include "ops/wkv4/wkv4.h"
 #include "lrnn/threads.h"
 #include <algorithm>
@@ -19,15 +20,6 @@ namespace {
 using cpu::vmath::exp_nonpos;
 constexpr int64_t max_block = 4096;  // channels per task at most (seq_util::channel_block)
 constexpr int64_t checkpoint = 64;  // backward: tokens between stored states
-
-template <typename A>
-void load_state(const wkv4_problem<A>& pr, int64_t n, int64_t c0, int64_t cw, A* a, A* b, A* p) {
-  for (int64_t c = 0; c < cw; ++c) {
-    a[c] = pr.a0 ? pr.a0[n * pr.C + c0 + c] : A(0);
-    b[c] = pr.b0 ? pr.b0[n * pr.C + c0 + c] : A(0);
-    p[c] = pr.p0 ? pr.p0[n * pr.C + c0 + c] : A(wkv4_p_start);
-  }
-}
 
 // Output of one token (from the state before it), then the state update.
 template <typename A>
@@ -75,12 +67,7 @@ void wkv4_forward_recurrent(const wkv4_problem<A>& pr, const wkv4_forward_io<A>&
     load_state(pr, n, c0, cw, a, b, p);
     for (int64_t t = pr.offsets[n]; t < pr.offsets[n + 1]; ++t)
       forward_step(pr.k + t * C + c0, pr.v + t * C + c0, pr.w + c0, pr.u + c0, cw, a, b, p, io.y + t * C + c0);
-    if (io.a)
-      for (int64_t c = 0; c < cw; ++c) {
-        io.a[n * C + c0 + c] = a[c];
-        io.b[n * C + c0 + c] = b[c];
-        io.p[n * C + c0 + c] = p[c];
-      }
+    store_state(io, C, n, c0, cw, a, b, p);
   });
 }
 
@@ -107,12 +94,7 @@ void wkv4_backward_recurrent(const wkv4_problem<A>& pr, const wkv4_backward_io<A
     }
     std::vector<A> ga_buf(block), gb_buf(block), gp_buf(block), dw_buf(block), du_buf(block);
     A *ga = ga_buf.data(), *gb = gb_buf.data(), *gp = gp_buf.data(), *dw = dw_buf.data(), *du = du_buf.data();
-    for (int64_t c = 0; c < cw; ++c) {
-      ga[c] = io.da ? io.da[n * C + c0 + c] : A(0);
-      gb[c] = io.db ? io.db[n * C + c0 + c] : A(0);
-      gp[c] = io.dp ? io.dp[n * C + c0 + c] : A(0);
-      dw[c] = du[c] = A(0);
-    }
+    load_state_grads(io, C, n, c0, cw, ga, gb, gp, dw, du);
     for (int64_t j = n_ck - 1; j >= 0; --j) {
       const int64_t ts = t0 + j * checkpoint, te = std::min(t1, ts + checkpoint);
       std::copy(ck.begin() + j * 3 * block, ck.begin() + (j + 1) * 3 * block, st.begin());
@@ -158,15 +140,7 @@ void wkv4_backward_recurrent(const wkv4_problem<A>& pr, const wkv4_backward_io<A
         }
       }
     }
-    for (int64_t c = 0; c < cw; ++c) {
-      io.dw[n * C + c0 + c] = dw[c];
-      io.du[n * C + c0 + c] = du[c];
-      if (io.da0) {
-        io.da0[n * C + c0 + c] = ga[c];
-        io.db0[n * C + c0 + c] = gb[c];
-        io.dp0[n * C + c0 + c] = gp[c];
-      }
-    }
+    store_grads(io, C, n, c0, cw, dw, du, ga, gb, gp);
   });
 }
 
