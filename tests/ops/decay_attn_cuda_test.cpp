@@ -103,6 +103,23 @@ TEST(decay_attn_cuda, segments) {
   unsetenv("LRNN_DA_SEGMENTS");
 }
 
+// The tensor-core kernels with several V tiles, where dq and dk are sums over the tiles (added in
+// fp32, converted by finish_backward): V = 256 (two tiles of 128) and V = 192 (three of 64), also
+// split into segments.
+TEST(decay_attn_cuda, v_tiles) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const char* segs : {"1", "3"}) {
+    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    for (variant v : {variant::retnet, variant::simple_gla}) {
+      for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1)}) {
+        const auto rep = run_op_case(cuda_family(), c);
+        EXPECT_TRUE(rep.pass()) << "segments " << segs << ": " << rep.summary();
+      }
+    }
+  }
+  unsetenv("LRNN_DA_SEGMENTS");
+}
+
 // Without output_final_state, and a zero-length batch of sequences inside a packed batch only.
 TEST(decay_attn_cuda, no_final_state) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
@@ -223,14 +240,29 @@ TEST(decay_attn_cuda, timing) {
       fi.dq_out = dq.raw_data(), fi.dk_out = dk.raw_data();
       const tensor scratch = tensor::empty({cc::finish_scratch_floats(a)}, dtype::f32, device::cuda()).value();
       fi.scratch = scratch.data<float>();
+      // As the op does: the tensor-core backward (one V tile) writes dq, dk and the per-token sums itself.
+      const bool direct = cc::tc_backward_direct(a, io);
+      if (direct) {
+        io.dq = io.dk = nullptr;
+        io.dq_out = dq.raw_data(), io.dk_out = dk.raw_data(), io.xy = scratch.data<float>();
+        fi.core_wrote_dqdk = true;
+      }
+      // The backward's zeroed accumulators (fp32 dq, dk; or the per-token sums).
+      auto zero_acc = [&] {
+        if (direct) {
+          cudaMemsetAsync(io.xy, 0, sizeof(float) * 2 * B * T * H);
+        } else {
+          cudaMemsetAsync(io.dq, 0, dqa.nbytes());
+          cudaMemsetAsync(io.dk, 0, dka.nbytes());
+        }
+      };
       const double kf = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
       if (!key) {
         for (const char* segs : {"1", "2", "4", "8"}) {
           setenv("LRNN_DA_SEGMENTS", segs, 1);
           const double f = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
           const double b = time_dev([&] {
-            cudaMemsetAsync(io.dq, 0, dqa.nbytes());
-            cudaMemsetAsync(io.dk, 0, dka.nbytes());
+            zero_acc();
             EXPECT_EQ(cc::core_backward(a, io), 0);
           }, 5);
           std::printf("lrnn simple_gla B=%lld T=%lld: %s segment(s): fwd kernels %.3f ms, bwd core %.3f ms\n",
@@ -249,8 +281,7 @@ TEST(decay_attn_cuda, timing) {
       const double kf_simt = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 3);
       unsetenv("LRNN_DA_NO_TC");
       const double kb = time_dev([&] {
-        cudaMemsetAsync(io.dq, 0, dqa.nbytes());
-        cudaMemsetAsync(io.dk, 0, dka.nbytes());
+        zero_acc();
         EXPECT_EQ(cc::core_backward(a, io), 0);
       }, 3);
       const double kfin = time_dev([&] { EXPECT_EQ(cc::finish_backward(a, fi), 0); }, 3);

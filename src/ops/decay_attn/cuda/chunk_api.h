@@ -51,6 +51,11 @@ struct bwd_io {
   const float* dnf = nullptr;  // [N, H, K] or null
   float* dq = nullptr;         // [tokens, H, K] fp32, zeroed (accumulated with atomics)
   float* dk = nullptr;         // [tokens, H, K] fp32, zeroed
+  // Instead of dq, dk (only where tc_backward_direct): dq, dk written in `type`, and per token
+  // xy = (q . dq, k . dk) [tokens, H, 2] fp32, zeroed (accumulated with atomics).
+  void* dq_out = nullptr;
+  void* dk_out = nullptr;
+  float* xy = nullptr;
   void* dv = nullptr;          // [tokens, H, Vin] in `type`
   float* F = nullptr;          // [N, H, K] zeroed: rowsum(S_T * dS_T)
   float* F0 = nullptr;         // [N, H, K] zeroed: rowsum(S_0 * dS_0)
@@ -78,6 +83,9 @@ struct finish_io {
   void* dq_out = nullptr;     // [tokens, H, K] in `type`
   void* dk_out = nullptr;
   float* scratch = nullptr;   // finish_scratch_floats(a) floats (needed with gk or dgs)
+  // core_backward wrote dq, dk itself (bwd_io::dq_out): dq, dk, dq_out, dk_out unused; scratch is its
+  // bwd_io::xy.
+  bool core_wrote_dqdk = false;
 };
 int finish_backward(const core_args& a, const finish_io& io);
 // Scratch the gate-gradient scan needs: per sequence, head, block of tokens and key, one float.

@@ -330,6 +330,12 @@ __global__ void token_kernel(core_args a, finish_io io) {
     }
 }
 
+// db = k . dk per token from the core's per-token sums (direct mode: xy = (q . dq, k . dk)).
+__global__ void db_from_xy(int64_t n, const float* xy, float* db) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e < n) db[e] = xy[2 * e + 1];
+}
+
 template <typename TI>
 int launch_bwd(const core_args& a, const bwd_io& io) {
   const size_t bytes = smem_layout(a.K, kVTb, true).total;
@@ -366,6 +372,14 @@ int64_t finish_scratch_floats(const core_args& a) {
 int finish_backward(const core_args& a, const finish_io& io) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
   if (a.tokens == 0 || a.H == 0) return 0;
+  if (io.core_wrote_dqdk) {
+    // dq, dk are final; the per-token sums are in scratch (per-key gates and the bonus never get here).
+    if (io.gk || a.u || !io.scratch) return static_cast<int>(cudaErrorInvalidValue);
+    const int64_t n = a.tokens * a.H;
+    if (io.db) db_from_xy<<<static_cast<unsigned>((n + 255) / 256), 256>>>(n, io.scratch, io.db);
+    if (io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT>>>(a, io);
+    return static_cast<int>(cudaGetLastError());
+  }
   return with_type(a.type, [&](auto* tag) {
     using TI = std::remove_pointer_t<decltype(tag)>;
     if (io.gk) {

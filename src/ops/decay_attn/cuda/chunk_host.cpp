@@ -180,10 +180,20 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dnf, f32c(d_final.n)); }
   if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dmT, f32c(d_final.m)); }
   io.dsf = fp(dsf), io.dnf = fp(dnf);
-  tensor dqa, dka, F, F0, rho, ds0, dn0;
+  tensor dqa, dka, xy, F, F0, rho, ds0, dn0;
   decay_attn_grads gr;
-  LRNN_ASSIGN_OR_RETURN(dqa, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
-  LRNN_ASSIGN_OR_RETURN(dka, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dq, tensor::empty(in.q.shape(), in.q.type(), dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dk, tensor::empty(in.k.shape(), in.q.type(), dev));
+  // The tensor-core backward with one V tile writes dq, dk itself (and per-token q.dq, k.dk);
+  // otherwise fp32 accumulators, converted by finish_backward.
+  const bool direct = cc::tc_backward_direct(a, io);
+  if (direct) {
+    LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev));
+    io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data(), io.xy = fpm(xy);
+  } else {
+    LRNN_ASSIGN_OR_RETURN(dqa, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(dka, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
+  }
   if (dsf.defined() || dnf.defined()) { LRNN_ASSIGN_OR_RETURN(F, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev)); }
   if (p.s0.defined()) {
     LRNN_ASSIGN_OR_RETURN(F0, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev));
@@ -199,6 +209,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   cc::finish_io fi;
   tensor gk, dgs, db, du, scratch;
   fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
+  fi.core_wrote_dqdk = direct;
   if (a.gmode != cc::g_none) {
     if (a.gmode == cc::g_key) {
       LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
@@ -207,9 +218,12 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
       LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);
     }
-    LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
-    fi.scratch = fpm(scratch);
+    if (!direct) {
+      LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
+      fi.scratch = fpm(scratch);
+    }
   }
+  if (direct) fi.scratch = fpm(xy);
   if (a.b) {
     LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     fi.db = fpm(db);
@@ -218,8 +232,6 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
     fi.du = fpm(du);
   }
-  LRNN_ASSIGN_OR_RETURN(gr.dq, tensor::empty(in.q.shape(), in.q.type(), dev));
-  LRNN_ASSIGN_OR_RETURN(gr.dk, tensor::empty(in.k.shape(), in.q.type(), dev));
   fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
   LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
 

@@ -1,32 +1,44 @@
 // decay_attn chunk form on CUDA, tensor-core path (bf16 / f16 inputs, fp32 accumulation): scalar,
 // per-head or no decay, optional input scale beta; K in {64, 128}, V a multiple of 64, no bonus, no
-// normaliser column. One CTA of 8 warps per (sequence, head, 64-column V tile) sweeps the chunks with
-// the fp32 state tile in registers (mma.sync accumulators; a bf16/f16 copy in shared memory feeds
-// the products that read it), loads of the next chunk in flight (cp.async, two stages). No chunk
-// state reaches HBM. Kernels:
+// normaliser column. One CTA per (sequence, head, V tile of VT = 128 columns, or 64 when V is not a
+// multiple of 128) sweeps the chunks with the fp32 state tile in registers (mma.sync accumulators; a
+// bf16/f16 copy in shared memory feeds the products that read it), loads of the next chunk in flight
+// (cp.async, two stages). No chunk state reaches HBM. Kernels:
 //   fwd:  O = Qg S + P V,  S = exp(G_L) S + Kd^T V
-//   dq:   forward sweep, dQ = Qscale (dO S^T) + dP K           (partial over V tiles: red.add fp32)
+//   dq:   forward sweep, dQ = Qscale (dO S^T) + dP K
 //   dkv:  reverse sweep with dS: dV = Kd dS + P^T dO, dK = Kd-scale (V dS^T) + dP^T Q,
 //         dS = exp(G_L) dS + Qg^T dO
 // where, in a chunk of 64 tokens with cumulative log decay G (G_L its last), beta the input scale:
 //   P_ij = scale q_i.k_j exp(G_i - G_j) beta_j (j <= i),  dP_ij = scale do_i.v_j exp(G_i - G_j) beta_j,
 //   Qg_i = scale exp(G_i) q_i,  Kd_j = exp(G_L - G_j) beta_j k_j.
-// Warp roles: r = warp % 4 is a 16-row block of the chunk, c = warp / 4 a column half; the state
+// With one V tile (V = VT) a CTA sees whole rows of dP and dS, so dq and dk are complete there: they
+// are written in the input dtype with the per-token sums q.dq and k.dk the gate gradients need (no
+// fp32 round trip). With several V tiles they are partial sums, added in fp32 (red.add) for
+// finish_backward.
+// Warps: VT / 8 of them; r = warp % 4 is a 16-row block of the chunk, c = warp / 4 a group of 32
+// columns of o / dv (K / (VT / 32) columns of dq / dk). The chunk matrices (P, dP) are computed once
+// per CTA, as 10 lower-triangle 16 x 16 blocks spread over the warps, into shared memory. The state
 // tile is split over warps as (d block warp % (K/16), column group warp / (K/16)).
 #include "ops/decay_attn/cuda/chunk_common.cuh"
 #include "ops/decay_attn/cuda/chunk_mma.cuh"
 #include "ops/decay_attn/cuda/chunk_tc.h"
 
 #include <cstdlib>
+#include <type_traits>
 
 namespace lrnn::ops::cuda_chunk {
 
 namespace {
 
-constexpr int kVt = 64;        // V columns per CTA
-constexpr int kWarps = 8;
-constexpr int kT = kWarps * 32;
-constexpr int VS = kVt + 8;    // padded row strides (elements) keep ldmatrix conflict-free
+// Per V tile width VT: warps, threads, padded row stride of V-wide tiles (elements; padding keeps
+// ldmatrix conflict-free), 32-column groups.
+template <int VT>
+struct cfg {
+  static constexpr int W = VT / 8;
+  static constexpr int T = 32 * W;
+  static constexpr int VS = VT + 8;
+  static constexpr int CG = VT / 32;
+};
 constexpr int PS = kC + 8;
 
 // ldmatrix address patterns: pat1 for A (row-major) and B stored [k][n]; pat2 for B stored [n][k]
@@ -37,10 +49,10 @@ __device__ __forceinline__ int p1c(int l) { return (l >> 4) << 3; }
 __device__ __forceinline__ int p2r(int l) { return (l & 7) | ((l >> 4) << 3); }
 __device__ __forceinline__ int p2c(int l) { return ((l >> 3) & 1) << 3; }
 
-// One pipeline stage: the chunk's tiles (only those the kernel reads) and its raw gates.
-template <int K, bool HQ, bool HDO>
+// One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows.
+template <int K, int VT, bool HQ, bool HDO>
 struct stage_lay {
-  static constexpr int QS = K + 8;
+  static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
   static constexpr size_t k = q + (HQ ? 2 * kC * QS : 0);
   static constexpr size_t v = k + 2 * kC * QS;
@@ -49,56 +61,66 @@ struct stage_lay {
   static constexpr size_t bytes = tab + 16 * kC;
 };
 
-// Whole CTA: two stages, the 16-bit state copy and the two 16-bit chunk matrices of the reverse sweep.
-template <int K, bool HQ, bool HDO, bool HP>
+// Whole CTA: two stages, the 16-bit state copy and NP 16-bit chunk matrices (P, dP).
+template <int K, int VT, bool HQ, bool HDO, int NP>
 struct cta_lay {
-  using st = stage_lay<K, HQ, HDO>;
+  using st = stage_lay<K, VT, HQ, HDO>;
   static constexpr size_t stage0 = 0;
   static constexpr size_t stage1 = st::bytes;
   static constexpr size_t sb = 2 * st::bytes;
-  static constexpr size_t ps = sb + 2 * K * VS;
-  static constexpr size_t dps = ps + (HP ? 2 * kC * PS : 0);
-  static constexpr size_t total = dps + (HP ? 2 * kC * PS : 0);
+  static constexpr size_t ps = sb + 2 * K * cfg<VT>::VS;
+  static constexpr size_t total = ps + NP * 2 * kC * PS;
 };
 
-template <typename TI, int K, bool HQ, bool HDO>
+// Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
+// KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
+template <typename TI, int K, int VT, bool HQ, bool HDO>
 struct loader {
-  using st = stage_lay<K, HQ, HDO>;
-  const core_args& a;
-  const TI* dO;
-  int h, v0;
+  using st = stage_lay<K, VT, HQ, HDO>;
+  static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
+  static_assert(T % KC8 == 0 && kC % KR == 0 && T % VC8 == 0 && kC % VR == 0, "loader tiling");
+  const TI *q, *k, *v, *dO;
+  const float4* tab;
+  int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
+  int H, kr, kc, vr, vc;
+  __device__ loader(const core_args& a, const void* d_o, int h, int v0) {
+    const int tid = threadIdx.x;
+    H = a.H;
+    ks = static_cast<int64_t>(a.H) * K, vs = static_cast<int64_t>(a.H) * a.Vin;
+    kr = tid / KC8, kc = (tid % KC8) * 8, vr = tid / VC8, vc = (tid % VC8) * 8;
+    q = static_cast<const TI*>(a.q) + static_cast<int64_t>(h) * K + kc;
+    k = static_cast<const TI*>(a.k) + static_cast<int64_t>(h) * K + kc;
+    v = static_cast<const TI*>(a.v) + static_cast<int64_t>(h) * a.Vin + v0 + vc;
+    dO = d_o ? static_cast<const TI*>(d_o) + static_cast<int64_t>(h) * a.Vin + v0 + vc : nullptr;
+    tab = static_cast<const float4*>(a.gate_tab) + h;
+  }
   // Issues the copies of chunk [t0, t0 + L) into the stage at `base` (rows >= L become zeros).
   __device__ void issue(unsigned char* base, int64_t t0, int L) const {
-    const int tid = threadIdx.x, H = a.H;
-    constexpr int QS = st::QS, KC8 = K / 8;
-    const TI* q = static_cast<const TI*>(a.q);
-    const TI* k = static_cast<const TI*>(a.k);
-    const TI* v = static_cast<const TI*>(a.v);
+    constexpr int QS = st::QS, VS = cfg<VT>::VS;
     TI* Qs = reinterpret_cast<TI*>(base + st::q);
     TI* Ks = reinterpret_cast<TI*>(base + st::k);
     TI* Vs = reinterpret_cast<TI*>(base + st::v);
     TI* Ds = reinterpret_cast<TI*>(base + st::dO);
 #pragma unroll
-    for (int e = tid; e < kC * KC8; e += kT) {
-      const int i = e / KC8, c8 = (e % KC8) * 8;
+    for (int j = 0; j < kC / KR; ++j) {
+      const int i = kr + j * KR;
       const bool ok = i < L;
-      const size_t off = (static_cast<size_t>(t0 + (ok ? i : 0)) * H + h) * K + c8;
-      if constexpr (HQ) mma::cp16(Qs + i * QS + c8, q + off, ok);
-      mma::cp16(Ks + i * QS + c8, k + off, ok);
+      const int64_t off = (t0 + (ok ? i : 0)) * ks;
+      if constexpr (HQ) mma::cp16(Qs + i * QS + kc, q + off, ok);
+      mma::cp16(Ks + i * QS + kc, k + off, ok);
     }
 #pragma unroll
-    for (int e = tid; e < kC * (kVt / 8); e += kT) {
-      const int i = e / (kVt / 8), c8 = (e % (kVt / 8)) * 8;
+    for (int j = 0; j < kC / VR; ++j) {
+      const int i = vr + j * VR;
       const bool ok = i < L;
-      const size_t off = (static_cast<size_t>(t0 + (ok ? i : 0)) * H + h) * a.Vin + v0 + c8;
-      mma::cp16(Vs + i * VS + c8, v + off, ok);
-      if constexpr (HDO) mma::cp16(Ds + i * VS + c8, dO + off, ok);
+      const int64_t off = (t0 + (ok ? i : 0)) * vs;
+      mma::cp16(Vs + i * VS + vc, v + off, ok);
+      if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
     }
-    const float4* tab = static_cast<const float4*>(a.gate_tab);
-    float4* ts = reinterpret_cast<float4*>(base + st::tab);
-    if (tid < kC) {
-      const bool ok = tid < L;
-      mma::cp16(ts + tid, tab + static_cast<size_t>(t0 + (ok ? tid : 0)) * H + h, ok);
+    if (threadIdx.x < kC) {
+      const int i = threadIdx.x;
+      const bool ok = i < L;
+      mma::cp16(reinterpret_cast<float4*>(base + st::tab) + i, tab + (t0 + (ok ? i : 0)) * H, ok);
     }
     mma::cp_commit();
   }
@@ -176,49 +198,53 @@ __global__ void gate_table_kernel(core_args a, float4* tab) {
   }
 }
 
-// Intra-chunk matrix of this warp's 16 rows (block r) and the 16-column blocks nb0..nb1 (inclusive):
-// acc = X_r Y^T over KD columns (X, Y [64][stride] in shared memory), then
-// acc_ij = acc_ij scale exp(G_i - G_j) beta_j for j <= i, else 0.
-template <typename TI, int KD, int NB>
-__device__ __forceinline__ void intra(float (&acc)[2 * NB][4], const TI* X, const TI* Y, int stride, int r, int nb0,
-                                      const float4* tab, int L, float scale) {
+// Block b (0..9) of the lower triangle of a chunk matrix's 16 x 16 blocks: row block rb, column cb.
+__device__ __forceinline__ void tri_block(int b, int& rb, int& cb) {
+  rb = b >= 6 ? 3 : b >= 3 ? 2 : b >= 1 ? 1 : 0;
+  cb = b - rb * (rb + 1) / 2;
+}
+
+// Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
+// in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
+template <typename TI, int KD>
+__device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
+                                            const float4* tab, int L, float scale) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
-#pragma unroll
-  for (int t = 0; t < 2 * NB; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+  float acc[2][4] = {};
 #pragma unroll
   for (int kk = 0; kk < KD / 16; ++kk) {
-    uint32_t fa[4];
-    mma::ldsm4(fa, X + (16 * r + p1r(l)) * stride + 16 * kk + p1c(l));
-#pragma unroll
-    for (int p = 0; p < NB; ++p) {
-      if (nb0 + p > r) break;
-      uint32_t fb[4];
-      mma::ldsm4(fb, Y + (16 * (nb0 + p) + p2r(l)) * stride + 16 * kk + p2c(l));
-      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
-      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
-    }
+    uint32_t fa[4], fb[4];
+    mma::ldsm4(fa, X + (16 * rb + p1r(l)) * stride + 16 * kk + p1c(l));
+    mma::ldsm4(fb, Y + (16 * cb + p2r(l)) * stride + 16 * kk + p2c(l));
+    mma::mma16816<TI>(acc[0], fa, fb[0], fb[1]);
+    mma::mma16816<TI>(acc[1], fa, fb[2], fb[3]);
   }
   // Rows past L (zero-filled, G = 0 there) are masked: exp(0 - G_j) may overflow.
-  const int i0 = 16 * r + qr, i1 = i0 + 8;
+  const int i0 = 16 * rb + qr, i1 = i0 + 8;
   const float g0 = tab[i0].x, g1 = tab[i1].x;
   const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
 #pragma unroll
-  for (int t = 0; t < 2 * NB; ++t) {
-#pragma unroll
-    for (int x = 0; x < 2; ++x) {
-      const int j = 16 * nb0 + 8 * t + qc + x;
-      const float gj = tab[j].x, bj = tab[j].y * scale;
-      acc[t][x] = j <= lim0 ? acc[t][x] * __expf(g0 - gj) * bj : 0.f;
-      acc[t][2 + x] = j <= lim1 ? acc[t][2 + x] * __expf(g1 - gj) * bj : 0.f;
-    }
+  for (int t = 0; t < 2; ++t) {
+    const int j = 16 * cb + 8 * t + qc;
+    const float4 ta = tab[j], tb = tab[j + 1];
+    const float ba = ta.y * scale, bb = tb.y * scale;
+    const float p00 = j <= lim0 ? acc[t][0] * __expf(g0 - ta.x) * ba : 0.f;
+    const float p01 = j + 1 <= lim0 ? acc[t][1] * __expf(g0 - tb.x) * bb : 0.f;
+    const float p10 = j <= lim1 ? acc[t][2] * __expf(g1 - ta.x) * ba : 0.f;
+    const float p11 = j + 1 <= lim1 ? acc[t][3] * __expf(g1 - tb.x) * bb : 0.f;
+    *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(p00, p01);
+    *reinterpret_cast<uint32_t*>(Pm + i1 * PS + j) = mma::pack2<TI>(p10, p11);
   }
 }
 
-// State-shaped accumulator of this warp: rows d = 16 db + (qr, qr + 8), columns col0 + 8 t + qc (+1).
-template <int K>
+// State-shaped accumulator of this warp (K x VT tile over VT / 8 warps): rows d = 16 db + (qr, qr + 8),
+// columns col0 + 8 t + qc (+1).
+template <int K, int VT>
 struct state_part {
-  static constexpr int DB = K / 16;             // d blocks
-  static constexpr int NT = kVt * DB / kWarps / 8;  // 8-column tiles per warp (8 at K = 128, 4 at K = 64)
+  static constexpr int W = cfg<VT>::W, VS = cfg<VT>::VS;
+  static constexpr int DB = K / 16;  // d blocks
+  static constexpr int NT = K / 16;  // 8-column tiles per warp: VT * DB / W / 8
+  static_assert(W % DB == 0 && NT * 8 * (W / DB) == VT, "state tiling");
   int db, col0;
   float s[NT][4];
   __device__ state_part() {
@@ -294,32 +320,22 @@ struct state_part {
   }
 };
 
-// Accumulator fragments of 16 rows x 64 columns (8 tiles) -> A fragments of 4 k-blocks.
-template <typename TI>
-__device__ __forceinline__ void to_a(const float (&acc)[8][4], uint32_t (&pa)[4][4]) {
-#pragma unroll
-  for (int kb = 0; kb < 4; ++kb) {
-    pa[kb][0] = mma::pack2<TI>(acc[2 * kb][0], acc[2 * kb][1]);
-    pa[kb][1] = mma::pack2<TI>(acc[2 * kb][2], acc[2 * kb][3]);
-    pa[kb][2] = mma::pack2<TI>(acc[2 * kb + 1][0], acc[2 * kb + 1][1]);
-    pa[kb][3] = mma::pack2<TI>(acc[2 * kb + 1][2], acc[2 * kb + 1][3]);
-  }
-}
-
-// acc (16 x 8 NT) += A (4 k-blocks of 16, up to block kmax) x Y [64][YS] columns n0..: Y stored [k][n].
+// acc (16 x 8 NT) += P_r Y over the chunk columns j <= 16 r + 15 (the causal part): P [64][PS] a chunk
+// matrix (this warp's 16 rows, block r), Y [64][YS] stored [j][n], columns n0...
 template <typename TI, int NT>
-__device__ __forceinline__ void mul_kn(float (&acc)[NT][4], const uint32_t (&pa)[4][4], int kmax, const TI* Y, int YS,
-                                       int n0) {
+__device__ __forceinline__ void mul_p(float (&acc)[NT][4], const TI* Pm, int r, const TI* Y, int YS, int n0) {
   const int l = threadIdx.x % 32;
 #pragma unroll
   for (int kb = 0; kb < 4; ++kb) {
-    if (kb > kmax) break;
+    if (kb > r) break;
+    uint32_t fa[4];
+    mma::ldsm4(fa, Pm + (16 * r + p1r(l)) * PS + 16 * kb + p1c(l));
 #pragma unroll
     for (int p = 0; p < NT / 2; ++p) {
       uint32_t fb[4];
       mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * YS + n0 + 16 * p + p1c(l));
-      mma::mma16816<TI>(acc[2 * p], pa[kb], fb[0], fb[1]);
-      mma::mma16816<TI>(acc[2 * p + 1], pa[kb], fb[2], fb[3]);
+      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
+      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
     }
   }
 }
@@ -405,6 +421,32 @@ __device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, 
   }
 }
 
+// Per row (16 r + qr, + 8) < L of acc: the sum over this warp's columns c0 + 8 t + qc (+1) of
+// acc * X[row][col] (X [64][XS] in shared memory), added to dst[2 ((t0 + row) H + h)].
+template <typename TI, int NT>
+__device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* X, int XS, int c0, int r, float* dst,
+                                           int64_t t0, int H, int h, int L) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int c = c0 + 8 * t + qc;
+    const float2 x0 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i0 * XS + c));
+    const float2 x1 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i1 * XS + c));
+    s0 += acc[t][0] * x0.x + acc[t][1] * x0.y;
+    s1 += acc[t][2] * x1.x + acc[t][3] * x1.y;
+  }
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+  if (qc == 0) {
+    if (i0 < L) atomicAdd(dst + 2 * ((t0 + i0) * H + h), s0);
+    if (i1 < L) atomicAdd(dst + 2 * ((t0 + i1) * H + h), s1);
+  }
+}
+
 // One chunk in a pipeline stage: its gate table (columns Eq = scale exp(G), Ek = exp(G_L - G) beta,
 // strided by 4), exp(G_L), and its 16-bit tiles (those the kernel does not load point at unused
 // bytes). Taken apart with a structured binding in the sweeps.
@@ -422,25 +464,22 @@ __device__ __forceinline__ stage_view<TI, st> view_of(const unsigned char* stg, 
           reinterpret_cast<const TI*>(stg + st::k), reinterpret_cast<const TI*>(stg + st::v), reinterpret_cast<const TI*>(stg + st::dO)};
 }
 
-// Two-stage pipeline step `it` of `nch`: issues the copies of step it + 1 (chunk at t_next with
-// L_next rows) into the other stage, waits for step it's copies, and returns its stage.
+// Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
+// every warp is done with step it - 1, whose stage is reused), then issues the copies of step it + 1
+// (chunk at t_next with L_next rows) into that stage; returns step it's stage.
 template <typename LD, typename Lay>
 __device__ __forceinline__ unsigned char* pipeline_step(const LD& ld, unsigned char* sm, int it, int nch, int64_t t_next,
                                                         int L_next) {
-  if (it + 1 < nch) {
-    ld.issue(sm + (((it + 1) & 1) ? Lay::stage1 : Lay::stage0), t_next, L_next);
-    mma::cp_wait<1>();
-  } else {
-    mma::cp_wait<0>();
-  }
+  mma::cp_wait<0>();
   __syncthreads();
+  if (it + 1 < nch) ld.issue(sm + (((it + 1) & 1) ? Lay::stage1 : Lay::stage0), t_next, L_next);
   return sm + ((it & 1) ? Lay::stage1 : Lay::stage0);
 }
 
 // The forward-direction sweeps' starting state: s0 (first segment) or the scanned segment boundary.
-template <int K>
-__device__ __forceinline__ void start_state(state_part<K>& S, const core_args& a, const seg_io& sg, const seg_range& sr,
-                                            size_t srow, int h, int v0) {
+template <int K, int VT>
+__device__ __forceinline__ void start_state(state_part<K, VT>& S, const core_args& a, const seg_io& sg,
+                                            const seg_range& sr, size_t srow, int h, int v0) {
   if (sr.s == 0) {
     S.for_each([&](float& x, int d, int col) { x = a.s0 ? a.s0[(srow + d) * a.Vin + v0 + col] : 0.f; });
   } else {
@@ -449,23 +488,29 @@ __device__ __forceinline__ void start_state(state_part<K>& S, const core_args& a
   }
 }
 
+// Per chunk, barriers: one in pipeline_step (the stage has landed; the previous chunk's P, stage and
+// state reads are done), one after the chunk matrices are written. The products that read the state
+// copy run before the second, so the state copy is rewritten after it without a third.
+
 // ---- forward ----
-template <typename TI, int K>
-__global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io sg) {
-  using lay = cta_lay<K, true, false, false>;
-  using st = stage_lay<K, true, false>;
-  constexpr int QS = st::QS;
+template <typename TI, int K, int VT>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out, seg_io sg) {
+  using C = cfg<VT>;
+  using lay = cta_lay<K, VT, true, false, 1>;
+  using st = typename lay::st;
+  constexpr int QS = st::QS, VS = C::VS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
+  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
   const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
   const int64_t tb = sr.tb, te = sr.te;
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
-  loader<TI, K, true, false> ld{a, nullptr, h, v0};
+  TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
+  const loader<TI, K, VT, true, false> ld(a, nullptr, h, v0);
 
-  state_part<K> S;
+  state_part<K, VT> S;
   start_state(S, a, sg, sr, srow, h, v0);
   S.to_smem(Sb);
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
@@ -475,45 +520,45 @@ __global__ void __launch_bounds__(kT, 2) tc_fwd(core_args a, fwd_out out, seg_io
     const int L = rows_left(te - t0);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
-    uint32_t pa[4][4];
-    {
-      float acc[8][4];
-      intra<TI, K, 4>(acc, Qs, Ks, QS, r, 0, tab, L, a.scale);
-      to_a<TI>(acc, pa);
+    // P blocks (warps of row block 0 first: theirs is the shortest P V product).
+    for (int b = r * C::CG + c; b < 10; b += C::W) {
+      int rb, cb;
+      tri_block(b, rb, cb);
+      intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale);
     }
-    {
-      float o[4][4];
-      zero(o);
-      // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
-      mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c);
-      scale_rows(o, Eq, r);
-      mul_kn<TI, 4>(o, pa, r, Vs, VS, 32 * c);
-      store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
-    }
-    S.update(gl, Ks, QS, Ek, Vs);
+    // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
+    float o[4][4];
+    zero(o);
+    mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c);
+    scale_rows(o, Eq, r);
     __syncthreads();
+    mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
+    store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+    S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   }
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
 }
 
-// ---- backward, forward sweep: dq ----
-template <typename TI, int K>
-__global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg) {
-  using lay = cta_lay<K, false, true, false>;
-  using st = stage_lay<K, false, true>;
-  constexpr int QS = st::QS, NQ = K / 16;  // dq tiles per warp (K / 2 columns)
+// ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
+template <typename TI, int K, int VT, bool DIRECT>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg) {
+  using C = cfg<VT>;
+  using lay = cta_lay<K, VT, DIRECT, true, 1>;
+  using st = typename lay::st;
+  constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
+  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
   const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
   const int64_t tb = sr.tb, te = sr.te;
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
-  loader<TI, K, false, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
+  TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
+  const loader<TI, K, VT, DIRECT, true> ld(a, io.d_o, h, v0);
 
-  state_part<K> S;
+  state_part<K, VT> S;
   start_state(S, a, sg, sr, srow, h, v0);
   S.to_smem(Sb);
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
@@ -523,48 +568,51 @@ __global__ void __launch_bounds__(kT, 2) tc_dq(core_args a, bwd_io io, seg_io sg
     const int L = rows_left(te - t0);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
-    uint32_t pa[4][4];
-    {
-      float acc[8][4];
-      intra<TI, kVt, 4>(acc, Ds, Vs, VS, r, 0, tab, L, a.scale);
-      to_a<TI>(acc, pa);
+    for (int b = r * C::CG + c; b < 10; b += C::W) {
+      int rb, cb;
+      tri_block(b, rb, cb);
+      intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale);
     }
-    {
-      float dq[NQ][4];
-      zero(dq);
-      const int d0 = c * (K / 2);
-      mul_rows<TI, NQ, kVt, false>(dq, Ds, VS, r, Sb, VS, d0);
-      scale_rows(dq, Eq, r);
-      mul_kn<TI, NQ>(dq, pa, r, Ks, QS, d0);
+    float dq[NQ][4];
+    zero(dq);
+    const int d0 = c * KW;
+    mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
+    scale_rows(dq, Eq, r);
+    __syncthreads();
+    mul_p<TI, NQ>(dq, dPs, r, Ks, QS, d0);
+    if constexpr (DIRECT) {
+      store_rows<TI, NQ>(dq, static_cast<TI*>(io.dq_out), t0, H, h, K, d0, r, L);
+      add_rowdot<TI, NQ>(dq, Qs, QS, d0, r, io.xy, t0, H, h, L);
+    } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
     S.update(gl, Ks, QS, Ek, Vs);
-    __syncthreads();
     S.to_smem(Sb);
   }
   if (io.F && io.dsf && te == sr.se) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
 }
 
-// ---- backward, reverse sweep: dk, dv, dS ----
-template <typename TI, int K>
-__global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io sg) {
-  using lay = cta_lay<K, true, true, true>;
-  using st = stage_lay<K, true, true>;
-  constexpr int QS = st::QS, NQ = K / 16;
+// ---- backward, reverse sweep: dk, dv, dS (io.dk_out set: dk in the input dtype with k.dk per token) ----
+template <typename TI, int K, int VT>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, seg_io sg) {
+  using C = cfg<VT>;
+  using lay = cta_lay<K, VT, true, true, 2>;
+  using st = typename lay::st;
+  constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * kVt, H = a.H, Vin = a.Vin;
-  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4, l = threadIdx.x % 32;
-  const int qr = l / 4, qc = 2 * (l % 4);
+  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
+  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
+  const bool direct = io.dk_out != nullptr;
   const int64_t tb = sr.tb, te = sr.te;
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
-  TI* dPs = reinterpret_cast<TI*>(sm + lay::dps);
-  loader<TI, K, true, true> ld{a, static_cast<const TI*>(io.d_o), h, v0};
+  TI* dPs = Ps + kC * PS;
+  const loader<TI, K, VT, true, true> ld(a, io.d_o, h, v0);
 
-  state_part<K> dS;
+  state_part<K, VT> dS;
   if (te == sr.se) {
     dS.for_each([&](float& x, int d, int col) { x = io.dsf ? io.dsf[(srow + d) * Vin + v0 + col] : 0.f; });
   } else {
@@ -583,47 +631,36 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
     const int cn = ci > 0 ? ci - 1 : 0;
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
-    // P and dP: this warp's rows (block r), columns 32 c .. 32 c + 31, into shared memory.
-    if (2 * c <= r) {
-      float acc[4][4];
-      intra<TI, K, 2>(acc, Qs, Ks, QS, r, 2 * c, tab, L, a.scale);
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
-        *reinterpret_cast<uint32_t*>(Ps + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
-        *reinterpret_cast<uint32_t*>(Ps + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
-      }
-      intra<TI, kVt, 2>(acc, Ds, Vs, VS, r, 2 * c, tab, L, a.scale);
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const int j = 32 * c + 8 * t + qc, i0 = 16 * r + qr;
-        *reinterpret_cast<uint32_t*>(dPs + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
-        *reinterpret_cast<uint32_t*>(dPs + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
-      }
+    // The products with dS first: dV rows j (block r), columns 32 c..: Ek_j (K dS)_j; dK rows j,
+    // columns d0..d0 + KW: Ek_j (V dS^T)_j.
+    float dv[4][4], dk[NQ][4];
+    zero(dv);
+    zero(dk);
+    const int d0 = c * KW;
+    mul_rows<TI, 4, K, true>(dv, Ks, QS, r, dSb, VS, 32 * c);
+    mul_rows<TI, NQ, VT, false>(dk, Vs, VS, r, dSb, VS, d0);
+    scale_rows(dv, Ek, r);
+    scale_rows(dk, Ek, r);
+    // P and dP blocks (warps of row block 3 first: theirs are the shortest P^T products).
+    for (int b = (3 - r) * C::CG + c; b < 20; b += C::W) {
+      int rb, cb;
+      tri_block(b % 10, rb, cb);
+      if (b < 10) intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale);
+      else intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale);
     }
     __syncthreads();
-    // dV rows j (block r), columns 32 c..: Ek_j (K dS)_j + sum_{i >= j} P_ij dO_i.
-    {
-      float dv[4][4];
-      zero(dv);
-      mul_rows<TI, 4, K, true>(dv, Ks, QS, r, dSb, VS, 32 * c);
-      scale_rows(dv, Ek, r);
-      mul_causal_t<TI, 4>(dv, Ps, r, Ds, VS, 32 * c);
-      store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
-    }
-    // dK rows j (block r), columns d0..d0 + K/2: Ek_j (V dS^T)_j + sum_{i >= j} dP_ij q_i.
-    {
-      float dk[NQ][4];
-      zero(dk);
-      const int d0 = c * (K / 2);
-      mul_rows<TI, NQ, kVt, false>(dk, Vs, VS, r, dSb, VS, d0);
-      scale_rows(dk, Ek, r);
-      mul_causal_t<TI, NQ>(dk, dPs, r, Qs, QS, d0);
+    // + sum_{i >= j} P_ij dO_i and + sum_{i >= j} dP_ij q_i.
+    mul_causal_t<TI, 4>(dv, Ps, r, Ds, VS, 32 * c);
+    store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
+    mul_causal_t<TI, NQ>(dk, dPs, r, Qs, QS, d0);
+    if (direct) {
+      store_rows<TI, NQ>(dk, static_cast<TI*>(io.dk_out), t0, H, h, K, d0, r, L);
+      add_rowdot<TI, NQ>(dk, Ks, QS, d0, r, io.xy + 1, t0, H, h, L);
+    } else {
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
     dS.update(gl, Qs, QS, Eq, Ds);
-    __syncthreads();
     dS.to_smem(dSb);
   }
   if (sr.s > 0) return;
@@ -633,17 +670,17 @@ __global__ void __launch_bounds__(kT, 1) tc_dkv(core_args a, bwd_io io, seg_io s
 
 // Segment pass: FWD sweeps segment s (< nseg - 1) from S = 0: S = exp(G_L) S + Kd^T V; the reverse
 // pass (s > 0, chunks last to first, with a.k = q and a.v = d_o) sweeps dS = exp(G_L) dS + Qg^T dO.
-template <typename TI, int K, bool FWD>
-__global__ void __launch_bounds__(kT, 2) tc_seg(core_args a, seg_io sg) {
-  using lay = cta_lay<K, false, false, false>;
-  using st = stage_lay<K, false, false>;
+template <typename TI, int K, int VT, bool FWD>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg) {
+  using lay = cta_lay<K, VT, false, false, 0>;
+  using st = typename lay::st;
   constexpr int QS = st::QS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * kVt;
-  loader<TI, K, false, false> ld{a, nullptr, h, v0};
-  state_part<K> S;
+  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
+  const loader<TI, K, VT, false, false> ld(a, nullptr, h, v0);
+  state_part<K, VT> S;
   S.for_each([](float& x, int, int) { x = 0.f; });
   const int nch = static_cast<int>((sr.te - sr.tb + kC - 1) / kC);
   auto chunk_t0 = [&](int ci) { return sr.tb + static_cast<int64_t>(ci) * kC; };
@@ -660,7 +697,6 @@ __global__ void __launch_bounds__(kT, 2) tc_seg(core_args a, seg_io sg) {
     glsum += gL;
     S.update(expf(gL), reinterpret_cast<const TI*>(stg + st::k), QS, FWD ? &tab[0].w : &tab[0].z,
              reinterpret_cast<const TI*>(stg + st::v));
-    __syncthreads();
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
@@ -685,8 +721,7 @@ __global__ void seg_scan(core_args a, seg_io sg, const float* init, bool fwd) {
   }
 }
 
-// Dynamic shared memory of `bytes` and the largest shared-memory carveout (so that two CTAs of
-// ~107 KB can share an SM).
+// Dynamic shared memory of `bytes` and the largest shared-memory carveout.
 template <typename KernelT>
 int tc_smem(KernelT kern, size_t bytes) {
   if (int e = set_smem(kern, bytes)) return e;
@@ -694,19 +729,19 @@ int tc_smem(KernelT kern, size_t bytes) {
 }
 
 template <typename KernelT>
-int blocks_per_sm(KernelT kern, size_t bytes) {
+int blocks_per_sm(KernelT kern, int threads, size_t bytes) {
   int n = 0;
-  if (tc_smem(kern, bytes) || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kT, bytes)) return -1;
+  if (tc_smem(kern, bytes) || cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, threads, bytes)) return -1;
   return n;
 }
 
-// Segments per sequence: enough (sequence, head, V tile, segment) CTAs to give every SM two, each
-// segment at least 8 chunks (LRNN_DA_SEGMENTS overrides, for tests and timing).
-seg_io choose_segments(const core_args& a) {
+// Segments per sequence: enough (sequence, head, V tile, segment) CTAs to fill every SM with
+// `per_sm` CTAs, each segment at least 8 chunks (LRNN_DA_SEGMENTS overrides, for tests and timing).
+seg_io choose_segments(const core_args& a, int vt, int per_sm) {
   seg_io sg;
-  const int64_t ctas = static_cast<int64_t>(a.N) * a.H * (a.V / kVt);
+  const int64_t ctas = static_cast<int64_t>(a.N) * a.H * (a.V / vt);
   const int64_t chunks = (a.max_len + kC - 1) / kC;
-  int64_t nseg = ctas > 0 ? (2 * sm_count()) / ctas : 1;
+  int64_t nseg = ctas > 0 ? (static_cast<int64_t>(per_sm > 0 ? per_sm : 1) * sm_count()) / ctas : 1;
   nseg = nseg < chunks / 8 ? nseg : chunks / 8;
   if (const char* e = getenv("LRNN_DA_SEGMENTS")) nseg = atoi(e);
   nseg = nseg < 1 ? 1 : nseg > 64 ? 64 : nseg;
@@ -739,7 +774,7 @@ struct scratch_scope {
 };
 
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers.
-int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse) {
+int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
   if (!a.gate_tab) {
     a.gate_tab = sc.get(static_cast<size_t>(tc_table_bytes(a)));
     if (sc.err) return sc.err;
@@ -747,7 +782,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse) {
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  sg = choose_segments(a);
+  sg = choose_segments(a, vt, per_sm);
   if (sg.nseg == 1) return 0;
   const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
   sg.buf = static_cast<float*>(sc.get(states));
@@ -756,63 +791,58 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse) {
   return sc.err;
 }
 
-template <typename TI, int K>
+template <typename TI, int K, int VT>
 int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const float* dsf, bool reverse) {
   if (sg.nseg == 1) return 0;
-  constexpr size_t bytes = cta_lay<K, false, false, false>::total;
-  const dim3 grid(a.V / kVt, a.H, a.N * sg.nseg);
+  constexpr size_t bytes = cta_lay<K, VT, false, false, 0>::total;
+  const dim3 grid(a.V / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   {
-    auto kern = tc_seg<TI, K, true>;
+    auto kern = tc_seg<TI, K, VT, true>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, kT, bytes>>>(a, sg);
+    kern<<<grid, cfg<VT>::T, bytes>>>(a, sg);
     seg_scan<<<sblocks, 256>>>(a, sg, a.s0, true);
   }
   if (reverse) {
     core_args r = a;
     r.k = a.q, r.v = d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
-    auto kern = tc_seg<TI, K, false>;
+    auto kern = tc_seg<TI, K, VT, false>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, kT, bytes>>>(r, sg);
+    kern<<<grid, cfg<VT>::T, bytes>>>(r, sg);
     seg_scan<<<sblocks, 256>>>(a, sg, dsf, false);
   }
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename TI, int K>
+template <typename TI, int K, int VT>
 int fwd_k(const core_args& args, const fwd_out& o) {
   core_args a = args;
+  constexpr size_t bytes = cta_lay<K, VT, true, false, 1>::total;
+  auto kern = tc_fwd<TI, K, VT>;
   seg_io sg;
   scratch_scope sc;
-  if (int e = prepare_tc(a, sg, sc, false)) return e;
-  if (int e = seg_passes<TI, K>(a, sg, nullptr, nullptr, false)) return e;
-  constexpr size_t bytes = cta_lay<K, true, false, false>::total;
-  auto kern = tc_fwd<TI, K>;
-  if (int e = tc_smem(kern, bytes)) return e;
-  kern<<<dim3(a.V / kVt, a.H, a.N * sg.nseg), kT, bytes>>>(a, o, sg);
+  if (int e = prepare_tc(a, sg, sc, false, VT, blocks_per_sm(kern, cfg<VT>::T, bytes))) return e;
+  if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
+  kern<<<dim3(a.V / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes>>>(a, o, sg);
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename TI, int K>
+template <typename TI, int K, int VT, bool DIRECT>
 int bwd_k(const core_args& args, const bwd_io& io) {
   core_args a = args;
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT, true, 1>::total, kbytes = cta_lay<K, VT, true, true, 2>::total;
+  auto qkern = tc_dq<TI, K, VT, DIRECT>;
+  auto kkern = tc_dkv<TI, K, VT>;
+  const int occ_q = blocks_per_sm(qkern, cfg<VT>::T, qbytes), occ_k = blocks_per_sm(kkern, cfg<VT>::T, kbytes);
   seg_io sg;
   scratch_scope sc;
-  if (int e = prepare_tc(a, sg, sc, true)) return e;
-  if (int e = seg_passes<TI, K>(a, sg, io.d_o, io.dsf, true)) return e;
-  const dim3 grid(a.V / kVt, a.H, a.N * sg.nseg);
-  {
-    constexpr size_t bytes = cta_lay<K, false, true, false>::total;
-    auto kern = tc_dq<TI, K>;
-    if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, kT, bytes>>>(a, io, sg);
-    if (int e = static_cast<int>(cudaGetLastError())) return e;
-  }
-  constexpr size_t bytes = cta_lay<K, true, true, true>::total;
-  auto kern = tc_dkv<TI, K>;
-  if (int e = tc_smem(kern, bytes)) return e;
-  kern<<<grid, kT, bytes>>>(a, io, sg);
+  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
+  const dim3 grid(a.V / VT, a.H, a.N * sg.nseg);
+  qkern<<<grid, cfg<VT>::T, qbytes>>>(a, io, sg);
+  if (int e = static_cast<int>(cudaGetLastError())) return e;
+  kkern<<<grid, cfg<VT>::T, kbytes>>>(a, io, sg);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -823,7 +853,22 @@ bool tc_off() {
 
 bool tc_shape(const core_args& a) {
   return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && a.gmode != g_key && a.u == nullptr && a.V == a.Vin &&
-         a.V % kVt == 0 && (a.K == 64 || a.K == 128);
+         a.V % 64 == 0 && (a.K == 64 || a.K == 128);
+}
+
+// V tile: 128 columns when V is a multiple of 128, else 64.
+int vt_of(const core_args& a) { return a.V % 128 == 0 ? 128 : 64; }
+
+// Calls fn(TI*, K, VT) with the compile-time input type, head size and V tile of `a`.
+template <typename Fn>
+int dispatch(const core_args& a, Fn&& fn) {
+  auto with_vt = [&](auto* ti, auto k) {
+    return vt_of(a) == 128 ? fn(ti, k, std::integral_constant<int, 128>{}) : fn(ti, k, std::integral_constant<int, 64>{});
+  };
+  auto with_k = [&](auto* ti) {
+    return a.K == 64 ? with_vt(ti, std::integral_constant<int, 64>{}) : with_vt(ti, std::integral_constant<int, 128>{});
+  };
+  return a.type == t_bf16 ? with_k(static_cast<__nv_bfloat16*>(nullptr)) : with_k(static_cast<__half*>(nullptr));
 }
 
 }  // namespace
@@ -837,28 +882,37 @@ bool tc_forward_eligible(const core_args& a, const fwd_out& o) { return tc_shape
 bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
   return tc_shape(a) && a.gmode != g_head && !io.do_f32 && !io.dnf && !io.dn0;
 }
+bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.V == vt_of(a); }
 
 int tc_forward(const core_args& a, const fwd_out& o) {
-  if (a.type == t_bf16) return a.K == 64 ? fwd_k<__nv_bfloat16, 64>(a, o) : fwd_k<__nv_bfloat16, 128>(a, o);
-  return a.K == 64 ? fwd_k<__half, 64>(a, o) : fwd_k<__half, 128>(a, o);
+  return dispatch(a, [&](auto* ti, auto k, auto vt) {
+    using TI = std::remove_pointer_t<decltype(ti)>;
+    return fwd_k<TI, decltype(k)::value, decltype(vt)::value>(a, o);
+  });
+}
+
+int tc_backward(const core_args& a, const bwd_io& io) {
+  const bool direct = io.dq_out != nullptr;
+  if (direct && (!io.dk_out || !io.xy || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch(a, [&](auto* ti, auto k, auto vt) {
+    using TI = std::remove_pointer_t<decltype(ti)>;
+    constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
+    return direct ? bwd_k<TI, Kc, VTc, true>(a, io) : bwd_k<TI, Kc, VTc, false>(a, io);
+  });
 }
 
 void tc_occupancy(int K, int out[3]) {
   using T = __nv_bfloat16;
+  constexpr int VT = 128, NT = cfg<VT>::T;
   if (K == 64) {
-    out[0] = blocks_per_sm(tc_fwd<T, 64>, cta_lay<64, true, false, false>::total);
-    out[1] = blocks_per_sm(tc_dq<T, 64>, cta_lay<64, false, true, false>::total);
-    out[2] = blocks_per_sm(tc_dkv<T, 64>, cta_lay<64, true, true, true>::total);
+    out[0] = blocks_per_sm(tc_fwd<T, 64, VT>, NT, cta_lay<64, VT, true, false, 1>::total);
+    out[1] = blocks_per_sm(tc_dq<T, 64, VT, true>, NT, cta_lay<64, VT, true, true, 1>::total);
+    out[2] = blocks_per_sm(tc_dkv<T, 64, VT>, NT, cta_lay<64, VT, true, true, 2>::total);
   } else {
-    out[0] = blocks_per_sm(tc_fwd<T, 128>, cta_lay<128, true, false, false>::total);
-    out[1] = blocks_per_sm(tc_dq<T, 128>, cta_lay<128, false, true, false>::total);
-    out[2] = blocks_per_sm(tc_dkv<T, 128>, cta_lay<128, true, true, true>::total);
+    out[0] = blocks_per_sm(tc_fwd<T, 128, VT>, NT, cta_lay<128, VT, true, false, 1>::total);
+    out[1] = blocks_per_sm(tc_dq<T, 128, VT, true>, NT, cta_lay<128, VT, true, true, 1>::total);
+    out[2] = blocks_per_sm(tc_dkv<T, 128, VT>, NT, cta_lay<128, VT, true, true, 2>::total);
   }
-}
-
-int tc_backward(const core_args& a, const bwd_io& io) {
-  if (a.type == t_bf16) return a.K == 64 ? bwd_k<__nv_bfloat16, 64>(a, io) : bwd_k<__nv_bfloat16, 128>(a, io);
-  return a.K == 64 ? bwd_k<__half, 64>(a, io) : bwd_k<__half, 128>(a, io);
 }
 
 }  // namespace lrnn::ops::cuda_chunk

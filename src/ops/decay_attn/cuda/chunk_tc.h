@@ -12,8 +12,11 @@ bool tc_backward_eligible(const core_args& a, const bwd_io& io);
 int tc_forward(const core_args& a, const fwd_out& o);
 // Bytes of core_args::gate_tab the tensor-core path uses.
 inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; }
+// Whether the backward can write dq, dk in the input dtype itself (bwd_io::dq_out, dk_out, xy): the
+// tensor-core path with one V tile (V = 64 or 128). Otherwise it adds fp32 partials into bwd_io::dq, dk.
+bool tc_backward_direct(const core_args& a, const bwd_io& io);
 int tc_backward(const core_args& a, const bwd_io& io);
-// CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K), -1 on error (diagnostics).
+// CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K, V = 128), -1 on error (diagnostics).
 void tc_occupancy(int K, int out[3]);
 
 }  // namespace lrnn::ops::cuda_chunk
