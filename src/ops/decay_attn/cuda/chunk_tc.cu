@@ -23,7 +23,10 @@
 #include "ops/decay_attn/cuda/chunk_mma.cuh"
 #include "ops/decay_attn/cuda/chunk_tc.h"
 
+#include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <type_traits>
 
 namespace lrnn::ops::cuda_chunk {
@@ -735,6 +738,13 @@ int blocks_per_sm(KernelT kern, int threads, size_t bytes) {
   return n;
 }
 
+// blocks_per_sm of one kernel, asked once per process (like sm_count: the first device's answer).
+template <auto Kern>
+int cached_blocks_per_sm(int threads, size_t bytes) {
+  static const int n = blocks_per_sm(Kern, threads, bytes);
+  return n;
+}
+
 // Segments per sequence: enough (sequence, head, V tile, segment) CTAs to fill every SM with
 // `per_sm` CTAs, each segment at least 8 chunks (LRNN_DA_SEGMENTS overrides, for tests and timing).
 seg_io choose_segments(const core_args& a, int vt, int per_sm) {
@@ -751,14 +761,39 @@ seg_io choose_segments(const core_args& a, int vt, int per_sm) {
   return sg;
 }
 
+// The scratch memory pool of the current device: a pool of lrnn's own that keeps what it has
+// (release threshold: unlimited), so that repeated calls do not map and unmap their segment buffers
+// (cudaMallocAsync from the default pool returned them at every synchronisation: ~0.1 ms a call).
+cudaMemPool_t scratch_pool(int& err) {
+  static std::mutex mu;
+  static std::map<int, cudaMemPool_t> pools;
+  int dev = 0;
+  if ((err = static_cast<int>(cudaGetDevice(&dev)))) return nullptr;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = pools.find(dev);
+  if (it != pools.end()) return it->second;
+  cudaMemPoolProps props = {};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = dev;
+  cudaMemPool_t pool = nullptr;
+  if ((err = static_cast<int>(cudaMemPoolCreate(&pool, &props)))) return nullptr;
+  uint64_t keep = UINT64_MAX;
+  if ((err = static_cast<int>(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep)))) return nullptr;
+  pools[dev] = pool;
+  return pool;
+}
+
 // Stream-ordered scratch (gate table when the caller gave none, segment buffers), freed at scope end.
 struct scratch_scope {
   void* p[4] = {};
   int err = 0;
   void* get(size_t bytes) {
+    cudaMemPool_t pool = scratch_pool(err);
+    if (err) return nullptr;
     for (auto& x : p)
       if (!x) {
-        if (int e = static_cast<int>(cudaMallocAsync(&x, bytes, 0))) {
+        if (int e = static_cast<int>(cudaMallocFromPoolAsync(&x, bytes, pool, 0))) {
           err = e;
           return nullptr;
         }
@@ -822,7 +857,8 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   auto kern = tc_fwd<TI, K, VT>;
   seg_io sg;
   scratch_scope sc;
-  if (int e = prepare_tc(a, sg, sc, false, VT, blocks_per_sm(kern, cfg<VT>::T, bytes))) return e;
+  if (int e = prepare_tc(a, sg, sc, false, VT, cached_blocks_per_sm<tc_fwd<TI, K, VT>>(cfg<VT>::T, bytes))) return e;
+  if (int e = tc_smem(kern, bytes)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
   kern<<<dim3(a.V / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes>>>(a, o, sg);
   return static_cast<int>(cudaGetLastError());
@@ -834,7 +870,10 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   constexpr size_t qbytes = cta_lay<K, VT, DIRECT, true, 1>::total, kbytes = cta_lay<K, VT, true, true, 2>::total;
   auto qkern = tc_dq<TI, K, VT, DIRECT>;
   auto kkern = tc_dkv<TI, K, VT>;
-  const int occ_q = blocks_per_sm(qkern, cfg<VT>::T, qbytes), occ_k = blocks_per_sm(kkern, cfg<VT>::T, kbytes);
+  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT>>(cfg<VT>::T, qbytes);
+  const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT>>(cfg<VT>::T, kbytes);
+  if (int e = tc_smem(qkern, qbytes)) return e;
+  if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
