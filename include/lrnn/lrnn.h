@@ -108,7 +108,8 @@ int32_t lrnn_cuda_device_count(void);
 int32_t lrnn_decay_attn_spec_for(int32_t variant, lrnn_decay_attn_spec* spec);
 
 /* Chunk-form forward: o [B, T, H, V] in `dtype`. initial_state / final_state may be null (absent:
- * zeros / not written); their n, m are needed as the spec says. */
+ * zeros / not written); their n, m are needed as the spec says. On a CUDA device the kernels write
+ * o (and the backward dq, dk, dv) in place, so these must not overlap the inputs. */
 int32_t lrnn_decay_attn_forward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* args,
                                 const lrnn_decay_attn_state* initial_state, void* o,
                                 lrnn_decay_attn_state* final_state);

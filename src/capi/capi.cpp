@@ -171,8 +171,9 @@ result<call> make_call(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_a
 }
 
 // Copies `src` (any dtype) into caller memory `dst` of dtype t and src's shape, when both exist.
+// Copies a result to the caller's buffer (nothing to do when the op wrote it there: options.into_*).
 status copy_out(void* dst, const tensor& src, dtype t, device dev) {
-  if (!dst || !src.defined()) return {};
+  if (!dst || !src.defined() || src.raw_data() == dst) return {};
   tensor d = wrap(dst, src.shape(), t, dev);
   return d.copy_from(src);
 }
@@ -182,6 +183,7 @@ status forward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* arg
   LRNN_ASSIGN_OR_RETURN(call c, make_call(spec, args, init));
   if (!o) return make_error(status_code::invalid_argument, "o is a null pointer, expected {} [B, T, H, V]", dtype_name(c.dt));
   c.options.output_final_state = final_state && final_state->s;
+  c.options.into_o = wrap(o, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
   LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(c.spec, c.in, c.init, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(o, out.o, c.dt, c.dev));
   if (c.options.output_final_state) {
@@ -203,6 +205,10 @@ status backward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* ar
     if (c.spec.normalizer) dfin.n = wrap_optional(d_final->n, {c.N, c.H, c.K}, dtype::f32, c.dev);
     if (c.spec.input_gate == ops::input_gate_kind::exponential) dfin.m = wrap_optional(d_final->m, {c.N, c.H}, dtype::f32, c.dev);
   }
+  const shape_t qk = {c.B, c.T, c.H, c.K};
+  if (dq) c.options.into_dq = wrap(dq, qk, c.dt, c.dev);
+  if (dk) c.options.into_dk = wrap(dk, qk, c.dt, c.dev);
+  if (dv) c.options.into_dv = wrap(dv, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
   LRNN_ASSIGN_OR_RETURN(auto gr, ops::decay_attn_backward(c.spec, c.in, c.init, dO, dfin, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(dq, gr.dq, c.dt, c.dev));
   LRNN_TRY(copy_out(dk, gr.dk, c.dt, c.dev));

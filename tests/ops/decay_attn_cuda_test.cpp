@@ -134,6 +134,46 @@ TEST(decay_attn_cuda, no_final_state) {
   EXPECT_TRUE(out->o.dev().is_cuda());
 }
 
+// options.into_*: results written into the caller's tensors where they fit (same values as fresh
+// results, the returned tensors are the given ones); a tensor that does not fit is ignored.
+TEST(decay_attn_cuda, into_buffers) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (variant v : {variant::simple_gla, variant::gla}) {
+    op_case c = sized(v, 2, 130, 64, 128, true);
+    auto p = std::any_cast<da::params>(c.params);
+    named_tensors in;
+    for (const auto& [n, t] : c.inputs) {
+      const bool act = n == "q" || n == "k" || n == "v";
+      in.emplace_back(n, t.to(act ? dtype::bf16 : dtype::f32).value().to(device::cuda()).value());
+    }
+    const auto x = da::inputs_of(in);
+    const ops::decay_attn_state init = da::state_of(in, "s0", "n0", "m0");
+    const tensor d_o = x.v.to(dtype::f32).value().to(dtype::bf16).value();  // any upstream gradient
+    const auto F = ops::decay_attn_form::chunk;
+    auto fresh = ops::decay_attn_forward(p.spec, x, init, F, p.options);
+    auto gfresh = ops::decay_attn_backward(p.spec, x, init, d_o, {}, F, p.options);
+    ASSERT_TRUE(fresh.ok() && gfresh.ok());
+    ops::decay_attn_options o = p.options;
+    o.into_o = tensor::empty(x.v.shape(), dtype::bf16, device::cuda()).value();
+    o.into_dq = tensor::empty(x.q.shape(), dtype::bf16, device::cuda()).value();
+    o.into_dk = tensor::empty(x.k.shape(), dtype::f16, device::cuda()).value();  // wrong dtype: ignored
+    o.into_dv = tensor::empty(x.v.shape(), dtype::bf16, device::cuda()).value();
+    auto out = ops::decay_attn_forward(p.spec, x, init, F, o);
+    auto gr = ops::decay_attn_backward(p.spec, x, init, d_o, {}, F, o);
+    ASSERT_TRUE(out.ok()) << out.error().message();
+    ASSERT_TRUE(gr.ok()) << gr.error().message();
+    EXPECT_EQ(out->o.raw_data(), o.into_o.raw_data());
+    EXPECT_EQ(gr->dq.raw_data(), o.into_dq.raw_data());
+    EXPECT_NE(gr->dk.raw_data(), o.into_dk.raw_data());
+    EXPECT_EQ(gr->dk.type(), dtype::bf16);
+    EXPECT_EQ(gr->dv.raw_data(), o.into_dv.raw_data());
+    EXPECT_EQ(max_abs_diff(out->o, fresh->o), 0.0);
+    EXPECT_EQ(max_abs_diff(gr->dq, gfresh->dq), 0.0);
+    EXPECT_EQ(max_abs_diff(gr->dk, gfresh->dk), 0.0);
+    EXPECT_EQ(max_abs_diff(gr->dv, gfresh->dv), 0.0);
+  }
+}
+
 // Timing mode for development (bench/decay_attn_cuda.md): LRNN_CHUNK_TIMING=1 times the kernels
 // (cuda_chunk::core_forward; core_backward + finish_backward, buffers preallocated) and the whole
 // op (forward; forward + backward, allocations included) at the issue #7 sizes, H = 16,

@@ -30,6 +30,13 @@ struct params {
   ops::decay_attn_options options;
 };
 
+inline ops::decay_attn_options chunk_options(int64_t chunk) {
+  ops::decay_attn_options o;
+  o.chunk_size = chunk;
+  o.output_final_state = true;
+  return o;
+}
+
 inline ops::decay_attn_spec spec_of(variant v) {
   ops::decay_attn_spec s;
   switch (v) {
@@ -174,7 +181,7 @@ inline std::vector<std::string> all_grad_inputs(const named_tensors& in) {
 inline op_case make_case(variant v, const case_opts& o) {
   op_case c;
   c.name = fmt::format("B{}_T{}_H{}_K{}_V{}", o.B, o.T, o.H, o.K, o.V);
-  c.params = params{spec_of(v), {o.chunk, true}};
+  c.params = params{spec_of(v), chunk_options(o.chunk)};
   add_inputs(v, c.inputs, o.B, o.T, o.H, o.K, o.V, o.B, o.init, o.gmax, o.seed);
   if (o.fd) {
     c.grad_inputs = all_grad_inputs(c.inputs);
@@ -188,7 +195,7 @@ inline op_case varlen_case(variant v, const std::vector<int32_t>& cu, int64_t K 
   op_case c;
   const int64_t N = static_cast<int64_t>(cu.size()) - 1, T = cu.back(), H = 2;
   c.name = fmt::format("varlen_N{}_T{}", N, T);
-  c.params = params{spec_of(v), {32, true}};
+  c.params = params{spec_of(v), chunk_options(32)};
   add_inputs(v, c.inputs, 1, T, H, K, V, N, true, 1.0, 99);
   c.inputs.emplace_back("cu_seqlens", tensor::from_vector(cu, {N + 1}, dtype::i32));
   return c;

@@ -47,6 +47,10 @@ struct decay_attn_state {
 struct decay_attn_options {
   int64_t chunk_size = 64;         // chunk form: tokens per chunk (a multiple of 16)
   bool output_final_state = true;
+  // Where to write results (CUDA tensors only): o for the forward, dq / dk / dv for the backward.
+  // Used when given with the result's shape, dtype and device and contiguous (the returned tensor is
+  // then this one, and no copy is made); ignored otherwise.
+  tensor into_o, into_dq, into_dk, into_dv;
 };
 
 struct decay_attn_output {

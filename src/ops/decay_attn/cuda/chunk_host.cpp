@@ -109,6 +109,12 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
   return {};
 }
 
+// A result tensor: `into` where it fits exactly (decay_attn_options::into_*), else a fresh one.
+result<tensor> result_tensor(const tensor& into, const shape_t& shape, dtype t, device dev) {
+  if (into.defined() && into.shape() == shape && into.type() == t && into.dev() == dev && into.is_contiguous()) return into;
+  return tensor::empty(shape, t, dev);
+}
+
 }  // namespace
 
 result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
@@ -117,7 +123,7 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
   prepared p;
   LRNN_TRY(prepare(spec, in, init, offsets, p));
   decay_attn_output out;
-  LRNN_ASSIGN_OR_RETURN(out.o, tensor::empty(in.v.shape(), in.q.type(), p.dev));
+  LRNN_ASSIGN_OR_RETURN(out.o, result_tensor(opt.into_o, in.v.shape(), in.q.type(), p.dev));
   cc::fwd_out fo;
   tensor op;
   if (spec.normalizer) {
@@ -182,8 +188,8 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   io.dsf = fp(dsf), io.dnf = fp(dnf);
   tensor dqa, dka, xy, F, F0, rho, ds0, dn0;
   decay_attn_grads gr;
-  LRNN_ASSIGN_OR_RETURN(gr.dq, tensor::empty(in.q.shape(), in.q.type(), dev));
-  LRNN_ASSIGN_OR_RETURN(gr.dk, tensor::empty(in.k.shape(), in.q.type(), dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dq, result_tensor(opt.into_dq, in.q.shape(), in.q.type(), dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dk, result_tensor(opt.into_dk, in.k.shape(), in.q.type(), dev));
   // The tensor-core backward with one V tile writes dq, dk itself (and per-token q.dq, k.dk);
   // otherwise fp32 accumulators, converted by finish_backward.
   const bool direct = cc::tc_backward_direct(a, io);
@@ -201,7 +207,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dn0, tensor::empty({p.N, p.H, p.K}, dtype::f32, dev)); }
   }
   if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(rho, tensor::zeros({p.tokens, p.H}, dtype::f32, dev)); }
-  LRNN_ASSIGN_OR_RETURN(gr.dv, tensor::empty(in.v.shape(), in.q.type(), dev));
+  LRNN_ASSIGN_OR_RETURN(gr.dv, result_tensor(opt.into_dv, in.v.shape(), in.q.type(), dev));
   io.dq = fpm(dqa), io.dk = fpm(dka), io.dv = gr.dv.raw_data();
   io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
@@ -266,7 +272,6 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     gr.d_initial_state.s = ds0;
     if (spec.normalizer) gr.d_initial_state.n = dn0;
   }
-  (void)opt;
   return gr;
 }
 
