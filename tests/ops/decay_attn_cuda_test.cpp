@@ -97,7 +97,7 @@ TEST(decay_attn_cuda, segments) {
     for (const op_case& c : {sized(v, 2, 1000, 64, 64, true, 0.2, 2), sized(v, 1, 700, 128, 128, true, 1.0, 2),
                              varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64), varlen(v, {0, 700, 700, 1000}, 128, 64)}) {
       const auto rep = run_op_case(cuda_family(), c);
-      EXPECT_TRUE(rep.pass()) << rep.summary();
+      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
   }
   unsetenv("LRNN_DA_SEGMENTS");
@@ -132,6 +132,34 @@ TEST(decay_attn_cuda, no_final_state) {
   ASSERT_TRUE(out.ok()) << out.error().message();
   EXPECT_FALSE(out->final_state.s.defined());
   EXPECT_TRUE(out->o.dev().is_cuda());
+}
+
+// The paths of a GPU with sm_80's 163 KB of shared memory per block (LRNN_DA_SMEM_LIMIT on the
+// H100): the tensor-core backward with 64-column V tiles (dq, dk summed over tiles), the fp32
+// kernels with scalar gates; per-key gates at K = 128 (~200 KB) are a clear "unsupported" error,
+// at K = 64 they run.
+TEST(decay_attn_cuda, sm80_shared_memory) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  setenv("LRNN_DA_SMEM_LIMIT", "166912", 1);
+  for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::gla})
+    for (const op_case& c : {sized(v, 2, 130, 128, 128, true), sized(v, 1, 100, 64, 128, true)}) {
+      const bool too_big = v == variant::gla && std::any_cast<da::params>(c.params).spec.decay == ops::decay_kind::per_token_key &&
+                           c.name.find("_K128_") != std::string::npos;
+      if (too_big) {
+        auto p = std::any_cast<da::params>(c.params);
+        named_tensors in;
+        for (const auto& [n, t] : c.inputs) in.emplace_back(n, t.to(dtype::f32).value().to(device::cuda()).value());
+        auto out = ops::decay_attn_forward(p.spec, da::inputs_of(in), da::state_of(in, "s0", "n0", "m0"),
+                                           ops::decay_attn_form::chunk, p.options);
+        ASSERT_FALSE(out.ok());
+        EXPECT_EQ(out.error().code(), status_code::unsupported);
+        EXPECT_NE(out.error().message().find("shared memory"), std::string::npos) << out.error().message();
+        continue;
+      }
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << c.name << ": " << rep.summary();
+    }
+  unsetenv("LRNN_DA_SMEM_LIMIT");
 }
 
 // options.into_*: results written into the caller's tensors where they fit (same values as fresh

@@ -64,6 +64,10 @@ struct bwd_io {
   float* dn0 = nullptr;        // [N, H, K] or null
 };
 
+// Shared memory per CTA the kernels may use on the current device (bytes; LRNN_DA_SMEM_LIMIT lowers
+// it). A kernel that needs more returns cudaErrorNotSupported.
+int64_t shared_memory_limit();
+
 int core_forward(const core_args& a, const fwd_out& o);
 int core_backward(const core_args& a, const bwd_io& io);
 

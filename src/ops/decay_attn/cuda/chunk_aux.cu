@@ -177,6 +177,8 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
   });
 }
 
+int64_t shared_memory_limit() { return static_cast<int64_t>(smem_limit()); }
+
 int sum_tokens(int64_t tokens, int H, const float* x, float* out) {
   if (H == 0) return 0;
   sum_tokens_kernel<<<H, 256>>>(tokens, H, x, out);

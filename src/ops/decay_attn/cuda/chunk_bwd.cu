@@ -338,7 +338,7 @@ __global__ void db_from_xy(int64_t n, const float* xy, float* db) {
 
 template <typename TI>
 int launch_bwd(const core_args& a, const bwd_io& io) {
-  const size_t bytes = smem_layout(a.K, kVTb, true).total;
+  const size_t bytes = smem_layout(a.K, kVTb, true, a.gmode == g_key).total;
   const dim3 grid((a.V + kVTb - 1) / kVTb, a.H, a.N);
   if (io.do_f32) {
     auto kern = bwd_kernel<TI, float>;

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <type_traits>
 
 namespace lrnn::ops::cuda_chunk {
@@ -36,12 +37,13 @@ int with_type(int type, F&& f) {
 
 // Shared-memory layout of one CTA (floats unless said): cumulative log gates in double, so that
 // exp(G_i - G_j) is exact for log gates down to -50 per token (sums to -3200 in a chunk).
+// (Per-key gates keep one per key, scalar gates one per row.)
 struct smem_layout {
   int K, KS, SS;
   size_t gd, qs, ks, vs, ss, ps, dos, dps, bs, cb, total;
-  __host__ __device__ smem_layout(int K_, int VT, bool bwd) : K(K_), KS(K_ + 1), SS(VT + 1) {
+  __host__ __device__ smem_layout(int K_, int VT, bool bwd, bool key) : K(K_), KS(K_ + 1), SS(VT + 1) {
     size_t off = 0;
-    gd = off; off += sizeof(double) * kC * KS;
+    gd = off; off += sizeof(double) * kC * (key ? KS : 1);
     qs = off; off += sizeof(float) * kC * KS;
     ks = off; off += sizeof(float) * kC * KS;
     vs = off; off += sizeof(float) * kC * SS;
@@ -65,7 +67,7 @@ struct cta {
   float *Qs, *Ks, *Vs, *Ss, *Ps, *dOs, *dPs, *bs, *cb;
 
   __device__ cta(const core_args& args, unsigned char* sm, bool bwd) : a(args) {
-    smem_layout lay(a.K, VT, bwd);
+    smem_layout lay(a.K, VT, bwd, a.gmode == g_key);
     n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * VT;
     vw = min(VT, a.V - v0);
     K = a.K, KS = K + 1, SS = VT + 1, H = a.H;
@@ -246,8 +248,27 @@ inline int sm_count() {
   return n;
 }
 
+// Shared memory one CTA may use on the current device (opt-in maximum; cached). LRNN_DA_SMEM_LIMIT
+// (bytes) lowers it, so that an H100 takes the paths of a GPU with less (sm_80: 166912).
+inline size_t smem_limit() {
+  static const size_t dev_limit = [] {
+    int dev = 0, c = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&c, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return c > 0 ? static_cast<size_t>(c) : size_t{48 * 1024};
+  }();
+  if (const char* e = getenv("LRNN_DA_SMEM_LIMIT")) {
+    const long long x = atoll(e);
+    if (x > 0 && static_cast<size_t>(x) < dev_limit) return static_cast<size_t>(x);
+  }
+  return dev_limit;
+}
+
+// Dynamic shared memory of `bytes` for a kernel; cudaErrorNotSupported when the device has less
+// (chunk_host.cpp turns that into a message naming the limit).
 template <typename KernelT>
 int set_smem(KernelT kernel, size_t bytes) {
+  if (bytes > smem_limit()) return static_cast<int>(cudaErrorNotSupported);
   return static_cast<int>(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(core_args a, fwd_out out)
 
 template <typename TI>
 int launch(const core_args& a, const fwd_out& o) {
-  const size_t bytes = smem_layout(a.K, kVTf, false).total;
+  const size_t bytes = smem_layout(a.K, kVTf, false, a.gmode == g_key).total;
   auto kern = fwd_kernel<TI, TI>;
   if (int e = set_smem(kern, bytes)) return e;
   const dim3 grid((a.V + kVTf - 1) / kVTf, a.H, a.N);

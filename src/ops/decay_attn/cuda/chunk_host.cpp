@@ -21,6 +21,11 @@ namespace cc = cuda_chunk;
 
 status check(int e, const char* what) {
   if (e == 0) return {};
+  if (e == static_cast<int>(cudaErrorNotSupported))
+    return make_error(status_code::unsupported,
+                      "decay_attn (CUDA chunk): the {} needs more shared memory per block than this GPU offers ({} KB); "
+                      "per-key gates (GLA, RWKV-6) at K = 128 need ~200 KB (Hopper), K <= 64 fits",
+                      what, cc::shared_memory_limit() / 1024);
   return make_error(e == static_cast<int>(cudaErrorMemoryAllocation) ? status_code::out_of_memory : status_code::internal,
                     "decay_attn (CUDA chunk): {} failed: {}", what, cudaGetErrorString(static_cast<cudaError_t>(e)));
 }

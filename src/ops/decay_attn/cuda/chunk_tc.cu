@@ -895,14 +895,25 @@ bool tc_shape(const core_args& a) {
          a.V % 64 == 0 && (a.K == 64 || a.K == 128);
 }
 
-// V tile: 128 columns when V is a multiple of 128, else 64.
-int vt_of(const core_args& a) { return a.V % 128 == 0 ? 128 : 64; }
+// Shared memory of the kernels at V tile 128: the forward, or the larger of the backward sweeps.
+template <int K>
+size_t bytes128(bool bwd) {
+  constexpr size_t q = cta_lay<K, 128, true, true, 1>::total, kv = cta_lay<K, 128, true, true, 2>::total;
+  return bwd ? (q > kv ? q : kv) : cta_lay<K, 128, true, false, 1>::total;
+}
+
+// V tile: 128 columns when V is a multiple of 128 and the kernels fit the device's shared memory
+// (the backward at K = 128 needs 190 KB: Hopper), else 64.
+int vt_of(const core_args& a, bool bwd) {
+  const size_t need = a.K == 64 ? bytes128<64>(bwd) : bytes128<128>(bwd);
+  return a.V % 128 == 0 && need <= smem_limit() ? 128 : 64;
+}
 
 // Calls fn(TI*, K, VT) with the compile-time input type, head size and V tile of `a`.
 template <typename Fn>
-int dispatch(const core_args& a, Fn&& fn) {
+int dispatch(const core_args& a, bool bwd, Fn&& fn) {
   auto with_vt = [&](auto* ti, auto k) {
-    return vt_of(a) == 128 ? fn(ti, k, std::integral_constant<int, 128>{}) : fn(ti, k, std::integral_constant<int, 64>{});
+    return vt_of(a, bwd) == 128 ? fn(ti, k, std::integral_constant<int, 128>{}) : fn(ti, k, std::integral_constant<int, 64>{});
   };
   auto with_k = [&](auto* ti) {
     return a.K == 64 ? with_vt(ti, std::integral_constant<int, 64>{}) : with_vt(ti, std::integral_constant<int, 128>{});
@@ -921,10 +932,10 @@ bool tc_forward_eligible(const core_args& a, const fwd_out& o) { return tc_shape
 bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
   return tc_shape(a) && a.gmode != g_head && !io.do_f32 && !io.dnf && !io.dn0;
 }
-bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.V == vt_of(a); }
+bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.V == vt_of(a, true); }
 
 int tc_forward(const core_args& a, const fwd_out& o) {
-  return dispatch(a, [&](auto* ti, auto k, auto vt) {
+  return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     return fwd_k<TI, decltype(k)::value, decltype(vt)::value>(a, o);
   });
@@ -933,7 +944,7 @@ int tc_forward(const core_args& a, const fwd_out& o) {
 int tc_backward(const core_args& a, const bwd_io& io) {
   const bool direct = io.dq_out != nullptr;
   if (direct && (!io.dk_out || !io.xy || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
-  return dispatch(a, [&](auto* ti, auto k, auto vt) {
+  return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
     return direct ? bwd_k<TI, Kc, VTc, true>(a, io) : bwd_k<TI, Kc, VTc, false>(a, io);
