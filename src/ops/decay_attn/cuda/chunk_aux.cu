@@ -146,7 +146,7 @@ unsigned blocks(int64_t n, int per) { return static_cast<unsigned>((n + per - 1)
 int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
                     float* m, float* gt, float* bt, float* mT) {
   if (N * H == 0) return 0;
-  stab_scan_kernel<<<blocks(N * H, 128), 128>>>(N, H, offsets, g, gmode, i, m0, m, gt, bt, mT);
+  stab_scan_kernel<<<blocks(N * H, 128), 128, 0, launch_stream()>>>(N, H, offsets, g, gmode, i, m0, m, gt, bt, mT);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -154,7 +154,7 @@ int stabiliser_backward(int N, int H, const int32_t* offsets, const float* g, in
                         const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
                         const float* dmT, float* dgs_out, float* di, float* dm0) {
   if (N * H == 0) return 0;
-  stab_bwd_kernel<<<blocks(N * H, 128), 128>>>(N, H, offsets, g, gmode, i, m0, m, dg, db, dm_local, dmT, dgs_out, di, dm0);
+  stab_bwd_kernel<<<blocks(N * H, 128), 128, 0, launch_stream()>>>(N, H, offsets, g, gmode, i, m0, m, dg, db, dm_local, dmT, dgs_out, di, dm0);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -162,7 +162,7 @@ int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, fl
   if (rows * Vin == 0) return 0;
   return with_type(type, [&](auto* tag) {
     using TO = std::remove_pointer_t<decltype(tag)>;
-    norm_fwd_kernel<TO><<<blocks(rows * Vin, 256), 256>>>(rows, Vin, op, m, eps, static_cast<TO*>(o));
+    norm_fwd_kernel<TO><<<blocks(rows * Vin, 256), 256, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<TO*>(o));
     return static_cast<int>(cudaGetLastError());
   });
 }
@@ -172,7 +172,7 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
   if (rows == 0) return 0;
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD><<<blocks(rows, 128), 128>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o), dop, dm_local);
+    norm_bwd_kernel<TD><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o), dop, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
 }
@@ -181,7 +181,7 @@ int64_t shared_memory_limit() { return static_cast<int64_t>(smem_limit()); }
 
 int sum_tokens(int64_t tokens, int H, const float* x, float* out) {
   if (H == 0) return 0;
-  sum_tokens_kernel<<<H, 256>>>(tokens, H, x, out);
+  sum_tokens_kernel<<<H, 256, 0, launch_stream()>>>(tokens, H, x, out);
   return static_cast<int>(cudaGetLastError());
 }
 

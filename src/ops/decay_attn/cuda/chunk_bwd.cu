@@ -343,11 +343,11 @@ int launch_bwd(const core_args& a, const bwd_io& io) {
   if (io.do_f32) {
     auto kern = bwd_kernel<TI, float>;
     if (int e = set_smem(kern, bytes)) return e;
-    kern<<<grid, kThreads, bytes>>>(a, io);
+    kern<<<grid, kThreads, bytes, launch_stream()>>>(a, io);
   } else {
     auto kern = bwd_kernel<TI, TI>;
     if (int e = set_smem(kern, bytes)) return e;
-    kern<<<grid, kThreads, bytes>>>(a, io);
+    kern<<<grid, kThreads, bytes, launch_stream()>>>(a, io);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -376,8 +376,8 @@ int finish_backward(const core_args& a, const finish_io& io) {
     // dq, dk are final; the per-token sums are in scratch (per-key gates and the bonus never get here).
     if (io.gk || a.u || !io.scratch) return static_cast<int>(cudaErrorInvalidValue);
     const int64_t n = a.tokens * a.H;
-    if (io.db) db_from_xy<<<static_cast<unsigned>((n + 255) / 256), 256>>>(n, io.scratch, io.db);
-    if (io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT>>>(a, io);
+    if (io.db) db_from_xy<<<static_cast<unsigned>((n + 255) / 256), 256, 0, launch_stream()>>>(n, io.scratch, io.db);
+    if (io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT, 0, launch_stream()>>>(a, io);
     return static_cast<int>(cudaGetLastError());
   }
   return with_type(a.type, [&](auto* tag) {
@@ -385,13 +385,13 @@ int finish_backward(const core_args& a, const finish_io& io) {
     if (io.gk) {
       if (!io.scratch || a.max_len <= 0) return static_cast<int>(cudaErrorInvalidValue);
       const dim3 grid(a.H, a.N, static_cast<unsigned>(scan_blocks(a)));
-      gate_block_sums<TI><<<grid, kMaxK>>>(a, io);
-      gate_scan_kernel<TI><<<grid, kMaxK>>>(a, io);
+      gate_block_sums<TI><<<grid, kMaxK, 0, launch_stream()>>>(a, io);
+      gate_scan_kernel<TI><<<grid, kMaxK, 0, launch_stream()>>>(a, io);
     }
     if (int e = static_cast<int>(cudaGetLastError())) return e;
     if (!io.gk && io.dgs && !io.scratch) return static_cast<int>(cudaErrorInvalidValue);
-    token_kernel<TI><<<dim3(static_cast<unsigned>((a.tokens + 31) / 32), a.H), 128>>>(a, io);
-    if (!io.gk && io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT>>>(a, io);
+    token_kernel<TI><<<dim3(static_cast<unsigned>((a.tokens + 31) / 32), a.H), 128, 0, launch_stream()>>>(a, io);
+    if (!io.gk && io.dgs) scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT, 0, launch_stream()>>>(a, io);
     return static_cast<int>(cudaGetLastError());
   });
 }

@@ -1,6 +1,7 @@
 // Device helpers shared by the decay_attn chunk kernels (no fmt-based headers here).
 #pragma once
 
+#include "backend/cuda/stream.h"
 #include "ops/decay_attn/cuda/chunk_api.h"
 
 #include <cuda_bf16.h>
@@ -236,6 +237,15 @@ struct cta {
     }
   }
 };
+
+// The stream every chunk kernel, scratch allocation and copy goes to: lrnn's current stream of the
+// current device (cuda::set_current_stream, lrnn_cuda_set_stream; null = the legacy default
+// stream). chunk_host.cpp makes the tensors' device current first.
+inline cudaStream_t launch_stream() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  return ::lrnn::cuda::current_cuda_stream(dev);
+}
 
 // Streaming multiprocessors of the current device (cached; 132 if the query fails).
 inline int sm_count() {

@@ -56,7 +56,7 @@ int launch(const core_args& a, const fwd_out& o) {
   auto kern = fwd_kernel<TI, TI>;
   if (int e = set_smem(kern, bytes)) return e;
   const dim3 grid((a.V + kVTf - 1) / kVTf, a.H, a.N);
-  kern<<<grid, kThreads, bytes>>>(a, o);
+  kern<<<grid, kThreads, bytes, launch_stream()>>>(a, o);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -318,7 +318,7 @@ int launch_tc_vt(const core_args& a, const fwd_out& o) {
   const size_t bytes = tc_layout<TI, K, VT>::total;
   auto kern = tc_fwd_kernel<TI, K, VT>;
   if (int e = set_smem(kern, bytes)) return e;
-  kern<<<dim3(a.V / VT, a.H, a.N), 128, bytes>>>(a, o);
+  kern<<<dim3(a.V / VT, a.H, a.N), 128, bytes, launch_stream()>>>(a, o);
   return static_cast<int>(cudaGetLastError());
 }
 

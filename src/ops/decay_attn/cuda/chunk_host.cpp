@@ -53,6 +53,8 @@ struct prepared {
 status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
                const std::vector<int64_t>& offsets, prepared& p) {
   p.dev = in.q.dev();
+  // The kernels launch on the current device (and its current stream: chunk_common.cuh).
+  LRNN_TRY(check(static_cast<int>(cudaSetDevice(p.dev.index)), "cudaSetDevice"));
   int type = 0;
   switch (in.q.type()) {
     case dtype::f32: type = cc::t_f32; break;

@@ -793,7 +793,7 @@ struct scratch_scope {
     if (err) return nullptr;
     for (auto& x : p)
       if (!x) {
-        if (int e = static_cast<int>(cudaMallocFromPoolAsync(&x, bytes, pool, 0))) {
+        if (int e = static_cast<int>(cudaMallocFromPoolAsync(&x, bytes, pool, launch_stream()))) {
           err = e;
           return nullptr;
         }
@@ -804,7 +804,7 @@ struct scratch_scope {
   }
   ~scratch_scope() {
     for (auto* x : p)
-      if (x) cudaFreeAsync(x, 0);
+      if (x) cudaFreeAsync(x, launch_stream());
   }
 };
 
@@ -815,7 +815,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
     if (sc.err) return sc.err;
   }
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
-  if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128>>>(a, static_cast<float4*>(a.gate_tab));
+  if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = choose_segments(a, vt, per_sm);
   if (sg.nseg == 1) return 0;
@@ -836,16 +836,16 @@ int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const floa
   {
     auto kern = tc_seg<TI, K, VT, true>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes>>>(a, sg);
-    seg_scan<<<sblocks, 256>>>(a, sg, a.s0, true);
+    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(a, sg);
+    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, true);
   }
   if (reverse) {
     core_args r = a;
     r.k = a.q, r.v = d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     auto kern = tc_seg<TI, K, VT, false>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes>>>(r, sg);
-    seg_scan<<<sblocks, 256>>>(a, sg, dsf, false);
+    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(r, sg);
+    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, dsf, false);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -860,7 +860,7 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   if (int e = prepare_tc(a, sg, sc, false, VT, cached_blocks_per_sm<tc_fwd<TI, K, VT>>(cfg<VT>::T, bytes))) return e;
   if (int e = tc_smem(kern, bytes)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
-  kern<<<dim3(a.V / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes>>>(a, o, sg);
+  kern<<<dim3(a.V / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -879,9 +879,9 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
   const dim3 grid(a.V / VT, a.H, a.N * sg.nseg);
-  qkern<<<grid, cfg<VT>::T, qbytes>>>(a, io, sg);
+  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  kkern<<<grid, cfg<VT>::T, kbytes>>>(a, io, sg);
+  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg);
   return static_cast<int>(cudaGetLastError());
 }
 
