@@ -64,16 +64,21 @@ struct stage_lay {
   static constexpr size_t bytes = tab + 16 * kC;
 };
 
-// Whole CTA: two stages, the 16-bit state copy and NP 16-bit chunk matrices (P, dP).
-template <int K, int VT, bool HQ, bool HDO, int NP>
+// Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
+// (the normaliser's row sums and state).
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0>
 struct cta_lay {
   using st = stage_lay<K, VT, HQ, HDO>;
   static constexpr size_t stage0 = 0;
   static constexpr size_t stage1 = st::bytes;
   static constexpr size_t sb = 2 * st::bytes;
   static constexpr size_t ps = sb + 2 * K * cfg<VT>::VS;
-  static constexpr size_t total = ps + NP * 2 * kC * PS;
+  static constexpr size_t fl = ps + NP * 2 * kC * PS;
+  static constexpr size_t total = fl + 4 * NF;
 };
+// The forward's floats with the normaliser column: row sums of P [64], its state n twice [2][K].
+template <int K, bool NORM>
+constexpr int norm_floats = NORM ? kC + 2 * K : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
@@ -211,7 +216,7 @@ __device__ __forceinline__ void tri_block(int b, int& rb, int& cb) {
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 template <typename TI, int KD>
 __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
-                                            const float4* tab, int L, float scale) {
+                                            const float4* tab, int L, float scale, float* rowsum = nullptr) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   float acc[2][4] = {};
 #pragma unroll
@@ -237,6 +242,19 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
     const float p11 = j + 1 <= lim1 ? acc[t][3] * __expf(g1 - tb.x) * bb : 0.f;
     *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(p00, p01);
     *reinterpret_cast<uint32_t*>(Pm + i1 * PS + j) = mma::pack2<TI>(p10, p11);
+    acc[t][0] = p00 + p01, acc[t][2] = p10 + p11;
+  }
+  // Row sums of the (unrounded) block, added to rowsum[i] (shared memory).
+  if (rowsum) {
+    float s0 = acc[0][0] + acc[1][0], s1 = acc[0][2] + acc[1][2];
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+    if (qc == 0) {
+      atomicAdd(rowsum + i0, s0);
+      atomicAdd(rowsum + i1, s1);
+    }
   }
 }
 
@@ -467,6 +485,59 @@ __device__ __forceinline__ stage_view<TI, st> view_of(const unsigned char* stg, 
           reinterpret_cast<const TI*>(stg + st::k), reinterpret_cast<const TI*>(stg + st::v), reinterpret_cast<const TI*>(stg + st::dO)};
 }
 
+// Stores rows (16 r + qr, + 8) < L of acc in fp32, columns c0 + 8 t + qc (+1), into
+// dst[(t0 + row) H + h][ld] (ld may be odd: scalar stores).
+template <int NT>
+__device__ __forceinline__ void store_rows_f32(const float (&acc)[NT][4], float* dst, int64_t t0, int H, int h, int ld,
+                                               int c0, int r, int L) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int c = c0 + 8 * t + qc;
+    if (i0 < L) {
+      float* p = dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c;
+      p[0] = acc[t][0], p[1] = acc[t][1];
+    }
+    if (i1 < L) {
+      float* p = dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c;
+      p[0] = acc[t][2], p[1] = acc[t][3];
+    }
+  }
+}
+
+// The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
+// den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
+// the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j. Eight threads per row for q_i.n.
+template <typename TI, int K>
+__device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
+                                          const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
+                                          int col, int L) {
+  constexpr int KP = K / 8;
+  const int tid = threadIdx.x;
+  for (int e = tid; e < 8 * kC; e += blockDim.x) {
+    const int i = e / 8, part = e % 8;
+    float x = 0.f;
+#pragma unroll
+    for (int d = part * KP; d < part * KP + KP; d += 2) {
+      const float2 qv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(Qs + i * QS + d));
+      x += qv.x * n[d] + qv.y * n[d + 1];
+    }
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    if (part == 0) {
+      if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + psum[i];
+      psum[i] = 0.f;
+    }
+  }
+  if (tid < K) {
+    float x = gl * n[tid];
+    for (int j = 0; j < kC; ++j) x += tab[j].w * ldf(Ks + j * QS + tid);
+    n_next[tid] = x;
+  }
+}
+
 // Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
 // every warp is done with step it - 1, whose stage is reused), then issues the copies of step it + 1
 // (chunk at t_next with L_next rows) into that stage; returns step it's stage.
@@ -496,10 +567,13 @@ __device__ __forceinline__ void start_state(state_part<K, VT>& S, const core_arg
 // copy run before the second, so the state copy is rewritten after it without a third.
 
 // ---- forward ----
-template <typename TI, int K, int VT>
+// NORM: mLSTM's normaliser column (V = Vin + 1, a value column of ones, state n [K]): o is written in
+// fp32 [tokens, H, V], column Vin = scale exp(G_i) q_i.n + sum_j P_ij (by the CTAs of V tile 0), for
+// normalise_forward; n = exp(G_L) n + sum_j Kd_j.
+template <typename TI, int K, int VT, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out, seg_io sg) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, true, false, 1>;
+  using lay = cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS;
   extern __shared__ __align__(128) unsigned char sm[];
@@ -512,6 +586,15 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   const loader<TI, K, VT, true, false> ld(a, nullptr, h, v0);
+  // The normaliser (V tile 0 only): row sums of P, and n in two buffers (read one, write the other).
+  const bool nrm = NORM && blockIdx.x == 0;
+  float* psum = reinterpret_cast<float*>(sm + lay::fl);
+  float* nbuf = psum + kC;
+  const int tid = threadIdx.x;
+  if (nrm) {
+    if (tid < kC) psum[tid] = 0.f;
+    if (tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
+  }
 
   state_part<K, VT> S;
   start_state(S, a, sg, sr, srow, h, v0);
@@ -527,7 +610,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
-      intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale);
+      intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale, nrm ? psum : nullptr);
     }
     // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
     float o[4][4];
@@ -536,11 +619,18 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     scale_rows(o, Eq, r);
     __syncthreads();
     mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
-    store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+    if constexpr (NORM) {
+      store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
+      if (nrm) norm_step<TI, K>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
+                                static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
+    } else {
+      store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+    }
     S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   }
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
+  if (nrm && out.nf && tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
 }
 
 // ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
@@ -749,7 +839,7 @@ int cached_blocks_per_sm(int threads, size_t bytes) {
 // `per_sm` CTAs, each segment at least 8 chunks (LRNN_DA_SEGMENTS overrides, for tests and timing).
 seg_io choose_segments(const core_args& a, int vt, int per_sm) {
   seg_io sg;
-  const int64_t ctas = static_cast<int64_t>(a.N) * a.H * (a.V / vt);
+  const int64_t ctas = static_cast<int64_t>(a.N) * a.H * (a.Vin / vt);
   const int64_t chunks = (a.max_len + kC - 1) / kC;
   int64_t nseg = ctas > 0 ? (static_cast<int64_t>(per_sm > 0 ? per_sm : 1) * sm_count()) / ctas : 1;
   nseg = nseg < chunks / 8 ? nseg : chunks / 8;
@@ -809,7 +899,7 @@ struct scratch_scope {
 };
 
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers.
-int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
+int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, bool one_segment = false) {
   if (!a.gate_tab) {
     a.gate_tab = sc.get(static_cast<size_t>(tc_table_bytes(a)));
     if (sc.err) return sc.err;
@@ -817,7 +907,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  sg = choose_segments(a, vt, per_sm);
+  sg = one_segment ? seg_io{} : choose_segments(a, vt, per_sm);
   if (sg.nseg == 1) return 0;
   const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
   sg.buf = static_cast<float*>(sc.get(states));
@@ -830,7 +920,7 @@ template <typename TI, int K, int VT>
 int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const float* dsf, bool reverse) {
   if (sg.nseg == 1) return 0;
   constexpr size_t bytes = cta_lay<K, VT, false, false, 0>::total;
-  const dim3 grid(a.V / VT, a.H, a.N * sg.nseg);
+  const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   {
@@ -850,17 +940,19 @@ int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const floa
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename TI, int K, int VT>
+template <typename TI, int K, int VT, bool NORM>
 int fwd_k(const core_args& args, const fwd_out& o) {
   core_args a = args;
-  constexpr size_t bytes = cta_lay<K, VT, true, false, 1>::total;
-  auto kern = tc_fwd<TI, K, VT>;
+  constexpr size_t bytes = cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>>::total;
+  auto kern = tc_fwd<TI, K, VT, NORM>;
   seg_io sg;
   scratch_scope sc;
-  if (int e = prepare_tc(a, sg, sc, false, VT, cached_blocks_per_sm<tc_fwd<TI, K, VT>>(cfg<VT>::T, bytes))) return e;
+  // (The normaliser's state is not split into segments: one sweep per sequence.)
+  const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, NORM>>(cfg<VT>::T, bytes);
+  if (int e = prepare_tc(a, sg, sc, false, VT, per_sm, NORM)) return e;
   if (int e = tc_smem(kern, bytes)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
-  kern<<<dim3(a.V / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg);
+  kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -878,7 +970,7 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   scratch_scope sc;
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
-  const dim3 grid(a.V / VT, a.H, a.N * sg.nseg);
+  const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg);
@@ -890,9 +982,10 @@ bool tc_off() {
   return e && e[0] == '1';
 }
 
+// Inputs the tensor-core kernels take (V may carry the normaliser column: V = Vin + 1).
 bool tc_shape(const core_args& a) {
-  return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && a.gmode != g_key && a.u == nullptr && a.V == a.Vin &&
-         a.V % 64 == 0 && (a.K == 64 || a.K == 128);
+  return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && a.gmode != g_key && a.u == nullptr &&
+         (a.V == a.Vin || a.V == a.Vin + 1) && a.Vin % 64 == 0 && a.Vin > 0 && (a.K == 64 || a.K == 128);
 }
 
 // Shared memory of the kernels at V tile 128: the forward, or the larger of the backward sweeps.
@@ -906,7 +999,7 @@ size_t bytes128(bool bwd) {
 // (the backward at K = 128 needs 190 KB: Hopper), else 64.
 int vt_of(const core_args& a, bool bwd) {
   const size_t need = a.K == 64 ? bytes128<64>(bwd) : bytes128<128>(bwd);
-  return a.V % 128 == 0 && need <= smem_limit() ? 128 : 64;
+  return a.Vin % 128 == 0 && need <= smem_limit() ? 128 : 64;
 }
 
 // Calls fn(TI*, K, VT) with the compile-time input type, head size and V tile of `a`.
@@ -923,21 +1016,25 @@ int dispatch(const core_args& a, bool bwd, Fn&& fn) {
 
 }  // namespace
 
-bool tc_forward_eligible(const core_args& a, const fwd_out& o) { return tc_shape(a) && !o.o_f32 && !o.nf; }
+// With the normaliser column: o in fp32 (o', for normalise_forward); without: o in the input dtype.
+bool tc_forward_eligible(const core_args& a, const fwd_out& o) {
+  return tc_shape(a) && (a.V == a.Vin ? !o.o_f32 && !o.nf : o.o_f32);
+}
 // Not for a per-head constant decay (RetNet): its gradient is a position-weighted sum over the whole
 // sequence of q.dq - k.dk, and the tensor-core dq, dk (P, dP, S, dS rounded to the input dtype for
 // the products, as fla) leave it with a relative error that grows with T (measured on an H100:
 // rms 1.6e-2 at T = 1000 in f16, 0.41 for two sequences of 1000 in bf16, while dq, dk, dv stay
 // within 1.4x of the input-rounding baseline). Those calls take the fp32 SIMT backward.
 bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
-  return tc_shape(a) && a.gmode != g_head && !io.do_f32 && !io.dnf && !io.dn0;
+  return tc_shape(a) && a.V == a.Vin && a.gmode != g_head && !io.do_f32 && !io.dnf && !io.dn0;
 }
 bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.V == vt_of(a, true); }
 
 int tc_forward(const core_args& a, const fwd_out& o) {
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
-    return fwd_k<TI, decltype(k)::value, decltype(vt)::value>(a, o);
+    constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
+    return a.V == a.Vin ? fwd_k<TI, Kc, VTc, false>(a, o) : fwd_k<TI, Kc, VTc, true>(a, o);
   });
 }
 
