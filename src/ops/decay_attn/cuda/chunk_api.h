@@ -48,6 +48,7 @@ struct bwd_io {
   const void* d_o = nullptr;  // [tokens, H, Vin] in `type`, or (do_f32) [tokens, H, V] fp32
   bool do_f32 = false;
   const float* dsf = nullptr;  // [N, H, K, Vin] or null
+  const float* dn = nullptr;   // [tokens, H]: with V = Vin + 1 and d_o in `type` [tokens, H, Vin], its column Vin
   const float* dnf = nullptr;  // [N, H, K] or null
   float* dq = nullptr;         // [tokens, H, K] fp32, zeroed (accumulated with atomics)
   float* dk = nullptr;         // [tokens, H, K] fp32, zeroed
@@ -108,6 +109,10 @@ int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, fl
 // Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).
 int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o, int type,
                        float* dop, float* dm_local);
+// The same with dop split for the tensor-core backward: columns < Vin into dop_t [rows, Vin] in `type`,
+// column Vin into dn [rows] (fp32).
+int normalise_backward_split(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o,
+                             int type, void* dop_t, float* dn, float* dm_local);
 // out[h] = sum over tokens of x[t, h] (per-head-constant decay gradient).
 int sum_tokens(int64_t tokens, int H, const float* x, float* out);
 // out[j] = sum over n of x[n, j] (bonus gradient per sequence -> per head): not needed, du is summed in place.

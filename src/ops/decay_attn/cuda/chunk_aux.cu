@@ -100,29 +100,34 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
   stf(o + e, orow[j] / den);
 }
 
-template <typename TD>
+// dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
+// Vin into dncol).
+template <typename TD, typename TO>
 __global__ void norm_bwd_kernel(int64_t rows, int Vin, const float* op, const float* m, float eps, const TD* d_o,
-                                float* dop, float* dm_local) {
+                                TO* dop, float* dncol, float* dm_local) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
+  const bool split = dncol != nullptr;
   const float* orow = op + r * (Vin + 1);
   const TD* dh = d_o + r * Vin;
-  float* dn = dop + r * (Vin + 1);
+  TO* dn = dop + r * (split ? Vin : Vin + 1);
   const float fl = m ? expf(-m[r]) : 1.f;
   const float den = fmaxf(fabsf(orow[Vin]), fl) + eps;
   float hd = 0.f;
   for (int j = 0; j < Vin; ++j) {
     const float x = ldf(dh + j);
-    dn[j] = x / den;
+    stf(dn + j, x / den);
     hd += orow[j] / den * x;
   }
+  float last = 0.f;
   if (fabsf(orow[Vin]) > fl) {
-    dn[Vin] = (orow[Vin] > 0 ? -hd : hd) / den;
+    last = (orow[Vin] > 0 ? -hd : hd) / den;
     if (dm_local) dm_local[r] = 0.f;
   } else {
-    dn[Vin] = 0.f;
     if (dm_local) dm_local[r] = hd / den * fl;
   }
+  if (split) dncol[r] = last;
+  else stf(dn + Vin, last);
 }
 
 __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* out) {
@@ -172,7 +177,20 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
   if (rows == 0) return 0;
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o), dop, dm_local);
+    norm_bwd_kernel<TD, float><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
+                                                                              dop, nullptr, dm_local);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+int normalise_backward_split(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o,
+                             int type, void* dop_t, float* dn, float* dm_local) {
+  if (rows == 0) return 0;
+  if (!dn) return static_cast<int>(cudaErrorInvalidValue);
+  return with_type(type, [&](auto* tag) {
+    using TD = std::remove_pointer_t<decltype(tag)>;
+    norm_bwd_kernel<TD, TD><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
+                                                                           static_cast<TD*>(dop_t), dn, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
 }

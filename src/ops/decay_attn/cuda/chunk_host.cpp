@@ -173,18 +173,29 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   LRNN_ASSIGN_OR_RETURN(tensor d_o_t, d_o_in.to(in.q.type()));
   LRNN_ASSIGN_OR_RETURN(tensor d_o, d_o_t.contiguous());
   cc::bwd_io io;
-  tensor op, dop, dm_local;
+  tensor op, dop, dn_col, dm_local;
   if (spec.normalizer) {
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     cc::fwd_out fo;
     fo.o = op.raw_data(), fo.o_f32 = true;
     LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
-    LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
-    LRNN_TRY(check(cc::normalise_backward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
-                                          static_cast<float>(spec.eps), d_o.raw_data(), a.type, fpm(dop), fpm(dm_local)),
-                   "normaliser backward"));
-    io.d_o = dop.raw_data(), io.do_f32 = true;
+    if (cc::tc_backward_normaliser(a)) {
+      // Tensor cores: d_o' in the input dtype, its normaliser column apart in fp32.
+      LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+      LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
+      LRNN_TRY(check(cc::normalise_backward_split(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
+                                                  static_cast<float>(spec.eps), d_o.raw_data(), a.type, dop.raw_data(),
+                                                  fpm(dn_col), fpm(dm_local)),
+                     "normaliser backward"));
+      io.d_o = dop.raw_data(), io.dn = fp(dn_col);
+    } else {
+      LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
+      LRNN_TRY(check(cc::normalise_backward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
+                                            static_cast<float>(spec.eps), d_o.raw_data(), a.type, fpm(dop), fpm(dm_local)),
+                     "normaliser backward"));
+      io.d_o = dop.raw_data(), io.do_f32 = true;
+    }
   } else {
     io.d_o = d_o.raw_data();
   }

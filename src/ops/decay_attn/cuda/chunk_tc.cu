@@ -53,7 +53,7 @@ __device__ __forceinline__ int p2r(int l) { return (l & 7) | ((l >> 4) << 3); }
 __device__ __forceinline__ int p2c(int l) { return ((l >> 3) & 1) << 3; }
 
 // One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows.
-template <int K, int VT, bool HQ, bool HDO>
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
@@ -61,14 +61,15 @@ struct stage_lay {
   static constexpr size_t v = k + 2 * kC * QS;
   static constexpr size_t dO = v + 2 * kC * VS;
   static constexpr size_t tab = dO + (HDO ? 2 * kC * VS : 0);  // float4 {G, beta, Eq, Ek} per row
-  static constexpr size_t bytes = tab + 16 * kC;
+  static constexpr size_t dn = tab + 16 * kC;                   // the normaliser column of d_o per row
+  static constexpr size_t bytes = dn + (HDN ? 4 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false>
 struct cta_lay {
-  using st = stage_lay<K, VT, HQ, HDO>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN>;
   static constexpr size_t stage0 = 0;
   static constexpr size_t stage1 = st::bytes;
   static constexpr size_t sb = 2 * st::bytes;
@@ -82,13 +83,14 @@ constexpr int norm_floats = NORM ? kC + 2 * K : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
-template <typename TI, int K, int VT, bool HQ, bool HDO>
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false>
 struct loader {
-  using st = stage_lay<K, VT, HQ, HDO>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
   static_assert(T % KC8 == 0 && kC % KR == 0 && T % VC8 == 0 && kC % VR == 0, "loader tiling");
   const TI *q, *k, *v, *dO;
   const float4* tab;
+  const float* dn;
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc;
   __device__ loader(const core_args& a, const void* d_o, int h, int v0) {
@@ -101,6 +103,10 @@ struct loader {
     v = static_cast<const TI*>(a.v) + static_cast<int64_t>(h) * a.Vin + v0 + vc;
     dO = d_o ? static_cast<const TI*>(d_o) + static_cast<int64_t>(h) * a.Vin + v0 + vc : nullptr;
     tab = static_cast<const float4*>(a.gate_tab) + h;
+    dn = nullptr;
+  }
+  __device__ loader(const core_args& a, const void* d_o, const float* dn_in, int h, int v0) : loader(a, d_o, h, v0) {
+    dn = dn_in ? dn_in + h : nullptr;
   }
   // Issues the copies of chunk [t0, t0 + L) into the stage at `base` (rows >= L become zeros).
   __device__ void issue(unsigned char* base, int64_t t0, int L) const {
@@ -129,6 +135,7 @@ struct loader {
       const int i = threadIdx.x;
       const bool ok = i < L;
       mma::cp16(reinterpret_cast<float4*>(base + st::tab) + i, tab + (t0 + (ok ? i : 0)) * H, ok);
+      if constexpr (HDN) mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
     }
     mma::cp_commit();
   }
@@ -216,7 +223,8 @@ __device__ __forceinline__ void tri_block(int b, int& rb, int& cb) {
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 template <typename TI, int KD>
 __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
-                                            const float4* tab, int L, float scale, float* rowsum = nullptr) {
+                                            const float4* tab, int L, float scale, float* rowsum = nullptr,
+                                            const float* rowadd = nullptr) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   float acc[2][4] = {};
 #pragma unroll
@@ -231,6 +239,11 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
   const int i0 = 16 * rb + qr, i1 = i0 + 8;
   const float g0 = tab[i0].x, g1 = tab[i1].x;
   const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
+  if (rowadd) {  // + a per-row term (mLSTM's normaliser column: dP_ij gets dn_i)
+    const float a0 = rowadd[i0], a1 = rowadd[i1];
+#pragma unroll
+    for (int t = 0; t < 2; ++t) acc[t][0] += a0, acc[t][1] += a0, acc[t][2] += a1, acc[t][3] += a1;
+  }
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
     const int j = 16 * cb + 8 * t + qc;
@@ -506,6 +519,34 @@ __device__ __forceinline__ void store_rows_f32(const float (&acc)[NT][4], float*
   }
 }
 
+// One step of a normaliser state (threads d < K): n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column
+// of the gate table (strided by 4), f per row (or 1).
+template <typename TI, int K>
+__device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
+                                            const float* f, float gl) {
+  const int d = threadIdx.x;
+  if (d >= K) return;
+  float x = gl * n[d];
+  if (f) {
+    for (int j = 0; j < kC; ++j) x += coef[4 * j] * f[j] * ldf(X + j * XS + d);
+  } else {
+    for (int j = 0; j < kC; ++j) x += coef[4 * j] * ldf(X + j * XS + d);
+  }
+  n_next[d] = x;
+}
+
+// acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
+template <int NT>
+__device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv, const float* colv, int c0, int r) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const float a0 = rowv ? rowv[16 * r + qr] : 1.f, a1 = rowv ? rowv[16 * r + qr + 8] : 1.f;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float b0 = colv[c0 + 8 * t + qc], b1 = colv[c0 + 8 * t + qc + 1];
+    acc[t][0] += a0 * b0, acc[t][1] += a0 * b1, acc[t][2] += a1 * b0, acc[t][3] += a1 * b1;
+  }
+}
+
 // The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
 // den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
 // the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j. Eight threads per row for q_i.n.
@@ -531,11 +572,7 @@ __device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_
       psum[i] = 0.f;
     }
   }
-  if (tid < K) {
-    float x = gl * n[tid];
-    for (int j = 0; j < kC; ++j) x += tab[j].w * ldf(Ks + j * QS + tid);
-    n_next[tid] = x;
-  }
+  norm_update<TI, K>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
 
 // Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
@@ -634,10 +671,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 }
 
 // ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
-template <typename TI, int K, int VT, bool DIRECT>
+// NORM (mLSTM's normaliser column, V = Vin + 1; io.dn its column of d_o): on V tile 0, dP_ij gets
+// dn_i and dq_i gets scale exp(G_i) dn_i n (n the normaliser state, swept alongside).
+template <typename TI, int K, int VT, bool DIRECT, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT, true, 1>;
+  using lay = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -649,7 +688,11 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  const loader<TI, K, VT, DIRECT, true> ld(a, io.d_o, h, v0);
+  const loader<TI, K, VT, DIRECT, true, NORM> ld(a, io.d_o, io.dn, h, v0);
+  const bool nrm = NORM && blockIdx.x == 0;
+  float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
+  const int tid = threadIdx.x;
+  if (nrm && tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
 
   state_part<K, VT> S;
   start_state(S, a, sg, sr, srow, h, v0);
@@ -661,15 +704,18 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     const int L = rows_left(te - t0);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
+    const float* dns = reinterpret_cast<const float*>(stg + st::dn);
+    float* ncur = nbuf + (ci & 1) * K;
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
-      intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale);
+      intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
     }
     float dq[NQ][4];
     zero(dq);
     const int d0 = c * KW;
     mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
+    if (nrm) add_outer(dq, dns, ncur, d0, r);
     scale_rows(dq, Eq, r);
     __syncthreads();
     mul_p<TI, NQ>(dq, dPs, r, Ks, QS, d0);
@@ -679,17 +725,23 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
+    if (nrm) norm_update<TI, K>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   }
-  if (io.F && io.dsf && te == sr.se) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
+  if (io.F && te == sr.se) {
+    if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
+    if (nrm && io.dnf && tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
+  }
 }
 
 // ---- backward, reverse sweep: dk, dv, dS (io.dk_out set: dk in the input dtype with k.dk per token) ----
-template <typename TI, int K, int VT>
+// NORM: on V tile 0, dP_ij gets dn_i, dk_j gets exp(G_L - G_j) beta_j dn_s (dn_s the normaliser
+// state's gradient, swept alongside: dn_s = exp(G_L) dn_s + sum_i scale exp(G_i) dn_i q_i).
+template <typename TI, int K, int VT, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, seg_io sg) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, true, true, 2>;
+  using lay = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;
   extern __shared__ __align__(128) unsigned char sm[];
@@ -703,7 +755,11 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   TI* dPs = Ps + kC * PS;
-  const loader<TI, K, VT, true, true> ld(a, io.d_o, h, v0);
+  const loader<TI, K, VT, true, true, NORM> ld(a, io.d_o, io.dn, h, v0);
+  const bool nrm = NORM && blockIdx.x == 0;
+  float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
+  const int tid = threadIdx.x;
+  if (nrm && tid < K) nbuf[tid] = io.dnf ? io.dnf[srow + tid] : 0.f;
 
   state_part<K, VT> dS;
   if (te == sr.se) {
@@ -724,6 +780,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     const int cn = ci > 0 ? ci - 1 : 0;
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
+    const float* dns = reinterpret_cast<const float*>(stg + st::dn);
+    float* ncur = nbuf + (it & 1) * K;
     // The products with dS first: dV rows j (block r), columns 32 c..: Ek_j (K dS)_j; dK rows j,
     // columns d0..d0 + KW: Ek_j (V dS^T)_j.
     float dv[4][4], dk[NQ][4];
@@ -732,6 +790,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     const int d0 = c * KW;
     mul_rows<TI, 4, K, true>(dv, Ks, QS, r, dSb, VS, 32 * c);
     mul_rows<TI, NQ, VT, false>(dk, Vs, VS, r, dSb, VS, d0);
+    if (nrm) add_outer(dk, nullptr, ncur, d0, r);
     scale_rows(dv, Ek, r);
     scale_rows(dk, Ek, r);
     // P and dP blocks (warps of row block 3 first: theirs are the shortest P^T products).
@@ -739,7 +798,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       int rb, cb;
       tri_block(b % 10, rb, cb);
       if (b < 10) intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale);
-      else intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale);
+      else intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
     }
     __syncthreads();
     // + sum_{i >= j} P_ij dO_i and + sum_{i >= j} dP_ij q_i.
@@ -753,12 +812,18 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
+    if (nrm) norm_update<TI, K>(ncur, nbuf + ((it + 1) & 1) * K, Qs, QS, Eq, dns, gl);
     dS.update(gl, Qs, QS, Eq, Ds);
     dS.to_smem(dSb);
   }
   if (sr.s > 0) return;
   if (io.ds0) dS.for_each([&](float& x, int d, int col) { io.ds0[(srow + d) * Vin + v0 + col] = x; });
   if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
+  if (nrm && tid < K) {
+    const float dn0 = nbuf[(nch & 1) * K + tid];
+    if (io.dn0) io.dn0[srow + tid] = dn0;
+    if (io.F0 && a.n0) atomicAdd(io.F0 + srow + tid, a.n0[srow + tid] * dn0);
+  }
 }
 
 // Segment pass: FWD sweeps segment s (< nseg - 1) from S = 0: S = exp(G_L) S + Kd^T V; the reverse
@@ -956,19 +1021,21 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename TI, int K, int VT, bool DIRECT>
+template <typename TI, int K, int VT, bool DIRECT, bool NORM>
 int bwd_k(const core_args& args, const bwd_io& io) {
   core_args a = args;
-  constexpr size_t qbytes = cta_lay<K, VT, DIRECT, true, 1>::total, kbytes = cta_lay<K, VT, true, true, 2>::total;
-  auto qkern = tc_dq<TI, K, VT, DIRECT>;
-  auto kkern = tc_dkv<TI, K, VT>;
-  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT>>(cfg<VT>::T, qbytes);
-  const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT>>(cfg<VT>::T, kbytes);
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM>::total;
+  constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
+  auto qkern = tc_dq<TI, K, VT, DIRECT, NORM>;
+  auto kkern = tc_dkv<TI, K, VT, NORM>;
+  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM>>(cfg<VT>::T, qbytes);
+  const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, NORM>>(cfg<VT>::T, kbytes);
   if (int e = tc_smem(qkern, qbytes)) return e;
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
-  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  // (The normaliser's states are not split into segments.)
+  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, NORM)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg);
@@ -1026,9 +1093,11 @@ bool tc_forward_eligible(const core_args& a, const fwd_out& o) {
 // rms 1.6e-2 at T = 1000 in f16, 0.41 for two sequences of 1000 in bf16, while dq, dk, dv stay
 // within 1.4x of the input-rounding baseline). Those calls take the fp32 SIMT backward.
 bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
-  return tc_shape(a) && a.V == a.Vin && a.gmode != g_head && !io.do_f32 && !io.dnf && !io.dn0;
+  if (!tc_shape(a) || a.gmode == g_head || io.do_f32) return false;
+  return a.V == a.Vin ? !io.dnf && !io.dn0 : io.dn != nullptr;
 }
-bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.V == vt_of(a, true); }
+bool tc_backward_normaliser(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && a.gmode != g_head; }
+bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.Vin == vt_of(a, true); }
 
 int tc_forward(const core_args& a, const fwd_out& o) {
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
@@ -1044,7 +1113,8 @@ int tc_backward(const core_args& a, const bwd_io& io) {
   return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
-    return direct ? bwd_k<TI, Kc, VTc, true>(a, io) : bwd_k<TI, Kc, VTc, false>(a, io);
+    if (a.V != a.Vin) return direct ? bwd_k<TI, Kc, VTc, true, true>(a, io) : bwd_k<TI, Kc, VTc, false, true>(a, io);
+    return direct ? bwd_k<TI, Kc, VTc, true, false>(a, io) : bwd_k<TI, Kc, VTc, false, false>(a, io);
   });
 }
 

@@ -9,6 +9,9 @@ namespace lrnn::ops::cuda_chunk {
 // (LRNN_DA_NO_TC=1 turns the path off).
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
+// Whether the tensor-core backward takes this call's normaliser column (V = Vin + 1) when given d_o in
+// the input dtype plus its normaliser column in bwd_io::dn (normalise_backward_split).
+bool tc_backward_normaliser(const core_args& a);
 int tc_forward(const core_args& a, const fwd_out& o);
 // Bytes of core_args::gate_tab the tensor-core path uses.
 inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; }
