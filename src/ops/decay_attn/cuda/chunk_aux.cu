@@ -11,81 +11,109 @@ __device__ __forceinline__ float gate_at(const float* g, int gmode, int64_t t, i
   return gmode == g_head ? g[h] : gmode == g_scalar ? g[t * H + h] : 0.f;
 }
 
-// One thread per (sequence, head); loads go out in batches of kB tokens ahead of the sequential max.
-constexpr int kB = 16;
+// The stabiliser's recurrences, one CTA of kST threads per (sequence, head), as two-level scans:
+// each thread takes a contiguous segment of tokens, its segment's map is composed (forward
+// m -> max(m + A, B), a max-plus affine map; backward carry -> P carry + Q with P in {0, 1}), a CTA
+// scan of the segment maps gives every segment's incoming value, then each thread runs its segment.
+constexpr int kST = 256;
 
-__global__ void stab_scan_kernel(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* in,
-                                 const float* m0, float* m, float* gt, float* bt, float* mT) {
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= N * H) return;
-  const int n = idx / H, h = idx % H;
-  float mp = m0 ? m0[idx] : 0.f;
-  const int64_t tb = offsets[n], te = offsets[n + 1];
-  for (int64_t t0 = tb; t0 < te; t0 += kB) {
-    float gs[kB], it[kB];
-#pragma unroll
-    for (int r = 0; r < kB; ++r) {
-      const int64_t t = t0 + r;
-      gs[r] = t < te ? gate_at(g, gmode, t, H, h) : 0.f;
-      it[r] = t < te ? in[t * H + h] : 0.f;
-    }
-#pragma unroll
-    for (int r = 0; r < kB; ++r) {
-      const int64_t t = t0 + r;
-      if (t >= te) break;
-      const int64_t o = t * H + h;
-      const float mt = fmaxf(gs[r] + mp, it[r]);
-      m[o] = mt;
-      gt[o] = fminf(0.f, gs[r] + mp - mt);
-      bt[o] = fminf(0.f, it[r] - mt);
-      mp = mt;
-    }
-  }
-  if (mT) mT[idx] = mp;
+struct seg_span {
+  int64_t tb, te;
+};
+__device__ __forceinline__ seg_span thread_segment(const int32_t* offsets, int n) {
+  const int64_t sb = offsets[n], se = offsets[n + 1];
+  const int64_t len = (se - sb + kST - 1) / kST;
+  const int64_t tb = sb + threadIdx.x * len < se ? sb + threadIdx.x * len : se;
+  return {tb, tb + len < se ? tb + len : se};
 }
 
-__global__ void stab_bwd_kernel(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* in,
+__global__ void stab_scan_kernel(int H, const int32_t* offsets, const float* g, int gmode, const float* in,
+                                 const float* m0, float* m, float* gt, float* bt, float* mT) {
+  const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
+  const seg_span sp = thread_segment(offsets, n);
+  // This segment's map m -> max(m + A, B).
+  float A = 0.f, B = -INFINITY;
+  for (int64_t t = sp.tb; t < sp.te; ++t) {
+    const float gs = gate_at(g, gmode, t, H, h);
+    A += gs;
+    B = fmaxf(B + gs, in[t * H + h]);
+  }
+  __shared__ float sA[kST], sB[kST], sIn[kST];
+  sA[j] = A, sB[j] = B;
+  __syncthreads();
+  if (j == 0) {
+    float cur = m0 ? m0[idx] : 0.f;
+    for (int x = 0; x < kST; ++x) {
+      sIn[x] = cur;
+      cur = fmaxf(cur + sA[x], sB[x]);
+    }
+    if (mT) mT[idx] = cur;
+  }
+  __syncthreads();
+  float mp = sIn[j];
+  for (int64_t t = sp.tb; t < sp.te; ++t) {
+    const int64_t o = t * H + h;
+    const float gs = gate_at(g, gmode, t, H, h), it = in[o];
+    const float mt = fmaxf(gs + mp, it);
+    m[o] = mt;
+    gt[o] = fminf(0.f, gs + mp - mt);
+    bt[o] = fminf(0.f, it - mt);
+    mp = mt;
+  }
+}
+
+// Backward through the stabiliser, per token from the last: dm = carry + dm_local - dg - db; the
+// token's decay gradient gets dm where m took the decay branch (g + m_prev >= i), else the input
+// gate's does; the carry to the previous token is dg (+ dm on the decay branch), i.e.
+// carry -> carry + (dm_local - db) on the decay branch, else -> dg.
+__global__ void stab_bwd_kernel(int H, const int32_t* offsets, const float* g, int gmode, const float* in,
                                 const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
                                 const float* dmT, float* dgs_out, float* di, float* dm0) {
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= N * H) return;
-  const int n = idx / H, h = idx % H;
-  const int64_t tb = offsets[n], te = offsets[n + 1];
+  const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
+  const int64_t sb = offsets[n];
   const float mfirst = m0 ? m0[idx] : 0.f;
-  float carry = dmT ? dmT[idx] : 0.f;
-  for (int64_t t1 = te - 1; t1 >= tb; t1 -= kB) {
-    float dgv[kB], dbv[kB], dml[kB], mpv[kB], gv[kB], iv[kB];
-#pragma unroll
-    for (int r = 0; r < kB; ++r) {
-      const int64_t t = t1 - r;
-      const bool ok = t >= tb;
-      const int64_t o = t * H + h;
-      dgv[r] = ok && dg ? dg[o] : 0.f;
-      dbv[r] = ok ? db[o] : 0.f;
-      dml[r] = ok && dm_local ? dm_local[o] : 0.f;
-      mpv[r] = ok ? (t > tb ? m[o - H] : mfirst) : 0.f;
-      gv[r] = ok ? gate_at(g, gmode, t, H, h) : 0.f;
-      iv[r] = ok ? in[o] : 0.f;
-    }
-#pragma unroll
-    for (int r = 0; r < kB; ++r) {
-      const int64_t t = t1 - r;
-      if (t < tb) break;
-      const int64_t o = t * H + h;
-      const float dm = carry + dml[r] - dgv[r] - dbv[r];
-      float dgo = dgv[r], dio = dbv[r];
-      carry = dgv[r];
-      if (gv[r] + mpv[r] >= iv[r]) {
-        dgo += dm;
-        carry += dm;
-      } else {
-        dio += dm;
-      }
-      dgs_out[o] = dgo;
-      di[o] = dio;
-    }
+  const seg_span sp = thread_segment(offsets, n);
+  auto step = [&](int64_t t, float& P, float& Q, bool& dec, float& dgv, float& dbv, float& dml) {
+    const int64_t o = t * H + h;
+    const float mp = t > sb ? m[o - H] : mfirst;
+    dgv = dg ? dg[o] : 0.f;
+    dbv = db[o];
+    dml = dm_local ? dm_local[o] : 0.f;
+    dec = gate_at(g, gmode, t, H, h) + mp >= in[o];
+    P = dec ? 1.f : 0.f;
+    Q = dec ? dml - dbv : dgv;
+  };
+  // This segment's map carry_in (after its last token) -> P carry_in + Q (before its first).
+  float P = 1.f, Q = 0.f;
+  for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
+    float p, q, dgv, dbv, dml;
+    bool dec;
+    step(t, p, q, dec, dgv, dbv, dml);
+    Q = p * Q + q, P = p * P;
   }
-  if (dm0) dm0[idx] = carry;
+  __shared__ float sP[kST], sQ[kST], sIn[kST];
+  sP[j] = P, sQ[j] = Q;
+  __syncthreads();
+  if (j == 0) {
+    float cur = dmT ? dmT[idx] : 0.f;
+    for (int x = kST - 1; x >= 0; --x) {
+      sIn[x] = cur;
+      cur = sP[x] * cur + sQ[x];
+    }
+    if (dm0) dm0[idx] = cur;
+  }
+  __syncthreads();
+  float carry = sIn[j];
+  for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
+    float p, q, dgv, dbv, dml;
+    bool dec;
+    step(t, p, q, dec, dgv, dbv, dml);
+    const float dm = carry + dml - dgv - dbv;
+    const int64_t o = t * H + h;
+    dgs_out[o] = dgv + (dec ? dm : 0.f);
+    di[o] = dbv + (dec ? 0.f : dm);
+    carry = dec ? carry + dml - dbv : dgv;
+  }
 }
 
 template <typename TO>
@@ -102,10 +130,12 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
 
 // dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
 // Vin into dncol).
+// One warp per row (lanes over the columns).
 template <typename TD, typename TO>
 __global__ void norm_bwd_kernel(int64_t rows, int Vin, const float* op, const float* m, float eps, const TD* d_o,
                                 TO* dop, float* dncol, float* dm_local) {
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
   if (r >= rows) return;
   const bool split = dncol != nullptr;
   const float* orow = op + r * (Vin + 1);
@@ -114,11 +144,14 @@ __global__ void norm_bwd_kernel(int64_t rows, int Vin, const float* op, const fl
   const float fl = m ? expf(-m[r]) : 1.f;
   const float den = fmaxf(fabsf(orow[Vin]), fl) + eps;
   float hd = 0.f;
-  for (int j = 0; j < Vin; ++j) {
+  for (int j = lane; j < Vin; j += 32) {
     const float x = ldf(dh + j);
     stf(dn + j, x / den);
     hd += orow[j] / den * x;
   }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
+  if (lane != 0) return;
   float last = 0.f;
   if (fabsf(orow[Vin]) > fl) {
     last = (orow[Vin] > 0 ? -hd : hd) / den;
@@ -151,7 +184,7 @@ unsigned blocks(int64_t n, int per) { return static_cast<unsigned>((n + per - 1)
 int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
                     float* m, float* gt, float* bt, float* mT) {
   if (N * H == 0) return 0;
-  stab_scan_kernel<<<blocks(N * H, 128), 128, 0, launch_stream()>>>(N, H, offsets, g, gmode, i, m0, m, gt, bt, mT);
+  stab_scan_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, offsets, g, gmode, i, m0, m, gt, bt, mT);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -159,7 +192,7 @@ int stabiliser_backward(int N, int H, const int32_t* offsets, const float* g, in
                         const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
                         const float* dmT, float* dgs_out, float* di, float* dm0) {
   if (N * H == 0) return 0;
-  stab_bwd_kernel<<<blocks(N * H, 128), 128, 0, launch_stream()>>>(N, H, offsets, g, gmode, i, m0, m, dg, db, dm_local, dmT, dgs_out, di, dm0);
+  stab_bwd_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, offsets, g, gmode, i, m0, m, dg, db, dm_local, dmT, dgs_out, di, dm0);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -177,7 +210,7 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
   if (rows == 0) return 0;
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD, float><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
+    norm_bwd_kernel<TD, float><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
                                                                               dop, nullptr, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
@@ -189,7 +222,7 @@ int normalise_backward_split(int64_t rows, int Vin, const float* op, const float
   if (!dn) return static_cast<int>(cudaErrorInvalidValue);
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD, TD><<<blocks(rows, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
+    norm_bwd_kernel<TD, TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
                                                                            static_cast<TD*>(dop_t), dn, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
