@@ -1,6 +1,6 @@
 // decay_attn chunk form on CUDA, tensor-core path (bf16 / f16 inputs, fp32 accumulation): scalar,
-// per-head or no decay, optional input scale beta; K in {64, 128}, V a multiple of 64, no bonus, no
-// normaliser column. One CTA per (sequence, head, V tile of VT = 128 columns, or 64 when V is not a
+// per-head or no decay, optional input scale beta, optional normaliser column; K in {64, 128}, V a
+// multiple of 64, no bonus. One CTA per (sequence, head, V tile of VT = 128 columns, or 64 when V is not a
 // multiple of 128) sweeps the chunks with the fp32 state tile in registers (mma.sync accumulators; a
 // bf16/f16 copy in shared memory feeds the products that read it), loads of the next chunk in flight
 // (cp.async, two stages). No chunk state reaches HBM. Kernels:
@@ -15,6 +15,8 @@
 // are written in the input dtype with the per-token sums q.dq and k.dk the gate gradients need (no
 // fp32 round trip). With several V tiles they are partial sums, added in fp32 (red.add) for
 // finish_backward.
+// mLSTM's normaliser column (V = Vin + 1: a value column of ones with its own state n [K]) rides along
+// on the CTAs of V tile 0 (template flag NORM; no segments then).
 // Warps: VT / 8 of them; r = warp % 4 is a 16-row block of the chunk, c = warp / 4 a group of 32
 // columns of o / dv (K / (VT / 32) columns of dq / dk). The chunk matrices (P, dP) are computed once
 // per CTA, as 10 lower-triangle 16 x 16 blocks spread over the warps, into shared memory. The state

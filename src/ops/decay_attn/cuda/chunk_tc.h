@@ -5,7 +5,8 @@
 
 namespace lrnn::ops::cuda_chunk {
 
-// bf16/f16, scalar / per-head / no decay, no bonus, no normaliser column, K in {64, 128}, V % 64 == 0
+// bf16/f16, scalar / per-head / no decay, no bonus, K in {64, 128}, Vin % 64 == 0 (with or without the
+// normaliser column: V = Vin + 1, forward with o in fp32)
 // (LRNN_DA_NO_TC=1 turns the path off).
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
