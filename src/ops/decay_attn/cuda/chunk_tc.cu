@@ -273,6 +273,22 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
   }
 }
 
+// acc (16 x 8 NT) += A x B over one 16-deep k block k0..k0 + 15, A in fragment fa, B = Y's columns
+// n0..n0 + 8 NT - 1, Y [k][n] (KN) or [n][k] (!KN: the product with Y^T), row stride YS. The inner step
+// of every product below.
+template <typename TI, int NT, bool KN = true>
+__device__ __forceinline__ void mma_b(float (&acc)[NT][4], const uint32_t (&fa)[4], const TI* Y, int YS, int k0, int n0) {
+  const int l = threadIdx.x % 32;
+#pragma unroll
+  for (int p = 0; p < NT / 2; ++p) {
+    uint32_t fb[4];
+    if constexpr (KN) mma::ldsm4t(fb, Y + (k0 + p1r(l)) * YS + n0 + 16 * p + p1c(l));
+    else mma::ldsm4(fb, Y + (n0 + 16 * p + p2r(l)) * YS + k0 + p2c(l));
+    mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
+    mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
+  }
+}
+
 // State-shaped accumulator of this warp (K x VT tile over VT / 8 warps): rows d = 16 db + (qr, qr + 8),
 // columns col0 + 8 t + qc (+1).
 template <int K, int VT>
@@ -316,13 +332,7 @@ struct state_part {
       fa[1] = mma::scale2<TI>(fa[1], e0, e1);
       fa[2] = mma::scale2<TI>(fa[2], e8, e9);
       fa[3] = mma::scale2<TI>(fa[3], e8, e9);
-#pragma unroll
-      for (int p = 0; p < NT / 2; ++p) {
-        uint32_t fb[4];
-        mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * VS + col0 + 16 * p + p1c(l));
-        mma::mma16816<TI>(s[2 * p], fa, fb[0], fb[1]);
-        mma::mma16816<TI>(s[2 * p + 1], fa, fb[2], fb[3]);
-      }
+      mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
     }
   }
   template <typename TI>
@@ -366,13 +376,7 @@ __device__ __forceinline__ void mul_p(float (&acc)[NT][4], const TI* Pm, int r, 
     if (kb > r) break;
     uint32_t fa[4];
     mma::ldsm4(fa, Pm + (16 * r + p1r(l)) * PS + 16 * kb + p1c(l));
-#pragma unroll
-    for (int p = 0; p < NT / 2; ++p) {
-      uint32_t fb[4];
-      mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * YS + n0 + 16 * p + p1c(l));
-      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
-      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
-    }
+    mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
   }
 }
 
@@ -385,14 +389,7 @@ __device__ __forceinline__ void mul_rows(float (&acc)[NT][4], const TI* X, int X
   for (int kk = 0; kk < KD / 16; ++kk) {
     uint32_t fa[4];
     mma::ldsm4(fa, X + (16 * r + p1r(l)) * XS + 16 * kk + p1c(l));
-#pragma unroll
-    for (int p = 0; p < NT / 2; ++p) {
-      uint32_t fb[4];
-      if constexpr (KN) mma::ldsm4t(fb, Y + (16 * kk + p1r(l)) * YS + n0 + 16 * p + p1c(l));
-      else mma::ldsm4(fb, Y + (n0 + 16 * p + p2r(l)) * YS + 16 * kk + p2c(l));
-      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
-      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
-    }
+    mma_b<TI, NT, KN>(acc, fa, Y, YS, 16 * kk, n0);
   }
 }
 
@@ -406,13 +403,7 @@ __device__ __forceinline__ void mul_causal_t(float (&acc)[NT][4], const TI* X, i
     if (kb < r) continue;
     uint32_t fa[4];
     mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
-#pragma unroll
-    for (int p = 0; p < NT / 2; ++p) {
-      uint32_t fb[4];
-      mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * YS + n0 + 16 * p + p1c(l));
-      mma::mma16816<TI>(acc[2 * p], fa, fb[0], fb[1]);
-      mma::mma16816<TI>(acc[2 * p + 1], fa, fb[2], fb[3]);
-    }
+    mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
   }
 }
 
@@ -589,6 +580,22 @@ __device__ __forceinline__ unsigned char* pipeline_step(const LD& ld, unsigned c
   return sm + ((it & 1) ? Lay::stage1 : Lay::stage0);
 }
 
+// Where a sweep CTA works: its segment of a sequence, head h, V tile at v0, warp roles r (16-row
+// block) and c (column group), and srow, the first state row of (sequence, head).
+template <int K, int VT>
+struct sweep_cta {
+  seg_range sr;
+  int h, v0, r, c;
+  size_t srow;
+  __device__ sweep_cta(const core_args& a, const seg_io& sg) : sr(seg_of(a, sg)) {
+    const int warp = threadIdx.x / 32;
+    h = blockIdx.y, v0 = blockIdx.x * VT, r = warp % 4, c = warp / 4;
+    srow = (static_cast<size_t>(sr.n) * a.H + h) * K;
+  }
+  // A segment past its sequence's end (segments are cut to the longest sequence).
+  __device__ bool idle() const { return sr.s > 0 && sr.tb >= sr.se; }
+};
+
 // The forward-direction sweeps' starting state: s0 (first segment) or the scanned segment boundary.
 template <int K, int VT>
 __device__ __forceinline__ void start_state(state_part<K, VT>& S, const core_args& a, const seg_io& sg,
@@ -599,6 +606,26 @@ __device__ __forceinline__ void start_state(state_part<K, VT>& S, const core_arg
     const float* st0 = sg.buf + seg_off(a, sg, sr.n, sr.s - 1, h);
     S.for_each([&](float& x, int d, int col) { x = st0[d * a.V + v0 + col]; });
   }
+}
+
+// The forward-direction sweep of tc_fwd and tc_dq: the state from s0 or the segment boundary, then
+// the chunks of the segment through the two-stage pipeline, body(stage, t0, rows, chunk index) for
+// each. Returns the number of chunks.
+template <typename Lay, typename LD, typename TI, int K, int VT, typename Body>
+__device__ __forceinline__ int forward_sweep(state_part<K, VT>& S, TI* Sb, const LD& ld, unsigned char* sm,
+                                             const core_args& a, const seg_io& sg, const seg_range& sr, size_t srow,
+                                             int h, int v0, Body&& body) {
+  start_state(S, a, sg, sr, srow, h, v0);
+  S.to_smem(Sb);
+  const int64_t tb = sr.tb, te = sr.te;
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  if (nch > 0) ld.issue(sm + Lay::stage0, tb, rows_left(te - tb));
+  for (int ci = 0; ci < nch; ++ci) {
+    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+    const int L = rows_left(te - t0);
+    body(pipeline_step<LD, Lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC)), t0, L, ci);
+  }
+  return nch;
 }
 
 // Per chunk, barriers: one in pipeline_step (the stage has landed; the previous chunk's P, stage and
@@ -616,12 +643,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS;
   extern __shared__ __align__(128) unsigned char sm[];
-  const seg_range sr = seg_of(a, sg);
-  if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
-  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
-  const int64_t tb = sr.tb, te = sr.te;
-  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
+  const sweep_cta<K, VT> w(a, sg);
+  if (w.idle()) return;
+  const seg_range& sr = w.sr;
+  const int n = w.sr.n, h = w.h, v0 = w.v0, r = w.r, c = w.c, H = a.H, Vin = a.Vin;
+  const size_t srow = w.srow;
+  const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   const loader<TI, K, VT, true, false> ld(a, nullptr, h, v0);
@@ -636,14 +663,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   }
 
   state_part<K, VT> S;
-  start_state(S, a, sg, sr, srow, h, v0);
-  S.to_smem(Sb);
-  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
-  if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
-  for (int ci = 0; ci < nch; ++ci) {
-    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
-    const int L = rows_left(te - t0);
-    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
+  const int nch = forward_sweep<lay>(S, Sb, ld, sm, a, sg, sr, srow, h, v0, [&](unsigned char* stg, int64_t t0, int L, int ci) {
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     // P blocks (warps of row block 0 first: theirs is the shortest P V product).
     for (int b = r * C::CG + c; b < 10; b += C::W) {
@@ -667,7 +687,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     }
     S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
-  }
+  });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
   if (nrm && out.nf && tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
 }
@@ -682,12 +702,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
-  const seg_range sr = seg_of(a, sg);
-  if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
-  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
-  const int64_t tb = sr.tb, te = sr.te;
-  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
+  const sweep_cta<K, VT> w(a, sg);
+  if (w.idle()) return;
+  const seg_range& sr = w.sr;
+  const int n = w.sr.n, h = w.h, v0 = w.v0, r = w.r, c = w.c, H = a.H, Vin = a.Vin;
+  const size_t srow = w.srow;
+  const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
   const loader<TI, K, VT, DIRECT, true, NORM> ld(a, io.d_o, io.dn, h, v0);
@@ -697,14 +717,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   if (nrm && tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
 
   state_part<K, VT> S;
-  start_state(S, a, sg, sr, srow, h, v0);
-  S.to_smem(Sb);
-  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
-  if (nch > 0) ld.issue(sm + lay::stage0, tb, rows_left(te - tb));
-  for (int ci = 0; ci < nch; ++ci) {
-    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
-    const int L = rows_left(te - t0);
-    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, ci, nch, t0 + kC, rows_left(te - t0 - kC));
+  const int nch = forward_sweep<lay>(S, Sb, ld, sm, a, sg, sr, srow, h, v0, [&](unsigned char* stg, int64_t t0, int L, int ci) {
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     float* ncur = nbuf + (ci & 1) * K;
@@ -730,7 +743,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     if (nrm) norm_update<TI, K>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
-  }
+  });
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
     if (nrm && io.dnf && tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
@@ -747,13 +760,13 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;
   extern __shared__ __align__(128) unsigned char sm[];
-  const seg_range sr = seg_of(a, sg);
-  if (sr.s > 0 && sr.tb >= sr.se) return;
-  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT, H = a.H, Vin = a.Vin;
-  const int warp = threadIdx.x / 32, r = warp % 4, c = warp / 4;
+  const sweep_cta<K, VT> w(a, sg);
+  if (w.idle()) return;
+  const seg_range& sr = w.sr;
+  const int n = w.sr.n, h = w.h, v0 = w.v0, r = w.r, c = w.c, H = a.H, Vin = a.Vin;
+  const size_t srow = w.srow;
   const bool direct = io.dk_out != nullptr;
   const int64_t tb = sr.tb, te = sr.te;
-  const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   TI* dPs = Ps + kC * PS;
