@@ -78,15 +78,18 @@ DA_CUDA_CASES(rwkv6)
 DA_CUDA_CASES(mlstm)
 DA_CUDA_CASES(mlstm_sig)
 
-// The tensor-core forward's V tile of 64 (the heuristic picks 32 for these small N x H).
-TEST(decay_attn_cuda, wide_tiles) {
+// Per-key gates (GLA, RWKV-6 with its bonus) on the tensor-core kernels beyond DA_CUDA_CASES' shapes:
+// several V tiles (dq, dk and dP's diagonal blocks summed over the tiles), V tile 64 (V = 192), strong
+// decay at K = V = 128 over several chunks, a packed batch with head dims 128.
+TEST(decay_attn_cuda, per_key) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  setenv("LRNN_DA_VT", "64", 1);
-  for (variant v : {variant::retnet, variant::simple_gla, variant::gla}) {
-    const auto rep = run_op_case(cuda_family(), sized(v, 2, 150, 128, 128, true, 1.0, 2));
-    EXPECT_TRUE(rep.pass()) << rep.summary();
+  for (variant v : {variant::gla, variant::rwkv6}) {
+    for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1),
+                             sized(v, 1, 300, 128, 128, true, 50.0, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
+    }
   }
-  unsetenv("LRNN_DA_VT");
 }
 
 // The tensor-core kernels' two-level split of long sequences (forced: 3 segments per sequence, so
@@ -396,13 +399,6 @@ TEST(decay_attn_cuda, timing) {
         }
         unsetenv("LRNN_DA_SEGMENTS");
       }
-      setenv("LRNN_DA_VT", "32", 1);
-      const double kf32 = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
-      setenv("LRNN_DA_VT", "64", 1);
-      const double kf64 = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
-      unsetenv("LRNN_DA_VT");
-      std::printf("lrnn %-10s B=%lld T=%lld: tensor-core fwd kernel, V tile 32: %.3f ms, V tile 64: %.3f ms\n",
-                  key ? "gla" : "simple_gla", static_cast<long long>(B), static_cast<long long>(T), kf32, kf64);
       setenv("LRNN_DA_NO_TC", "1", 1);
       const double kf_simt = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 3);
       unsetenv("LRNN_DA_NO_TC");

@@ -54,24 +54,35 @@ __device__ __forceinline__ int p1c(int l) { return (l >> 4) << 3; }
 __device__ __forceinline__ int p2r(int l) { return (l & 7) | ((l >> 4) << 3); }
 __device__ __forceinline__ int p2c(int l) { return ((l >> 3) & 1) << 3; }
 
-// One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows.
-template <int K, int VT, bool HQ, bool HDO, bool HDN = false>
+// Per-key gates (KEY): rows of the per-chunk factor table (fp32 [kFac][K], from key_prep), with
+// E_m = G at row 16 m + 15 of the chunk (E_-1 = 0):
+//   rows 0..5   F(rb, cb) = exp(E_{rb-1} - E_cb) for the off-diagonal blocks rb > cb (offd order)
+//   rows 6..9   exp(E_{rb-1}) (Qa -> Qg, row block rb)
+//   rows 10..13 exp(E_3 - E_cb) (Kb -> Kd, column block cb)
+//   row 14      exp(E_3) (the state's decay)
+constexpr int kFac = 15, kFacQ = 6, kFacK = 10, kFacS = 14;
+__host__ __device__ constexpr int offd(int rb, int cb) { return rb * (rb - 1) / 2 + cb; }
+
+// One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows
+// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit).
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
   static constexpr size_t k = q + (HQ ? 2 * kC * QS : 0);
   static constexpr size_t v = k + 2 * kC * QS;
   static constexpr size_t dO = v + 2 * kC * VS;
-  static constexpr size_t tab = dO + (HDO ? 2 * kC * VS : 0);  // float4 {G, beta, Eq, Ek} per row
-  static constexpr size_t dn = tab + 16 * kC;                   // the normaliser column of d_o per row
+  static constexpr size_t tab = dO + (HDO ? 2 * kC * VS : 0);  // float4 {G, beta, Eq, Ek} per row, or (KEY) factors
+  static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
+  static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
   static constexpr size_t bytes = dn + (HDN ? 4 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false>
 struct cta_lay {
-  using st = stage_lay<K, VT, HQ, HDO, HDN>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY>;
   static constexpr size_t stage0 = 0;
   static constexpr size_t stage1 = st::bytes;
   static constexpr size_t sb = 2 * st::bytes;
@@ -85,16 +96,28 @@ constexpr int norm_floats = NORM ? kC + 2 * K : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
-template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false>
+// Per-key gates: what key_prep writes for the sweeps (q, k are read as Qa, Kb through core_args).
+struct key_io {
+  const float* fac = nullptr;  // [N, maxch, H, kFac, K] per-chunk factor table
+  const void* pd = nullptr;    // [tokens, H, 16] the diagonal blocks of P (row i: columns 16 (i / 16)..)
+  float* dpd = nullptr;        // backward: [tokens, H, 16] fp32, zeroed: the diagonal blocks of dP = dO V^T
+  int maxch = 0;               // chunks of the longest sequence
+};
+
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false>
 struct loader {
-  using st = stage_lay<K, VT, HQ, HDO, HDN>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
   static_assert(T % KC8 == 0 && kC % KR == 0 && T % VC8 == 0 && kC % VR == 0, "loader tiling");
   const TI *q, *k, *v, *dO;
   const float4* tab;
   const float* dn;
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
-  int H, kr, kc, vr, vc;
+  int H, kr, kc, vr, vc, hh;
+  const float* fac = nullptr;
+  const TI* pd = nullptr;
+  int64_t sb = 0;
+  int n = 0, maxch = 0;
   __device__ loader(const core_args& a, const void* d_o, int h, int v0) {
     const int tid = threadIdx.x;
     H = a.H;
@@ -106,6 +129,11 @@ struct loader {
     dO = d_o ? static_cast<const TI*>(d_o) + static_cast<int64_t>(h) * a.Vin + v0 + vc : nullptr;
     tab = static_cast<const float4*>(a.gate_tab) + h;
     dn = nullptr;
+    hh = h;
+  }
+  // KEY: the factor table and P's diagonal blocks of sequence n (first token sb).
+  __device__ void key_init(const key_io& kio, int n_, int64_t sb_) {
+    fac = kio.fac, pd = static_cast<const TI*>(kio.pd), n = n_, sb = sb_, maxch = kio.maxch;
   }
   __device__ loader(const core_args& a, const void* d_o, const float* dn_in, int h, int v0) : loader(a, d_o, h, v0) {
     dn = dn_in ? dn_in + h : nullptr;
@@ -133,7 +161,17 @@ struct loader {
       mma::cp16(Vs + i * VS + vc, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
     }
-    if (threadIdx.x < kC) {
+    if constexpr (KEY) {
+      const int64_t ci = (t0 - sb) / kC;
+      const float* src = fac + ((static_cast<int64_t>(n) * maxch + ci) * H + hh) * kFac * K;
+      float* dst = reinterpret_cast<float*>(base + st::tab);
+      for (int e = threadIdx.x; e < kFac * K / 4; e += T) mma::cp16(dst + 4 * e, src + 4 * e, true);
+      if (threadIdx.x < 2 * kC) {
+        const int i = threadIdx.x / 2, half = threadIdx.x % 2;
+        const bool ok = i < L;
+        mma::cp16(reinterpret_cast<TI*>(base + st::pd) + 16 * i + 8 * half, pd + ((t0 + (ok ? i : 0)) * H + hh) * 16 + 8 * half, ok);
+      }
+    } else if (threadIdx.x < kC) {
       const int i = threadIdx.x;
       const bool ok = i < L;
       mma::cp16(reinterpret_cast<float4*>(base + st::tab) + i, tab + (t0 + (ok ? i : 0)) * H, ok);
@@ -221,6 +259,66 @@ __device__ __forceinline__ void tri_block(int b, int& rb, int& cb) {
   cb = b - rb * (rb + 1) / 2;
 }
 
+// An A fragment's columns (its k index) scaled: f points at column qc of the fragment's 16-column
+// block (fp32 in shared memory); columns qc, qc + 1 are in a[0], a[1], qc + 8, qc + 9 in a[2], a[3].
+template <typename TI>
+__device__ __forceinline__ void scale_a_cols(uint32_t (&fa)[4], const float* f) {
+  const float2 x = *reinterpret_cast<const float2*>(f), y = *reinterpret_cast<const float2*>(f + 8);
+  fa[0] = mma::scale2<TI>(fa[0], x.x, x.y);
+  fa[1] = mma::scale2<TI>(fa[1], x.x, x.y);
+  fa[2] = mma::scale2<TI>(fa[2], y.x, y.y);
+  fa[3] = mma::scale2<TI>(fa[3], y.x, y.y);
+}
+
+// acc = block (rb, cb) of X Y^T over KD columns (X, Y [64][stride] in shared memory); fcol given: X's
+// columns d scaled by fcol[d] first (in the fragments).
+template <typename TI, int KD>
+__device__ __forceinline__ void block_mma(float (&acc)[2][4], const TI* X, const TI* Y, int stride, int rb, int cb,
+                                          const float* fcol = nullptr) {
+  const int l = threadIdx.x % 32, qc = 2 * (l % 4);
+#pragma unroll
+  for (int t = 0; t < 2; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < KD / 16; ++kk) {
+    uint32_t fa[4], fb[4];
+    mma::ldsm4(fa, X + (16 * rb + p1r(l)) * stride + 16 * kk + p1c(l));
+    if (fcol) scale_a_cols<TI>(fa, fcol + 16 * kk + qc);
+    mma::ldsm4(fb, Y + (16 * cb + p2r(l)) * stride + 16 * kk + p2c(l));
+    mma::mma16816<TI>(acc[0], fa, fb[0], fb[1]);
+    mma::mma16816<TI>(acc[1], fa, fb[2], fb[3]);
+  }
+}
+
+// Block (rb, cb) of acc into Pm [64][PS] (16-bit) as it is.
+template <typename TI>
+__device__ __forceinline__ void store_block(TI* Pm, const float (&acc)[2][4], int rb, int cb) {
+  const int l = threadIdx.x % 32, i0 = 16 * rb + l / 4, qc = 2 * (l % 4);
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int j = 16 * cb + 8 * t + qc;
+    *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(acc[t][0], acc[t][1]);
+    *reinterpret_cast<uint32_t*>(Pm + (i0 + 8) * PS + j) = mma::pack2<TI>(acc[t][2], acc[t][3]);
+  }
+}
+
+// Diagonal block (rb, rb) of Pm from the stage's diagonal blocks pd [64][16] (one warp).
+template <typename TI>
+__device__ __forceinline__ void copy_diag(TI* Pm, const TI* pd, int rb) {
+  const int l = threadIdx.x % 32, row = 16 * rb + l / 2, half = l % 2;
+  *reinterpret_cast<uint4*>(Pm + row * PS + 16 * rb + 8 * half) = *reinterpret_cast<const uint4*>(pd + row * 16 + 8 * half);
+}
+
+// Diagonal block rb of acc (rows < L) added in fp32 into dst[(t0 + row) H + h][16].
+__device__ __forceinline__ void add_diag_f32(const float (&acc)[2][4], float* dst, int64_t t0, int H, int h, int rb, int L) {
+  const int l = threadIdx.x % 32, i0 = 16 * rb + l / 4, i1 = i0 + 8, qc = 2 * (l % 4);
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int jj = 8 * t + qc;
+    if (i0 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i0) * H + h) * 16 + jj, acc[t][0], acc[t][1]);
+    if (i1 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i1) * H + h) * 16 + jj, acc[t][2], acc[t][3]);
+  }
+}
+
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 template <typename TI, int KD>
@@ -228,15 +326,8 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
                                             const float4* tab, int L, float scale, float* rowsum = nullptr,
                                             const float* rowadd = nullptr) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
-  float acc[2][4] = {};
-#pragma unroll
-  for (int kk = 0; kk < KD / 16; ++kk) {
-    uint32_t fa[4], fb[4];
-    mma::ldsm4(fa, X + (16 * rb + p1r(l)) * stride + 16 * kk + p1c(l));
-    mma::ldsm4(fb, Y + (16 * cb + p2r(l)) * stride + 16 * kk + p2c(l));
-    mma::mma16816<TI>(acc[0], fa, fb[0], fb[1]);
-    mma::mma16816<TI>(acc[1], fa, fb[2], fb[3]);
-  }
+  float acc[2][4];
+  block_mma<TI, KD>(acc, X, Y, stride, rb, cb);
   // Rows past L (zero-filled, G = 0 there) are masked: exp(0 - G_j) may overflow.
   const int i0 = 16 * rb + qr, i1 = i0 + 8;
   const float g0 = tab[i0].x, g1 = tab[i1].x;
@@ -335,6 +426,26 @@ struct state_part {
       mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
     }
   }
+  // Per-key gates: s = Diag(dec) s + (A^T, element (d, a) scaled by fk[(a / 16) K + d]) B over the chunk
+  // (fk: one factor row per 16-row block of A, K floats apart).
+  template <typename TI>
+  __device__ void update_key(const float* dec, const TI* X, int XS, const float* fk, const TI* Y) {
+    const int l = threadIdx.x % 32, d = 16 * db + l / 4;
+    const float s0 = dec[d], s8 = dec[d + 8];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) s[t][0] *= s0, s[t][1] *= s0, s[t][2] *= s8, s[t][3] *= s8;
+#pragma unroll
+    for (int kb = 0; kb < kC / 16; ++kb) {
+      uint32_t fa[4];
+      mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * XS + 16 * db + p2c(l));
+      const float e0 = fk[kb * K + d], e8 = fk[kb * K + d + 8];
+      fa[0] = mma::scale2<TI>(fa[0], e0, e0);
+      fa[1] = mma::scale2<TI>(fa[1], e8, e8);
+      fa[2] = mma::scale2<TI>(fa[2], e0, e0);
+      fa[3] = mma::scale2<TI>(fa[3], e8, e8);
+      mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
+    }
+  }
   template <typename TI>
   __device__ void to_smem(TI* Sb) {
     const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
@@ -368,42 +479,76 @@ struct state_part {
 
 // acc (16 x 8 NT) += P_r Y over the chunk columns j <= 16 r + 15 (the causal part): P [64][PS] a chunk
 // matrix (this warp's 16 rows, block r), Y [64][YS] stored [j][n], columns n0...
+// One column block kb of it: acc += P_{r, kb} Y_kb.
+template <typename TI, int NT>
+__device__ __forceinline__ void mul_p_at(float (&acc)[NT][4], const TI* Pm, int r, int kb, const TI* Y, int YS, int n0) {
+  const int l = threadIdx.x % 32;
+  uint32_t fa[4];
+  mma::ldsm4(fa, Pm + (16 * r + p1r(l)) * PS + 16 * kb + p1c(l));
+  mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
+}
 template <typename TI, int NT>
 __device__ __forceinline__ void mul_p(float (&acc)[NT][4], const TI* Pm, int r, const TI* Y, int YS, int n0) {
-  const int l = threadIdx.x % 32;
 #pragma unroll
   for (int kb = 0; kb < 4; ++kb) {
     if (kb > r) break;
-    uint32_t fa[4];
-    mma::ldsm4(fa, Pm + (16 * r + p1r(l)) * PS + 16 * kb + p1c(l));
-    mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
+    mul_p_at<TI, NT>(acc, Pm, r, kb, Y, YS, n0);
   }
 }
 
 // acc (16 x 8 NT) += X_r Y over KD: X [64][XS] row-major (this warp's 16 rows, block r); Y read at
 // columns n0.., stored [k][n] (KN) or [n][k] (!KN, i.e. the product with Y^T).
+// fcol given: X's columns scaled by fcol[column] first (in the fragments).
 template <typename TI, int NT, int KD, bool KN>
-__device__ __forceinline__ void mul_rows(float (&acc)[NT][4], const TI* X, int XS, int r, const TI* Y, int YS, int n0) {
-  const int l = threadIdx.x % 32;
+__device__ __forceinline__ void mul_rows(float (&acc)[NT][4], const TI* X, int XS, int r, const TI* Y, int YS, int n0,
+                                         const float* fcol = nullptr) {
+  const int l = threadIdx.x % 32, qc = 2 * (l % 4);
 #pragma unroll
   for (int kk = 0; kk < KD / 16; ++kk) {
     uint32_t fa[4];
     mma::ldsm4(fa, X + (16 * r + p1r(l)) * XS + 16 * kk + p1c(l));
+    if (fcol) scale_a_cols<TI>(fa, fcol + 16 * kk + qc);
     mma_b<TI, NT, KN>(acc, fa, Y, YS, 16 * kk, n0);
   }
 }
 
 // acc (16 x 8 NT) += (X^T)_r Y over the chunk rows i >= 16 r (the causal part): X [64][PS] a chunk
 // matrix (P or dP, [i][j]), Y [64][YS] stored [i][n], columns n0...
+// One row block kb of it: acc += (X_{kb, r})^T Y_kb.
+template <typename TI, int NT>
+__device__ __forceinline__ void mul_t_at(float (&acc)[NT][4], const TI* X, int r, int kb, const TI* Y, int YS, int n0) {
+  const int l = threadIdx.x % 32;
+  uint32_t fa[4];
+  mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
+  mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
+}
 template <typename TI, int NT>
 __device__ __forceinline__ void mul_causal_t(float (&acc)[NT][4], const TI* X, int r, const TI* Y, int YS, int n0) {
-  const int l = threadIdx.x % 32;
 #pragma unroll
   for (int kb = 0; kb < 4; ++kb) {
     if (kb < r) continue;
-    uint32_t fa[4];
-    mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * PS + 16 * r + p2c(l));
-    mma_b<TI, NT>(acc, fa, Y, YS, 16 * kb, n0);
+    mul_t_at<TI, NT>(acc, X, r, kb, Y, YS, n0);
+  }
+}
+
+// Columns c0 + 8 t + qc (+1) of acc times f[column] (fp32 in shared memory).
+template <int NT>
+__device__ __forceinline__ void scale_cols(float (&acc)[NT][4], const float* f, int c0) {
+  const int qc = 2 * (threadIdx.x % 4);
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float2 x = *reinterpret_cast<const float2*>(f + c0 + 8 * t + qc);
+    acc[t][0] *= x.x, acc[t][1] *= x.y, acc[t][2] *= x.x, acc[t][3] *= x.y;
+  }
+}
+// acc += (columns of y times f[column]).
+template <int NT>
+__device__ __forceinline__ void add_scaled_cols(float (&acc)[NT][4], const float (&y)[NT][4], const float* f, int c0) {
+  const int qc = 2 * (threadIdx.x % 4);
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float2 x = *reinterpret_cast<const float2*>(f + c0 + 8 * t + qc);
+    acc[t][0] += x.x * y[t][0], acc[t][1] += x.y * y[t][1], acc[t][2] += x.x * y[t][2], acc[t][3] += x.y * y[t][3];
   }
 }
 
@@ -636,10 +781,14 @@ __device__ __forceinline__ int forward_sweep(state_part<K, VT>& S, TI* Sb, const
 // NORM: mLSTM's normaliser column (V = Vin + 1, a value column of ones, state n [K]): o is written in
 // fp32 [tokens, H, V], column Vin = scale exp(G_i) q_i.n + sum_j P_ij (by the CTAs of V tile 0), for
 // normalise_forward; n = exp(G_L) n + sum_j Kd_j.
-template <typename TI, int K, int VT, bool NORM = false>
-__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out, seg_io sg) {
+// KEY: per-key gates, q and k read as Qa and Kb (key_prep): P's off-diagonal blocks are Qa F Kb^T
+// (F the block's factor row, in the fragments), its diagonal blocks come from key_prep; O = Qg S + P V
+// with Qg = Qa scaled per column by exp(E_{r-1}); S = Diag(exp(E_3)) S + Kd^T V, Kd = Kb scaled per
+// column by exp(E_3 - E_cb).
+template <typename TI, int K, int VT, bool NORM = false, bool KEY = false>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out, seg_io sg, key_io kio) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>>;
+  using lay = cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>, false, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS;
   extern __shared__ __align__(128) unsigned char sm[];
@@ -651,7 +800,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
-  const loader<TI, K, VT, true, false> ld(a, nullptr, h, v0);
+  loader<TI, K, VT, true, false, false, KEY> ld(a, nullptr, h, v0);
+  if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   // The normaliser (V tile 0 only): row sums of P, and n in two buffers (read one, write the other).
   const bool nrm = NORM && blockIdx.x == 0;
   float* psum = reinterpret_cast<float*>(sm + lay::fl);
@@ -664,6 +814,32 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 
   state_part<K, VT> S;
   const int nch = forward_sweep<lay>(S, Sb, ld, sm, a, sg, sr, srow, h, v0, [&](unsigned char* stg, int64_t t0, int L, int ci) {
+    if constexpr (KEY) {
+      const float* fac = reinterpret_cast<const float*>(stg + st::tab);
+      const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
+      const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+      const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+      for (int b = r * C::CG + c; b < 10; b += C::W) {
+        int rb, cb;
+        tri_block(b, rb, cb);
+        if (rb == cb) {
+          copy_diag(Ps, reinterpret_cast<const TI*>(stg + st::pd), rb);
+        } else {
+          float acc[2][4];
+          block_mma<TI, K>(acc, Qs, Ks, QS, rb, cb, fac + offd(rb, cb) * K);
+          store_block(Ps, acc, rb, cb);
+        }
+      }
+      float o[4][4];
+      zero(o);
+      mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c, fac + (kFacQ + r) * K);
+      __syncthreads();
+      mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
+      store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+      S.update_key(fac + kFacS * K, Ks, QS, fac + kFacK * K, Vs);
+      S.to_smem(Sb);
+      return;
+    }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     // P blocks (warps of row block 0 first: theirs is the shortest P V product).
     for (int b = r * C::CG + c; b < 10; b += C::W) {
@@ -695,10 +871,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
 // NORM (mLSTM's normaliser column, V = Vin + 1; io.dn its column of d_o): on V tile 0, dP_ij gets
 // dn_i and dq_i gets scale exp(G_i) dn_i n (n the normaliser state, swept alongside).
-template <typename TI, int K, int VT, bool DIRECT, bool NORM = false>
-__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg) {
+// KEY: dq~ = exp(E_{r-1}) (dO S^T) + sum_{cb < r} F(r, cb) (dP_{r, cb} Kb_cb) (columnwise factors) into
+// io.dq (fp32; key_post makes it dq), P's diagonal blocks of dP into kio.dpd.
+template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM>;
+  using lay = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -710,7 +888,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  const loader<TI, K, VT, DIRECT, true, NORM> ld(a, io.d_o, io.dn, h, v0);
+  loader<TI, K, VT, DIRECT, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
+  if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
   const int tid = threadIdx.x;
@@ -718,6 +897,36 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
 
   state_part<K, VT> S;
   const int nch = forward_sweep<lay>(S, Sb, ld, sm, a, sg, sr, srow, h, v0, [&](unsigned char* stg, int64_t t0, int L, int ci) {
+    if constexpr (KEY) {
+      const float* fac = reinterpret_cast<const float*>(stg + st::tab);
+      const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+      const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+      const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+      for (int b = r * C::CG + c; b < 10; b += C::W) {
+        int rb, cb;
+        tri_block(b, rb, cb);
+        float acc[2][4];
+        block_mma<TI, VT>(acc, Ds, Vs, VS, rb, cb);
+        if (rb == cb) add_diag_f32(acc, kio.dpd, t0, H, h, rb, L);
+        else store_block(dPs, acc, rb, cb);
+      }
+      float dq[NQ][4];
+      zero(dq);
+      const int d0 = c * KW;
+      mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
+      scale_cols(dq, fac + (kFacQ + r) * K, d0);
+      __syncthreads();
+      for (int kb = 0; kb < r; ++kb) {
+        float y[NQ][4];
+        zero(y);
+        mul_p_at<TI, NQ>(y, dPs, r, kb, Ks, QS, d0);
+        add_scaled_cols(dq, y, fac + offd(r, kb) * K, d0);
+      }
+      add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
+      S.update_key(fac + kFacS * K, Ks, QS, fac + kFacK * K, Vs);
+      S.to_smem(Sb);
+      return;
+    }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     float* ncur = nbuf + (ci & 1) * K;
@@ -753,10 +962,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
 // ---- backward, reverse sweep: dk, dv, dS (io.dk_out set: dk in the input dtype with k.dk per token) ----
 // NORM: on V tile 0, dP_ij gets dn_i, dk_j gets exp(G_L - G_j) beta_j dn_s (dn_s the normaliser
 // state's gradient, swept alongside: dn_s = exp(G_L) dn_s + sum_i scale exp(G_i) dn_i q_i).
-template <typename TI, int K, int VT, bool NORM = false>
-__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, seg_io sg) {
+// KEY: dv = Kd dS + P^T dO; dk~ = exp(E_3 - E_r) (V dS^T) + sum_{rb > r} F(rb, r) (dP_{rb, r}^T Qa_rb)
+// into io.dk (fp32; key_post makes it dk); dS = Diag(exp(E_3)) dS + Qg^T dO.
+template <typename TI, int K, int VT, bool NORM = false, bool KEY = false>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, seg_io sg, key_io kio) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>;
+  using lay = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;
   extern __shared__ __align__(128) unsigned char sm[];
@@ -770,7 +981,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   TI* dPs = Ps + kC * PS;
-  const loader<TI, K, VT, true, true, NORM> ld(a, io.d_o, io.dn, h, v0);
+  loader<TI, K, VT, true, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
+  if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
   const int tid = threadIdx.x;
@@ -794,6 +1006,49 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     const int L = chunk_L(ci);
     const int cn = ci > 0 ? ci - 1 : 0;
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
+    if constexpr (KEY) {
+      const float* fac = reinterpret_cast<const float*>(stg + st::tab);
+      const TI* Qs = reinterpret_cast<const TI*>(stg + st::q);
+      const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+      const TI* Vs = reinterpret_cast<const TI*>(stg + st::v);
+      const TI* Ds = reinterpret_cast<const TI*>(stg + st::dO);
+      float dv[4][4], dk[NQ][4];
+      zero(dv);
+      zero(dk);
+      const int d0 = c * KW;
+      mul_rows<TI, 4, K, true>(dv, Ks, QS, r, dSb, VS, 32 * c, fac + (kFacK + r) * K);
+      mul_rows<TI, NQ, VT, false>(dk, Vs, VS, r, dSb, VS, d0);
+      scale_cols(dk, fac + (kFacK + r) * K, d0);
+      for (int b = (3 - r) * C::CG + c; b < 20; b += C::W) {
+        int rb, cb;
+        tri_block(b % 10, rb, cb);
+        float acc[2][4];
+        if (b < 10) {
+          if (rb == cb) {
+            copy_diag(Ps, reinterpret_cast<const TI*>(stg + st::pd), rb);
+            continue;
+          }
+          block_mma<TI, K>(acc, Qs, Ks, QS, rb, cb, fac + offd(rb, cb) * K);
+          store_block(Ps, acc, rb, cb);
+        } else if (rb != cb) {
+          block_mma<TI, VT>(acc, Ds, Vs, VS, rb, cb);
+          store_block(dPs, acc, rb, cb);
+        }
+      }
+      __syncthreads();
+      mul_causal_t<TI, 4>(dv, Ps, r, Ds, VS, 32 * c);
+      store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
+      for (int kb = r + 1; kb < 4; ++kb) {
+        float y[NQ][4];
+        zero(y);
+        mul_t_at<TI, NQ>(y, dPs, r, kb, Qs, QS, d0);
+        add_scaled_cols(dk, y, fac + offd(kb, r) * K, d0);
+      }
+      add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
+      dS.update_key(fac + kFacS * K, Qs, QS, fac + kFacQ * K, Ds);
+      dS.to_smem(dSb);
+      continue;
+    }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     float* ncur = nbuf + (it & 1) * K;
@@ -894,6 +1149,203 @@ __global__ void seg_scan(core_args a, seg_io sg, const float* init, bool fwd) {
   }
 }
 
+// ---- per-key gates: the elementwise parts around the sweeps (CUDA cores, fp32) ----
+// One CTA of kKT threads per (chunk, head, sequence). Thread (m, x, dg): row x of the chunk's 16-row
+// block m, key columns [dg DS, dg DS + DS). Within block m the cumulative log gates are kept relative
+// to E_{m-1} (the block's start), in fp32: Gr_i = G_i - E_{m-1}, so exp(Gq_i - G_j) = exp(Gqr_i - Gr_j)
+// for i, j in one block (Gq_i = G_i, or with the bonus G_{i-1}).
+constexpr int kKT = 512;
+
+template <int K>
+struct key_lay {
+  static constexpr int GS = K + 4, DS = K / 8;
+  static constexpr size_t q = 0, k = q + 4 * kC * GS, gr = k + 4 * kC * GS, beta = gr + 4 * kC * GS, dpd = beta + 4 * kC;
+  static constexpr size_t total = dpd + 4 * kC * 16;
+};
+
+template <typename TI, int K>
+struct key_cta {
+  using lay = key_lay<K>;
+  static constexpr int GS = lay::GS, DS = lay::DS;
+  float *qs, *ks, *gr, *beta, *dpd;
+  int n, h, ci, m, x, dg, L;
+  int64_t t0;
+  bool bonus;
+  double E[4];  // threads d < K: E_m of column d
+  // Loads the chunk (q, k in fp32, beta, rows >= L zero) and the relative cumulative gates; false:
+  // the chunk is past its sequence.
+  __device__ bool load(const core_args& a, unsigned char* sm) {
+    qs = reinterpret_cast<float*>(sm + lay::q), ks = reinterpret_cast<float*>(sm + lay::k);
+    gr = reinterpret_cast<float*>(sm + lay::gr), beta = reinterpret_cast<float*>(sm + lay::beta);
+    dpd = reinterpret_cast<float*>(sm + lay::dpd);
+    ci = blockIdx.x, h = blockIdx.y, n = blockIdx.z;
+    const int tid = threadIdx.x, H = a.H;
+    m = tid / 128, x = (tid / 8) % 16, dg = tid % 8;
+    bonus = a.u != nullptr;
+    t0 = a.offsets[n] + static_cast<int64_t>(ci) * kC;
+    const int64_t te = a.offsets[n + 1];
+    if (t0 >= te) return false;
+    L = rows_left(te - t0);
+    const TI* q = static_cast<const TI*>(a.q);
+    const TI* k = static_cast<const TI*>(a.k);
+    for (int e = tid; e < kC * K / 8; e += kKT) {
+      const int i = e / (K / 8), c8 = (e % (K / 8)) * 8;
+      float2 qv[4] = {}, kv[4] = {};
+      if (i < L) {
+        const size_t off = (static_cast<size_t>(t0 + i) * H + h) * K + c8;
+        const uint4 qq = *reinterpret_cast<const uint4*>(q + off), kk = *reinterpret_cast<const uint4*>(k + off);
+        const uint32_t* qw = &qq.x;
+        const uint32_t* kw = &kk.x;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) qv[u] = mma::unpack2<TI>(qw[u]), kv[u] = mma::unpack2<TI>(kw[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        *reinterpret_cast<float2*>(qs + i * GS + c8 + 2 * u) = qv[u];
+        *reinterpret_cast<float2*>(ks + i * GS + c8 + 2 * u) = kv[u];
+      }
+    }
+    if (tid < kC) beta[tid] = tid < L ? (a.b ? expf(a.b[static_cast<size_t>(t0 + tid) * H + h]) : 1.f) : 0.f;
+    if (tid < K) {
+      const int d = tid;
+      double acc = 0.0, ref = 0.0;
+#pragma unroll 16
+      for (int i = 0; i < kC; ++i) {
+        if (i < L) acc += static_cast<double>(a.g[(static_cast<size_t>(t0 + i) * H + h) * K + d]);
+        gr[i * GS + d] = static_cast<float>(acc - ref);
+        if (i % 16 == 15) E[i / 16] = acc, ref = acc;
+      }
+    }
+    return true;
+  }
+  // Gqr of row i (relative to its block's start).
+  __device__ float gq(int i, int e) const { return bonus ? (i % 16 ? gr[(i - 1) * GS + e] : 0.f) : gr[i * GS + e]; }
+};
+
+// Per chunk: Qa = scale q exp(Gq - E_{m-1}), Kb = k exp(E_m - G) beta (the sweeps' q and k), the factor
+// table (threads d < K) and the diagonal blocks of P: P_ij = scale beta_j sum_d q_id k_jd exp(Gq_id - G_jd)
+// for j <= i in one block (j < i with the bonus, whose P_ii = scale q_i . (u k_i)).
+template <typename TI, int K>
+__global__ void __launch_bounds__(kKT) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
+  extern __shared__ __align__(128) unsigned char sm[];
+  using KC = key_cta<TI, K>;
+  constexpr int GS = KC::GS, DS = KC::DS;
+  KC c;
+  if (!c.load(a, sm)) return;
+  const int H = a.H, h = c.h, tid = threadIdx.x;
+  if (tid < K) {
+    double E[5] = {0.0, c.E[0], c.E[1], c.E[2], c.E[3]};  // E[m + 1] = E_m
+    float* f = const_cast<float*>(kio.fac) + ((static_cast<int64_t>(c.n) * kio.maxch + c.ci) * H + h) * kFac * K + tid;
+    for (int rb = 1; rb < 4; ++rb)
+      for (int cb = 0; cb < rb; ++cb) f[offd(rb, cb) * K] = static_cast<float>(exp(E[rb] - E[cb + 1]));
+    for (int rb = 0; rb < 4; ++rb) f[(kFacQ + rb) * K] = static_cast<float>(exp(E[rb]));
+    for (int cb = 0; cb < 4; ++cb) f[(kFacK + cb) * K] = static_cast<float>(exp(E[4] - E[cb + 1]));
+    f[kFacS * K] = static_cast<float>(exp(E[4]));
+  }
+  __syncthreads();
+  const int i = 16 * c.m + c.x, d0 = c.dg * DS;
+  const bool live = i < c.L;  // (rows past L compute on zeros: the shuffles below take whole warps)
+  float qi[DS], gqi[DS];
+  const float* ge = c.gr + (16 * c.m + 15) * GS + d0;
+#pragma unroll
+  for (int e = 0; e < DS; ++e) qi[e] = c.qs[i * GS + d0 + e], gqi[e] = c.gq(i, d0 + e);
+  if (live) {
+    const size_t off = (static_cast<size_t>(c.t0 + i) * H + h) * K + d0;
+    const float bi = c.beta[i];
+#pragma unroll
+    for (int e = 0; e < DS; e += 2) {
+      *reinterpret_cast<uint32_t*>(qa + off + e) = mma::pack2<TI>(a.scale * qi[e] * __expf(gqi[e]), a.scale * qi[e + 1] * __expf(gqi[e + 1]));
+      const float* kr = c.ks + i * GS + d0 + e;
+      const float* gi = c.gr + i * GS + d0 + e;
+      *reinterpret_cast<uint32_t*>(kb + off + e) =
+          mma::pack2<TI>(kr[0] * __expf(ge[e] - gi[0]) * bi, kr[1] * __expf(ge[e + 1] - gi[1]) * bi);
+    }
+  }
+  float p[16];
+#pragma unroll
+  for (int jj = 0; jj < 16; ++jj) {
+    const int j = 16 * c.m + jj;
+    float s = 0.f;
+    if (c.bonus ? jj < c.x : jj <= c.x) {
+#pragma unroll
+      for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + d0 + e] * __expf(gqi[e] - c.gr[j * GS + d0 + e]);
+    } else if (c.bonus && jj == c.x) {
+#pragma unroll
+      for (int e = 0; e < DS; ++e) s += qi[e] * a.u[static_cast<size_t>(h) * K + d0 + e] * c.ks[j * GS + d0 + e];
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    p[jj] = s * a.scale * (c.bonus && jj == c.x ? 1.f : c.beta[j]);
+  }
+  if (live && c.dg < 2) {
+    TI* dst = static_cast<TI*>(const_cast<void*>(kio.pd)) + (static_cast<size_t>(c.t0 + i) * H + h) * 16 + 8 * c.dg;
+    uint32_t w[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      w[u] = c.dg ? mma::pack2<TI>(p[8 + 2 * u], p[9 + 2 * u]) : mma::pack2<TI>(p[2 * u], p[2 * u + 1]);
+    *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// After the sweeps: io.dq holds dQa, io.dk dKb (fp32); here they become dq = scale exp(Gq - E_{m-1}) dQa
+// + the diagonal blocks' terms, dk = beta exp(E_m - G) dKb + theirs, with dP's diagonal blocks from
+// kio.dpd (the bonus pair i = j is finish_backward's, from rho = dP_ii, written here).
+template <typename TI, int K>
+__global__ void __launch_bounds__(kKT) key_post(core_args a, bwd_io io, key_io kio) {
+  extern __shared__ __align__(128) unsigned char sm[];
+  using KC = key_cta<TI, K>;
+  constexpr int GS = KC::GS, DS = KC::DS;
+  KC c;
+  const bool live = c.load(a, sm);
+  if (!live) return;
+  const int H = a.H, h = c.h, tid = threadIdx.x;
+  for (int e = tid; e < kC * 16; e += kKT) {
+    const int i = e / 16;
+    c.dpd[e] = i < c.L ? kio.dpd[(static_cast<size_t>(c.t0 + i) * H + h) * 16 + e % 16] : 0.f;
+  }
+  __syncthreads();
+  const int y = 16 * c.m + c.x, d0 = c.dg * DS;  // this thread's row
+  if (y >= c.L) return;
+  const size_t off = (static_cast<size_t>(c.t0 + y) * H + h) * K + d0;
+  const float sc = a.scale;
+  // dq_y: sum over j <= y (j < y with the bonus) in the block.
+  {
+    float gqy[DS], acc[DS];
+#pragma unroll
+    for (int e = 0; e < DS; ++e) gqy[e] = c.gq(y, d0 + e), acc[e] = 0.f;
+#pragma unroll
+    for (int jj = 0; jj < 16; ++jj) {
+      if (c.bonus ? jj >= c.x : jj > c.x) break;
+      const int j = 16 * c.m + jj;
+      const float w = c.dpd[y * 16 + jj] * sc * c.beta[j];
+#pragma unroll
+      for (int e = 0; e < DS; ++e) acc[e] += w * c.ks[j * GS + d0 + e] * __expf(gqy[e] - c.gr[j * GS + d0 + e]);
+    }
+#pragma unroll
+    for (int e = 0; e < DS; ++e) io.dq[off + e] = sc * __expf(gqy[e]) * io.dq[off + e] + acc[e];
+  }
+  // dk_y: sum over i >= y (i > y with the bonus) in the block.
+  {
+    float gy[DS], acc[DS];
+#pragma unroll
+    for (int e = 0; e < DS; ++e) gy[e] = c.gr[y * GS + d0 + e], acc[e] = 0.f;
+    const float by = c.beta[y];
+#pragma unroll
+    for (int ii = 0; ii < 16; ++ii) {
+      if (c.bonus ? ii <= c.x : ii < c.x) continue;
+      const int i = 16 * c.m + ii;
+      const float w = c.dpd[i * 16 + c.x] * sc * by;
+#pragma unroll
+      for (int e = 0; e < DS; ++e) acc[e] += w * c.qs[i * GS + d0 + e] * __expf(c.gq(i, d0 + e) - gy[e]);
+    }
+    const float* ge = c.gr + (16 * c.m + 15) * GS + d0;
+#pragma unroll
+    for (int e = 0; e < DS; ++e) io.dk[off + e] = by * __expf(ge[e] - gy[e]) * io.dk[off + e] + acc[e];
+  }
+  if (c.bonus && c.dg == 0) io.rho[static_cast<size_t>(c.t0 + y) * H + h] = c.dpd[y * 16 + c.x];
+}
+
 // Dynamic shared memory of `bytes` and the largest shared-memory carveout.
 template <typename KernelT>
 int tc_smem(KernelT kern, size_t bytes) {
@@ -956,7 +1408,7 @@ cudaMemPool_t scratch_pool(int& err) {
 
 // Stream-ordered scratch (gate table when the caller gave none, segment buffers), freed at scope end.
 struct scratch_scope {
-  void* p[4] = {};
+  void* p[8] = {};
   int err = 0;
   void* get(size_t bytes) {
     cudaMemPool_t pool = scratch_pool(err);
@@ -1032,7 +1484,7 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   if (int e = prepare_tc(a, sg, sc, false, VT, per_sm, NORM)) return e;
   if (int e = tc_smem(kern, bytes)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
-  kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg);
+  kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -1053,9 +1505,73 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, NORM)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
-  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg);
+  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg);
+  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, key_io{});
+  return static_cast<int>(cudaGetLastError());
+}
+
+// Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed); q and k
+// of `a` then point at Qa and Kb. (No segments: one sweep per sequence.)
+template <typename TI, int K>
+int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
+  kio.maxch = static_cast<int>((a.max_len + kC - 1) / kC);
+  const size_t rows = static_cast<size_t>(a.tokens) * a.H + 1;
+  TI* qa = static_cast<TI*>(sc.get(rows * K * sizeof(TI)));
+  TI* kb = static_cast<TI*>(sc.get(rows * K * sizeof(TI)));
+  kio.fac = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * a.H * kFac + 1) * K * sizeof(float)));
+  kio.pd = sc.get(rows * 16 * sizeof(TI));
+  if (bwd) kio.dpd = static_cast<float*>(sc.get(rows * 16 * sizeof(float)));
+  if (sc.err) return sc.err;
+  if (bwd) {
+    if (int e = static_cast<int>(cudaMemsetAsync(kio.dpd, 0, rows * 16 * sizeof(float), launch_stream()))) return e;
+  }
+  if (kio.maxch > 0) {
+    auto kern = key_prep<TI, K>;
+    if (int e = set_smem(kern, key_lay<K>::total)) return e;
+    kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb);
+    if (int e = static_cast<int>(cudaGetLastError())) return e;
+  }
+  a.q = qa, a.k = kb;
+  return 0;
+}
+
+template <typename TI, int K, int VT>
+int fwd_key(const core_args& args, const fwd_out& o) {
+  core_args a = args;
+  constexpr size_t bytes = cta_lay<K, VT, true, false, 1, 0, false, true>::total;
+  key_io kio;
+  scratch_scope sc;
+  if (int e = key_prepare<TI, K>(a, kio, sc, false)) return e;
+  auto kern = tc_fwd<TI, K, VT, false, true>;
+  if (int e = tc_smem(kern, bytes)) return e;
+  kern<<<dim3(a.Vin / VT, a.H, a.N), cfg<VT>::T, bytes, launch_stream()>>>(a, o, seg_io{}, kio);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename TI, int K, int VT>
+int bwd_key(const core_args& args, const bwd_io& io) {
+  core_args a = args;
+  constexpr size_t qbytes = cta_lay<K, VT, false, true, 1, 0, false, true>::total;
+  constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, 0, false, true>::total;
+  if (!io.dq || !io.dk || (a.u && !io.rho)) return static_cast<int>(cudaErrorInvalidValue);
+  key_io kio;
+  scratch_scope sc;
+  if (int e = key_prepare<TI, K>(a, kio, sc, true)) return e;
+  auto qkern = tc_dq<TI, K, VT, false, false, true>;
+  auto kkern = tc_dkv<TI, K, VT, false, true>;
+  if (int e = tc_smem(qkern, qbytes)) return e;
+  if (int e = tc_smem(kkern, kbytes)) return e;
+  const dim3 grid(a.Vin / VT, a.H, a.N);
+  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, seg_io{}, kio);
+  if (int e = static_cast<int>(cudaGetLastError())) return e;
+  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, seg_io{}, kio);
+  if (int e = static_cast<int>(cudaGetLastError())) return e;
+  if (kio.maxch > 0) {
+    auto pkern = key_post<TI, K>;
+    if (int e = set_smem(pkern, key_lay<K>::total)) return e;
+    pkern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
+  }
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -1064,23 +1580,27 @@ bool tc_off() {
   return e && e[0] == '1';
 }
 
-// Inputs the tensor-core kernels take (V may carry the normaliser column: V = Vin + 1).
+// Inputs the tensor-core kernels take (V may carry the normaliser column: V = Vin + 1; per-key gates
+// and the bonus without it).
 bool tc_shape(const core_args& a) {
-  return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && a.gmode != g_key && a.u == nullptr &&
-         (a.V == a.Vin || a.V == a.Vin + 1) && a.Vin % 64 == 0 && a.Vin > 0 && (a.K == 64 || a.K == 128);
+  const bool key = a.gmode == g_key;
+  return !tc_off() && (a.type == t_bf16 || a.type == t_f16) && (key || a.u == nullptr) &&
+         (a.V == a.Vin || (!key && a.V == a.Vin + 1)) && a.Vin % 64 == 0 && a.Vin > 0 && (a.K == 64 || a.K == 128);
 }
 
 // Shared memory of the kernels at V tile 128: the forward, or the larger of the backward sweeps.
-template <int K>
+template <int K, bool KEY>
 size_t bytes128(bool bwd) {
-  constexpr size_t q = cta_lay<K, 128, true, true, 1>::total, kv = cta_lay<K, 128, true, true, 2>::total;
-  return bwd ? (q > kv ? q : kv) : cta_lay<K, 128, true, false, 1>::total;
+  constexpr size_t q = cta_lay<K, 128, !KEY, true, 1, 0, false, KEY>::total, kv = cta_lay<K, 128, true, true, 2, 0, false, KEY>::total;
+  return bwd ? (q > kv ? q : kv) : cta_lay<K, 128, true, false, 1, 0, false, KEY>::total;
 }
 
 // V tile: 128 columns when V is a multiple of 128 and the kernels fit the device's shared memory
-// (the backward at K = 128 needs 190 KB: Hopper), else 64.
+// (the backward at K = 128 needs 190 KB, 212 KB with per-key gates: Hopper), else 64.
 int vt_of(const core_args& a, bool bwd) {
-  const size_t need = a.K == 64 ? bytes128<64>(bwd) : bytes128<128>(bwd);
+  const bool key = a.gmode == g_key;
+  const size_t need = a.K == 64 ? (key ? bytes128<64, true>(bwd) : bytes128<64, false>(bwd))
+                                : (key ? bytes128<128, true>(bwd) : bytes128<128, false>(bwd));
   return a.Vin % 128 == 0 && need <= smem_limit() ? 128 : 64;
 }
 
@@ -1112,12 +1632,15 @@ bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
   return a.V == a.Vin ? !io.dnf && !io.dn0 : io.dn != nullptr;
 }
 bool tc_backward_normaliser(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && a.gmode != g_head; }
-bool tc_backward_direct(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.Vin == vt_of(a, true); }
+bool tc_backward_direct(const core_args& a, const bwd_io& io) {
+  return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
+}
 
 int tc_forward(const core_args& a, const fwd_out& o) {
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
+    if (a.gmode == g_key) return fwd_key<TI, Kc, VTc>(a, o);
     return a.V == a.Vin ? fwd_k<TI, Kc, VTc, false>(a, o) : fwd_k<TI, Kc, VTc, true>(a, o);
   });
 }
@@ -1128,6 +1651,7 @@ int tc_backward(const core_args& a, const bwd_io& io) {
   return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
+    if (a.gmode == g_key) return bwd_key<TI, Kc, VTc>(a, io);
     if (a.V != a.Vin) return direct ? bwd_k<TI, Kc, VTc, true, true>(a, io) : bwd_k<TI, Kc, VTc, false, true>(a, io);
     return direct ? bwd_k<TI, Kc, VTc, true, false>(a, io) : bwd_k<TI, Kc, VTc, false, false>(a, io);
   });
