@@ -97,7 +97,7 @@ TEST(decay_attn_cuda, per_key) {
 TEST(decay_attn_cuda, segments) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   setenv("LRNN_DA_SEGMENTS", "3", 1);
-  for (variant v : {variant::retnet, variant::simple_gla}) {
+  for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6}) {
     for (const op_case& c : {sized(v, 2, 1000, 64, 64, true, 0.2, 2), sized(v, 1, 700, 128, 128, true, 1.0, 2),
                              varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64), varlen(v, {0, 700, 700, 1000}, 128, 64)}) {
       const auto rep = run_op_case(cuda_family(), c);
@@ -114,7 +114,7 @@ TEST(decay_attn_cuda, v_tiles) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
     setenv("LRNN_DA_SEGMENTS", segs, 1);
-    for (variant v : {variant::retnet, variant::simple_gla}) {
+    for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6}) {
       for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1)}) {
         const auto rep = run_op_case(cuda_family(), c);
         EXPECT_TRUE(rep.pass()) << "segments " << segs << ": " << rep.summary();
@@ -270,7 +270,7 @@ TEST(decay_attn_cuda, into_buffers) {
 TEST(decay_attn_cuda, timing) {
 #ifdef LRNN_WITH_CUDA
   const char* e = std::getenv("LRNN_CHUNK_TIMING");
-  if (!e || (std::string(e) != "1" && std::string(e) != "quick") || cuda_device_count() == 0)
+  if (!e || (std::string(e) != "1" && std::string(e) != "quick" && std::string(e) != "key") || cuda_device_count() == 0)
     GTEST_SKIP() << "set LRNN_CHUNK_TIMING=1 (GPU only)";
   namespace cc = ops::cuda_chunk;
   const int64_t H = 16, K = 128, V = 128;
@@ -339,11 +339,12 @@ TEST(decay_attn_cuda, timing) {
     const tensor dk = tensor::empty({B, T, H, K}, dtype::bf16, device::cuda()).value();
     const tensor gkb = tensor::empty({B * T, H, K}, dtype::f32, device::cuda()).value();
     const tensor dgs = tensor::empty({B * T, H}, dtype::f32, device::cuda()).value();
-    // LRNN_CHUNK_TIMING=quick: the scalar decay at B = 8 only (for profilers).
-    const bool quick = std::string(e) == "quick";
+    // LRNN_CHUNK_TIMING=quick: the scalar decay at B = 8 only (for profilers); key: the per-key decay.
+    const bool quick = std::string(e) == "quick", key_only = std::string(e) == "key";
     if (quick && B != 8) continue;
     for (auto kind : {ops::decay_kind::per_token_scalar, ops::decay_kind::per_token_key}) {
       if (quick && kind == ops::decay_kind::per_token_key) continue;
+      if (key_only && kind != ops::decay_kind::per_token_key) continue;
       const bool key = kind == ops::decay_kind::per_token_key;
       ops::decay_attn_spec spec;
       spec.decay = kind;
@@ -371,6 +372,9 @@ TEST(decay_attn_cuda, timing) {
       fi.scratch = scratch.data<float>();
       // As the op does: the tensor-core backward (one V tile) writes dq, dk and the per-token sums itself.
       const bool direct = cc::tc_backward_direct(a, io);
+      // Per-key gates: the core finishes the backward itself.
+      const bool key_core = cc::tc_backward_key(a, io);
+      if (key_core) io.dq_out = dq.raw_data(), io.dk_out = dk.raw_data(), io.gk = gkb.data<float>();
       if (direct) {
         io.dq = io.dk = nullptr;
         io.dq_out = dq.raw_data(), io.dk_out = dk.raw_data(), io.xy = scratch.data<float>();
@@ -380,13 +384,13 @@ TEST(decay_attn_cuda, timing) {
       auto zero_acc = [&] {
         if (direct) {
           cudaMemsetAsync(io.xy, 0, sizeof(float) * 2 * B * T * H);
-        } else {
+        } else if (!key_core) {
           cudaMemsetAsync(io.dq, 0, dqa.nbytes());
           cudaMemsetAsync(io.dk, 0, dka.nbytes());
         }
       };
       const double kf = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
-      if (!key) {
+      {
         for (const char* segs : {"1", "2", "4", "8"}) {
           setenv("LRNN_DA_SEGMENTS", segs, 1);
           const double f = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
@@ -394,8 +398,8 @@ TEST(decay_attn_cuda, timing) {
             zero_acc();
             EXPECT_EQ(cc::core_backward(a, io), 0);
           }, 5);
-          std::printf("lrnn simple_gla B=%lld T=%lld: %s segment(s): fwd kernels %.3f ms, bwd core %.3f ms\n",
-                      static_cast<long long>(B), static_cast<long long>(T), segs, f, b);
+          std::printf("lrnn %-10s B=%lld T=%lld: %s segment(s): fwd kernels %.3f ms, bwd core %.3f ms\n",
+                      key ? "gla" : "simple_gla", static_cast<long long>(B), static_cast<long long>(T), segs, f, b);
         }
         unsetenv("LRNN_DA_SEGMENTS");
       }
@@ -406,7 +410,7 @@ TEST(decay_attn_cuda, timing) {
         zero_acc();
         EXPECT_EQ(cc::core_backward(a, io), 0);
       }, 3);
-      const double kfin = time_dev([&] { EXPECT_EQ(cc::finish_backward(a, fi), 0); }, 3);
+      const double kfin = key_core ? 0.0 : time_dev([&] { EXPECT_EQ(cc::finish_backward(a, fi), 0); }, 3);
       const double tf = time_host([&] { (void)ops::decay_attn_forward(spec, in, {}, ops::decay_attn_form::chunk, opt).value(); }, 5);
       const double tb = time_host([&] {
         (void)ops::decay_attn_forward(spec, in, {}, ops::decay_attn_form::chunk, opt).value();

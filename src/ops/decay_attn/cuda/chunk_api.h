@@ -57,6 +57,12 @@ struct bwd_io {
   void* dq_out = nullptr;
   void* dk_out = nullptr;
   float* xy = nullptr;
+  // Per-key gates on tensor cores (tc_backward_key): the core also finishes the backward itself:
+  // dq_out, dk_out in `type` (dq, dk then its fp32 scratch, need not be zeroed), the gate gradient gk [tokens, H, K],
+  // db [tokens, H] (or null) and, with the bonus, du [H, K] (zeroed); no finish_backward.
+  float* gk = nullptr;
+  float* db = nullptr;
+  float* du = nullptr;
   void* dv = nullptr;          // [tokens, H, Vin] in `type`
   float* F = nullptr;          // [N, H, K] zeroed: rowsum(S_T * dS_T)
   float* F0 = nullptr;         // [N, H, K] zeroed: rowsum(S_0 * dS_0)

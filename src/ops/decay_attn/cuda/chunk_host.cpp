@@ -208,12 +208,17 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   decay_attn_grads gr;
   LRNN_ASSIGN_OR_RETURN(gr.dq, result_tensor(opt.into_dq, in.q.shape(), in.q.type(), dev));
   LRNN_ASSIGN_OR_RETURN(gr.dk, result_tensor(opt.into_dk, in.k.shape(), in.q.type(), dev));
-  // The tensor-core backward with one V tile writes dq, dk itself (and per-token q.dq, k.dk);
-  // otherwise fp32 accumulators, converted by finish_backward.
+  // The tensor-core backward with one V tile writes dq, dk itself (and per-token q.dq, k.dk); with
+  // per-key gates it finishes every gradient itself (fp32 dq, dk are its scratch); otherwise fp32
+  // accumulators, converted by finish_backward.
   const bool direct = cc::tc_backward_direct(a, io);
+  const bool key_core = cc::tc_backward_key(a, io);
   if (direct) {
     LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev));
     io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data(), io.xy = fpm(xy);
+  } else if (key_core) {  // (its scratch: the core zeroes it where it needs to)
+    LRNN_ASSIGN_OR_RETURN(dqa, tensor::empty({p.tokens, p.H, p.K}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(dka, tensor::empty({p.tokens, p.H, p.K}, dtype::f32, dev));
   } else {
     LRNN_ASSIGN_OR_RETURN(dqa, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dka, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
@@ -224,17 +229,31 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(ds0, tensor::empty({p.N, p.H, p.K, p.Vin}, dtype::f32, dev));
     if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dn0, tensor::empty({p.N, p.H, p.K}, dtype::f32, dev)); }
   }
-  if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(rho, tensor::zeros({p.tokens, p.H}, dtype::f32, dev)); }
+  if (spec.bonus && !key_core) { LRNN_ASSIGN_OR_RETURN(rho, tensor::zeros({p.tokens, p.H}, dtype::f32, dev)); }
   LRNN_ASSIGN_OR_RETURN(gr.dv, result_tensor(opt.into_dv, in.v.shape(), in.q.type(), dev));
   io.dq = fpm(dqa), io.dk = fpm(dka), io.dv = gr.dv.raw_data();
   io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
+  tensor gk, dgs, db, du, scratch;
+  if (key_core) {
+    LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
+    io.gk = fpm(gk), io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data();
+    if (a.b) {
+      LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
+      io.db = fpm(db);
+    }
+    if (spec.bonus) {
+      LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
+      io.du = fpm(du);
+    }
+  }
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
 
   cc::finish_io fi;
-  tensor gk, dgs, db, du, scratch;
   fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
   fi.core_wrote_dqdk = direct;
-  if (a.gmode != cc::g_none) {
+  if (key_core) {
+    // (finished by the core)
+  } else if (a.gmode != cc::g_none) {
     if (a.gmode == cc::g_key) {
       LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
       fi.gk = fpm(gk);
@@ -248,16 +267,16 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     }
   }
   if (direct) fi.scratch = fpm(xy);
-  if (a.b) {
+  if (a.b && !key_core) {
     LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     fi.db = fpm(db);
   }
-  if (spec.bonus) {
+  if (spec.bonus && !key_core) {
     LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
     fi.du = fpm(du);
   }
   fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
-  LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
+  if (!key_core) LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
 
   // Gate gradients, mapped back through the stabiliser where there is one.
   tensor dg_scalar = dgs;  // [B, T, H] gradient of the scalar log decay (before any per-head sum)

@@ -101,6 +101,7 @@ struct key_io {
   const float* fac = nullptr;  // [N, maxch, H, kFac, K] per-chunk factor table
   const void* pd = nullptr;    // [tokens, H, 16] the diagonal blocks of P (row i: columns 16 (i / 16)..)
   float* dpd = nullptr;        // backward: [tokens, H, 16] fp32, zeroed: the diagonal blocks of dP = dO V^T
+  float* tot = nullptr;        // backward: [N, maxch, H, K] the gate gradient's chunk totals, then carries
   int maxch = 0;               // chunks of the longest sequence
 };
 
@@ -922,7 +923,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
         mul_p_at<TI, NQ>(y, dPs, r, kb, Ks, QS, d0);
         add_scaled_cols(dq, y, fac + offd(r, kb) * K, d0);
       }
-      add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
+      if (gridDim.x == 1) store_rows_f32<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
+      else add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
       S.update_key(fac + kFacS * K, Ks, QS, fac + kFacK * K, Vs);
       S.to_smem(Sb);
       return;
@@ -1044,7 +1046,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
         mul_t_at<TI, NQ>(y, dPs, r, kb, Qs, QS, d0);
         add_scaled_cols(dk, y, fac + offd(kb, r) * K, d0);
       }
-      add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
+      if (gridDim.x == 1) store_rows_f32<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
+      else add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
       dS.update_key(fac + kFacS * K, Qs, QS, fac + kFacQ * K, Ds);
       dS.to_smem(dSb);
       continue;
@@ -1098,16 +1101,20 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 
 // Segment pass: FWD sweeps segment s (< nseg - 1) from S = 0: S = exp(G_L) S + Kd^T V; the reverse
 // pass (s > 0, chunks last to first, with a.k = q and a.v = d_o) sweeps dS = exp(G_L) dS + Qg^T dO.
-template <typename TI, int K, int VT, bool FWD>
-__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg) {
-  using lay = cta_lay<K, VT, false, false, 0>;
+// KEY: per-key gates (q, k read as Qa, Kb; the reverse pass's Qg from Qa with the factor rows), the
+// segment's decay per key into sg.decay [N, nseg, H, K].
+template <typename TI, int K, int VT, bool FWD, bool KEY = false>
+__global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
+  using lay = cta_lay<K, VT, false, false, 0, 0, false, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
-  const loader<TI, K, VT, false, false> ld(a, nullptr, h, v0);
+  loader<TI, K, VT, false, false, false, KEY> ld(a, nullptr, h, v0);
+  if constexpr (KEY) ld.key_init(kio, n, sr.sb);
+  float kdec = 1.f;  // KEY: this thread's key (threads < K)
   state_part<K, VT> S;
   S.for_each([](float& x, int, int) { x = 0.f; });
   const int nch = static_cast<int>((sr.te - sr.tb + kC - 1) / kC);
@@ -1120,6 +1127,13 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg) 
     const int L = chunk_L(chunk_at(it));
     const int cn = chunk_at(it + 1 < nch ? it + 1 : it);
     unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
+    if constexpr (KEY) {
+      const float* fac = reinterpret_cast<const float*>(stg + st::tab);
+      if (threadIdx.x < K) kdec *= fac[kFacS * K + threadIdx.x];
+      S.update_key(fac + kFacS * K, reinterpret_cast<const TI*>(stg + st::k), QS, fac + (FWD ? kFacK : kFacQ) * K,
+                   reinterpret_cast<const TI*>(stg + st::v));
+      continue;
+    }
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float gL = tab[L - 1].x;
     glsum += gL;
@@ -1128,7 +1142,11 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg) 
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
-  if (blockIdx.x == 0 && threadIdx.x == 0) sg.decay[(static_cast<size_t>(n) * sg.nseg + sr.s) * a.H + h] = static_cast<float>(exp(glsum));
+  if constexpr (KEY) {
+    if (blockIdx.x == 0 && threadIdx.x < K) sg.decay[((static_cast<size_t>(n) * sg.nseg + sr.s) * a.H + h) * K + threadIdx.x] = kdec;
+  } else if (blockIdx.x == 0 && threadIdx.x == 0) {
+    sg.decay[(static_cast<size_t>(n) * sg.nseg + sr.s) * a.H + h] = static_cast<float>(exp(glsum));
+  }
 }
 
 // Segment boundaries, one thread per state element: forward buf[s] <- state after segment s (from
@@ -1144,7 +1162,8 @@ __global__ void seg_scan(core_args a, seg_io sg, const float* init, bool fwd) {
   for (int x = 0; x < sg.nseg - 1; ++x) {
     const int s = fwd ? x : sg.nseg - 1 - x;
     const size_t off = seg_off(a, sg, n, s, h) + e;
-    cur = sg.decay[(static_cast<size_t>(n) * sg.nseg + s) * a.H + h] * cur + buf[off];
+    const size_t di = (static_cast<size_t>(n) * sg.nseg + s) * a.H + h;
+    cur = (a.gmode == g_key ? sg.decay[di * a.K + e / a.V] : sg.decay[di]) * cur + buf[off];
     buf[off] = cur;
   }
 }
@@ -1160,7 +1179,7 @@ template <int K>
 struct key_lay {
   static constexpr int GS = K + 4, DS = K / 8;
   static constexpr size_t q = 0, k = q + 4 * kC * GS, gr = k + 4 * kC * GS, beta = gr + 4 * kC * GS, dpd = beta + 4 * kC;
-  static constexpr size_t total = dpd + 4 * kC * 16;
+  static constexpr size_t du = dpd + 4 * kC * 16, total = du + 4 * K;
 };
 
 template <typename TI, int K>
@@ -1171,9 +1190,9 @@ struct key_cta {
   int n, h, ci, m, x, dg, L;
   int64_t t0;
   bool bonus;
-  double E[4];  // threads d < K: E_m of column d
-  // Loads the chunk (q, k in fp32, beta, rows >= L zero) and the relative cumulative gates; false:
-  // the chunk is past its sequence.
+  // Loads the chunk (q, k in fp32, beta, rows >= L zero) and the relative cumulative gates (each
+  // 16-row block scanned by its own 128 threads, one column each); false: the chunk is past its
+  // sequence. Ends with a barrier.
   __device__ bool load(const core_args& a, unsigned char* sm) {
     qs = reinterpret_cast<float*>(sm + lay::q), ks = reinterpret_cast<float*>(sm + lay::k);
     gr = reinterpret_cast<float*>(sm + lay::gr), beta = reinterpret_cast<float*>(sm + lay::beta);
@@ -1188,45 +1207,79 @@ struct key_cta {
     L = rows_left(te - t0);
     const TI* q = static_cast<const TI*>(a.q);
     const TI* k = static_cast<const TI*>(a.k);
-    for (int e = tid; e < kC * K / 8; e += kKT) {
-      const int i = e / (K / 8), c8 = (e % (K / 8)) * 8;
-      float2 qv[4] = {}, kv[4] = {};
+    for (int e = tid; e < kC * K / 4; e += kKT) {
+      const int i = e / (K / 4), c4 = (e % (K / 4)) * 4;
+      float2 q0 = {}, q1 = {}, k0 = {}, k1 = {};
       if (i < L) {
-        const size_t off = (static_cast<size_t>(t0 + i) * H + h) * K + c8;
-        const uint4 qq = *reinterpret_cast<const uint4*>(q + off), kk = *reinterpret_cast<const uint4*>(k + off);
-        const uint32_t* qw = &qq.x;
-        const uint32_t* kw = &kk.x;
-#pragma unroll
-        for (int u = 0; u < 4; ++u) qv[u] = mma::unpack2<TI>(qw[u]), kv[u] = mma::unpack2<TI>(kw[u]);
+        const size_t off = (static_cast<size_t>(t0 + i) * H + h) * K + c4;
+        const uint2 qq = *reinterpret_cast<const uint2*>(q + off), kk = *reinterpret_cast<const uint2*>(k + off);
+        q0 = mma::unpack2<TI>(qq.x), q1 = mma::unpack2<TI>(qq.y), k0 = mma::unpack2<TI>(kk.x), k1 = mma::unpack2<TI>(kk.y);
       }
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        *reinterpret_cast<float2*>(qs + i * GS + c8 + 2 * u) = qv[u];
-        *reinterpret_cast<float2*>(ks + i * GS + c8 + 2 * u) = kv[u];
-      }
+      *reinterpret_cast<float4*>(qs + i * GS + c4) = make_float4(q0.x, q0.y, q1.x, q1.y);
+      *reinterpret_cast<float4*>(ks + i * GS + c4) = make_float4(k0.x, k0.y, k1.x, k1.y);
     }
     if (tid < kC) beta[tid] = tid < L ? (a.b ? expf(a.b[static_cast<size_t>(t0 + tid) * H + h]) : 1.f) : 0.f;
-    if (tid < K) {
-      const int d = tid;
-      double acc = 0.0, ref = 0.0;
-#pragma unroll 16
-      for (int i = 0; i < kC; ++i) {
-        if (i < L) acc += static_cast<double>(a.g[(static_cast<size_t>(t0 + i) * H + h) * K + d]);
-        gr[i * GS + d] = static_cast<float>(acc - ref);
-        if (i % 16 == 15) E[i / 16] = acc, ref = acc;
+    const int col = tid % 128;
+    if (col < K) {
+      float gv[16];
+#pragma unroll
+      for (int r = 0; r < 16; ++r) {
+        const int i = 16 * m + r;
+        gv[r] = i < L ? a.g[(static_cast<size_t>(t0 + i) * H + h) * K + col] : 0.f;
+      }
+      float acc = 0.f;
+#pragma unroll
+      for (int r = 0; r < 16; ++r) {
+        acc += gv[r];
+        gr[(16 * m + r) * GS + col] = acc;
       }
     }
+    __syncthreads();
     return true;
+  }
+  // Key column of this thread's e-th value (e < DS): float4 groups interleaved over the 8 lanes of a
+  // row, so that a row's lanes read 128 contiguous bytes of shared memory.
+  __device__ int cl(int e) const { return 32 * (e / 4) + 4 * dg + e % 4; }
+  // This thread's DS values of a global fp32 row (p: its key 0) in 16-byte accesses; zeros if !live.
+  __device__ void ld(float (&t)[DS], const float* p, bool live) const {
+#pragma unroll
+    for (int u = 0; u < DS / 4; ++u) {
+      const float4 v = live ? *reinterpret_cast<const float4*>(p + 32 * u + 4 * dg) : make_float4(0.f, 0.f, 0.f, 0.f);
+      t[4 * u] = v.x, t[4 * u + 1] = v.y, t[4 * u + 2] = v.z, t[4 * u + 3] = v.w;
+    }
+  }
+  // The same from a shared-memory row (rows are 16-byte aligned: GS = K + 4).
+  __device__ void lds(float (&t)[DS], const float* p) const {
+#pragma unroll
+    for (int u = 0; u < DS / 4; ++u) {
+      const float4 v = *reinterpret_cast<const float4*>(p + 32 * u + 4 * dg);
+      t[4 * u] = v.x, t[4 * u + 1] = v.y, t[4 * u + 2] = v.z, t[4 * u + 3] = v.w;
+    }
+  }
+  // Gqr of row i (this thread's keys).
+  __device__ void gq_row(float (&t)[DS], int i) const {
+    if (bonus && i % 16 == 0) {
+#pragma unroll
+      for (int e = 0; e < DS; ++e) t[e] = 0.f;
+    } else {
+      lds(t, gr + (bonus ? i - 1 : i) * GS);
+    }
+  }
+  __device__ void st(float* p, const float (&t)[DS]) const {
+#pragma unroll
+    for (int u = 0; u < DS / 4; ++u)
+      *reinterpret_cast<float4*>(p + 32 * u + 4 * dg) = make_float4(t[4 * u], t[4 * u + 1], t[4 * u + 2], t[4 * u + 3]);
   }
   // Gqr of row i (relative to its block's start).
   __device__ float gq(int i, int e) const { return bonus ? (i % 16 ? gr[(i - 1) * GS + e] : 0.f) : gr[i * GS + e]; }
 };
 
 // Per chunk: Qa = scale q exp(Gq - E_{m-1}), Kb = k exp(E_m - G) beta (the sweeps' q and k), the factor
-// table (threads d < K) and the diagonal blocks of P: P_ij = scale beta_j sum_d q_id k_jd exp(Gq_id - G_jd)
-// for j <= i in one block (j < i with the bonus, whose P_ii = scale q_i . (u k_i)).
+// table (threads d < K, from the blocks' sums of log gates) and the diagonal blocks of P:
+// P_ij = scale beta_j sum_d q_id k_jd exp(Gq_id - G_jd) for j <= i in one block (j < i with the bonus,
+// whose P_ii = scale q_i . (u k_i)).
 template <typename TI, int K>
-__global__ void __launch_bounds__(kKT) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
+__global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
   extern __shared__ __align__(128) unsigned char sm[];
   using KC = key_cta<TI, K>;
   constexpr int GS = KC::GS, DS = KC::DS;
@@ -1234,31 +1287,33 @@ __global__ void __launch_bounds__(kKT) key_prep(core_args a, key_io kio, TI* qa,
   if (!c.load(a, sm)) return;
   const int H = a.H, h = c.h, tid = threadIdx.x;
   if (tid < K) {
-    double E[5] = {0.0, c.E[0], c.E[1], c.E[2], c.E[3]};  // E[m + 1] = E_m
+    double E[5] = {0.0, 0.0, 0.0, 0.0, 0.0};  // E[m + 1] = E_m
+    for (int m = 0; m < 4; ++m) E[m + 1] = E[m] + static_cast<double>(c.gr[(16 * m + 15) * GS + tid]);
     float* f = const_cast<float*>(kio.fac) + ((static_cast<int64_t>(c.n) * kio.maxch + c.ci) * H + h) * kFac * K + tid;
     for (int rb = 1; rb < 4; ++rb)
-      for (int cb = 0; cb < rb; ++cb) f[offd(rb, cb) * K] = static_cast<float>(exp(E[rb] - E[cb + 1]));
-    for (int rb = 0; rb < 4; ++rb) f[(kFacQ + rb) * K] = static_cast<float>(exp(E[rb]));
-    for (int cb = 0; cb < 4; ++cb) f[(kFacK + cb) * K] = static_cast<float>(exp(E[4] - E[cb + 1]));
-    f[kFacS * K] = static_cast<float>(exp(E[4]));
+      for (int cb = 0; cb < rb; ++cb) f[offd(rb, cb) * K] = expf(static_cast<float>(E[rb] - E[cb + 1]));
+    for (int rb = 0; rb < 4; ++rb) f[(kFacQ + rb) * K] = expf(static_cast<float>(E[rb]));
+    for (int cb = 0; cb < 4; ++cb) f[(kFacK + cb) * K] = expf(static_cast<float>(E[4] - E[cb + 1]));
+    f[kFacS * K] = expf(static_cast<float>(E[4]));
   }
-  __syncthreads();
-  const int i = 16 * c.m + c.x, d0 = c.dg * DS;
+  const int i = 16 * c.m + c.x;
   const bool live = i < c.L;  // (rows past L compute on zeros: the shuffles below take whole warps)
   float qi[DS], gqi[DS];
-  const float* ge = c.gr + (16 * c.m + 15) * GS + d0;
-#pragma unroll
-  for (int e = 0; e < DS; ++e) qi[e] = c.qs[i * GS + d0 + e], gqi[e] = c.gq(i, d0 + e);
+  const float* ge = c.gr + (16 * c.m + 15) * GS;
+  c.lds(qi, c.qs + i * GS);
+  c.gq_row(gqi, i);
   if (live) {
-    const size_t off = (static_cast<size_t>(c.t0 + i) * H + h) * K + d0;
+    const size_t off = (static_cast<size_t>(c.t0 + i) * H + h) * K;
     const float bi = c.beta[i];
+    float kr[DS], gi[DS], gend[DS];
+    c.lds(kr, c.ks + i * GS);
+    c.lds(gi, c.gr + i * GS);
+    c.lds(gend, ge);
 #pragma unroll
     for (int e = 0; e < DS; e += 2) {
-      *reinterpret_cast<uint32_t*>(qa + off + e) = mma::pack2<TI>(a.scale * qi[e] * __expf(gqi[e]), a.scale * qi[e + 1] * __expf(gqi[e + 1]));
-      const float* kr = c.ks + i * GS + d0 + e;
-      const float* gi = c.gr + i * GS + d0 + e;
-      *reinterpret_cast<uint32_t*>(kb + off + e) =
-          mma::pack2<TI>(kr[0] * __expf(ge[e] - gi[0]) * bi, kr[1] * __expf(ge[e + 1] - gi[1]) * bi);
+      *reinterpret_cast<uint32_t*>(qa + off + c.cl(e)) = mma::pack2<TI>(a.scale * qi[e] * __expf(gqi[e]), a.scale * qi[e + 1] * __expf(gqi[e + 1]));
+      *reinterpret_cast<uint32_t*>(kb + off + c.cl(e)) =
+          mma::pack2<TI>(kr[e] * __expf(gend[e] - gi[e]) * bi, kr[e + 1] * __expf(gend[e + 1] - gi[e + 1]) * bi);
     }
   }
   float p[16];
@@ -1268,10 +1323,10 @@ __global__ void __launch_bounds__(kKT) key_prep(core_args a, key_io kio, TI* qa,
     float s = 0.f;
     if (c.bonus ? jj < c.x : jj <= c.x) {
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + d0 + e] * __expf(gqi[e] - c.gr[j * GS + d0 + e]);
+      for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + c.cl(e)] * __expf(gqi[e] - c.gr[j * GS + c.cl(e)]);
     } else if (c.bonus && jj == c.x) {
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * a.u[static_cast<size_t>(h) * K + d0 + e] * c.ks[j * GS + d0 + e];
+      for (int e = 0; e < DS; ++e) s += qi[e] * a.u[static_cast<size_t>(h) * K + c.cl(e)] * c.ks[j * GS + c.cl(e)];
     }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
@@ -1288,48 +1343,59 @@ __global__ void __launch_bounds__(kKT) key_prep(core_args a, key_io kio, TI* qa,
   }
 }
 
-// After the sweeps: io.dq holds dQa, io.dk dKb (fp32); here they become dq = scale exp(Gq - E_{m-1}) dQa
-// + the diagonal blocks' terms, dk = beta exp(E_m - G) dKb + theirs, with dP's diagonal blocks from
-// kio.dpd (the bonus pair i = j is finish_backward's, from rho = dP_ii, written here).
+// After the sweeps (io.dq holds dQa, io.dk dKb, fp32), the backward's finish for per-key gates:
+// dq = scale exp(Gq - E_{m-1}) dQa + the diagonal blocks' terms, dk = beta exp(E_m - G) dKb + theirs (dP's
+// diagonal blocks from kio.dpd); then as finish_backward does: db = k . dk, the bonus terms (rho =
+// dP_ii: dq += scale rho u k, dk += scale rho u q, du += scale rho q k), dq and dk written in the input
+// dtype (io.dq_out, io.dk_out), and the gate gradient's part within the chunk, gk_t = sum_{s >= t} (q_s
+// dq_s - k_s dk_s) (with the bonus, q_t dq_t of token t itself excluded), into io.gk, with the chunk's
+// total into kio.tot [N, maxch, H, K] for key_carry / key_gk.
 template <typename TI, int K>
-__global__ void __launch_bounds__(kKT) key_post(core_args a, bwd_io io, key_io kio) {
+__global__ void __launch_bounds__(kKT, 2) key_post(core_args a, bwd_io io, key_io kio) {
   extern __shared__ __align__(128) unsigned char sm[];
   using KC = key_cta<TI, K>;
+  using lay = typename KC::lay;
   constexpr int GS = KC::GS, DS = KC::DS;
   KC c;
-  const bool live = c.load(a, sm);
-  if (!live) return;
+  if (!c.load(a, sm)) return;
   const int H = a.H, h = c.h, tid = threadIdx.x;
+  float* dus = reinterpret_cast<float*>(sm + lay::du);
   for (int e = tid; e < kC * 16; e += kKT) {
     const int i = e / 16;
     c.dpd[e] = i < c.L ? kio.dpd[(static_cast<size_t>(c.t0 + i) * H + h) * 16 + e % 16] : 0.f;
   }
+  if (tid < K) dus[tid] = 0.f;
   __syncthreads();
-  const int y = 16 * c.m + c.x, d0 = c.dg * DS;  // this thread's row
-  if (y >= c.L) return;
-  const size_t off = (static_cast<size_t>(c.t0 + y) * H + h) * K + d0;
+  const int y = 16 * c.m + c.x;  // this thread's row
+  const bool live = y < c.L;
+  const size_t off = (static_cast<size_t>(c.t0 + y) * H + h) * K;  // its first key
   const float sc = a.scale;
+  float dq[DS], dk[DS];
   // dq_y: sum over j <= y (j < y with the bonus) in the block.
   {
-    float gqy[DS], acc[DS];
+    float gqy[DS];
+    c.gq_row(gqy, y);
 #pragma unroll
-    for (int e = 0; e < DS; ++e) gqy[e] = c.gq(y, d0 + e), acc[e] = 0.f;
+    for (int e = 0; e < DS; ++e) dq[e] = 0.f;
 #pragma unroll
     for (int jj = 0; jj < 16; ++jj) {
       if (c.bonus ? jj >= c.x : jj > c.x) break;
       const int j = 16 * c.m + jj;
       const float w = c.dpd[y * 16 + jj] * sc * c.beta[j];
 #pragma unroll
-      for (int e = 0; e < DS; ++e) acc[e] += w * c.ks[j * GS + d0 + e] * __expf(gqy[e] - c.gr[j * GS + d0 + e]);
+      for (int e = 0; e < DS; ++e) dq[e] += w * c.ks[j * GS + c.cl(e)] * __expf(gqy[e] - c.gr[j * GS + c.cl(e)]);
     }
+    float t[DS];
+    c.ld(t, io.dq + off, live);
 #pragma unroll
-    for (int e = 0; e < DS; ++e) io.dq[off + e] = sc * __expf(gqy[e]) * io.dq[off + e] + acc[e];
+    for (int e = 0; e < DS; ++e) dq[e] += sc * __expf(gqy[e]) * t[e];
   }
   // dk_y: sum over i >= y (i > y with the bonus) in the block.
   {
-    float gy[DS], acc[DS];
+    float gy[DS];
+    c.lds(gy, c.gr + y * GS);
 #pragma unroll
-    for (int e = 0; e < DS; ++e) gy[e] = c.gr[y * GS + d0 + e], acc[e] = 0.f;
+    for (int e = 0; e < DS; ++e) dk[e] = 0.f;
     const float by = c.beta[y];
 #pragma unroll
     for (int ii = 0; ii < 16; ++ii) {
@@ -1337,13 +1403,110 @@ __global__ void __launch_bounds__(kKT) key_post(core_args a, bwd_io io, key_io k
       const int i = 16 * c.m + ii;
       const float w = c.dpd[i * 16 + c.x] * sc * by;
 #pragma unroll
-      for (int e = 0; e < DS; ++e) acc[e] += w * c.qs[i * GS + d0 + e] * __expf(c.gq(i, d0 + e) - gy[e]);
+      for (int e = 0; e < DS; ++e) dk[e] += w * c.qs[i * GS + c.cl(e)] * __expf(c.gq(i, c.cl(e)) - gy[e]);
     }
-    const float* ge = c.gr + (16 * c.m + 15) * GS + d0;
+    const float* ge = c.gr + (16 * c.m + 15) * GS;
+    float t[DS];
+    c.ld(t, io.dk + off, live);
 #pragma unroll
-    for (int e = 0; e < DS; ++e) io.dk[off + e] = by * __expf(ge[e] - gy[e]) * io.dk[off + e] + acc[e];
+    for (int e = 0; e < DS; ++e) dk[e] += by * __expf(ge[c.cl(e)] - gy[e]) * t[e];
   }
-  if (c.bonus && c.dg == 0) io.rho[static_cast<size_t>(c.t0 + y) * H + h] = c.dpd[y * 16 + c.x];
+  // Per-token sums, the bonus, dq and dk out; x = q dq, w = x - k dk per key.
+  float xq[DS], w[DS], qy[DS], ky[DS], dbv = 0.f;
+  const float rho = c.bonus ? c.dpd[y * 16 + c.x] * sc : 0.f;
+  c.lds(qy, c.qs + y * GS);
+  c.lds(ky, c.ks + y * GS);
+#pragma unroll
+  for (int e = 0; e < DS; ++e) {
+    const float qv = qy[e], kv = ky[e];
+    xq[e] = qv * dq[e];
+    w[e] = xq[e] - kv * dk[e];
+    dbv += kv * dk[e];
+    if (c.bonus) {
+      const float ud = a.u[static_cast<size_t>(h) * K + c.cl(e)];
+      dq[e] += ud * kv * rho;
+      dk[e] += ud * qv * rho;
+      if (live) atomicAdd(dus + c.cl(e), qv * kv * rho);
+    }
+  }
+  dbv += __shfl_xor_sync(0xffffffffu, dbv, 1);
+  dbv += __shfl_xor_sync(0xffffffffu, dbv, 2);
+  dbv += __shfl_xor_sync(0xffffffffu, dbv, 4);
+  if (live) {
+#pragma unroll
+    for (int e = 0; e < DS; e += 2) {
+      *reinterpret_cast<uint32_t*>(static_cast<TI*>(io.dq_out) + off + c.cl(e)) = mma::pack2<TI>(dq[e], dq[e + 1]);
+      *reinterpret_cast<uint32_t*>(static_cast<TI*>(io.dk_out) + off + c.cl(e)) = mma::pack2<TI>(dk[e], dk[e + 1]);
+    }
+    if (io.db && c.dg == 0) io.db[static_cast<size_t>(c.t0 + y) * H + h] = dbv;
+  }
+  // Suffix sums of w over the chunk's rows, per key, in shared memory (the q tile's place).
+  __syncthreads();  // every thread is done with qs
+  float* ws = c.qs;
+#pragma unroll
+  for (int e = 0; e < DS; ++e) w[e] = live ? w[e] : 0.f;
+  c.st(ws + y * GS, w);
+  __syncthreads();
+  const int col = tid % 128;
+  float btot = 0.f;
+  if (col < K) {
+    for (int r = 15; r >= 0; --r) {
+      btot += ws[(16 * c.m + r) * GS + col];
+      ws[(16 * c.m + r) * GS + col] = btot;
+    }
+    c.gr[c.m * GS + col] = btot;  // (gr is free now) block totals
+  }
+  __syncthreads();
+  if (col < K) {
+    float later = 0.f;
+    for (int mm = c.m + 1; mm < 4; ++mm) later += c.gr[mm * GS + col];
+    for (int r = 0; r < 16; ++r) ws[(16 * c.m + r) * GS + col] += later;
+    if (c.m == 0) kio.tot[((static_cast<int64_t>(c.n) * kio.maxch + c.ci) * H + h) * K + col] = later + btot;
+  }
+  __syncthreads();
+  if (live) {
+    float t[DS];
+    c.lds(t, ws + y * GS);
+#pragma unroll
+    for (int e = 0; e < DS; ++e) t[e] -= c.bonus ? xq[e] : 0.f;
+    c.st(io.gk + off, t);
+  }
+  if (c.bonus && tid < K) atomicAdd(io.du + static_cast<size_t>(h) * K + tid, dus[tid]);
+}
+
+// The gate gradient's carry into each chunk, per (sequence, head, key): F (rowsum(S_T dS_T), or 0) plus
+// the totals of the chunks after it; kio.tot becomes that carry in place.
+__global__ void key_carry(core_args a, bwd_io io, key_io kio) {
+  const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
+  if (d >= K) return;
+  const int nch = static_cast<int>((a.offsets[n + 1] - a.offsets[n] + kC - 1) / kC);
+  double c = io.F ? io.F[(static_cast<size_t>(n) * H + h) * K + d] : 0.0;
+  for (int ci = nch - 1; ci >= 0; --ci) {
+    float* t = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * H + h) * K + d;
+    const float x = *t;
+    *t = static_cast<float>(c);
+    c += x;
+  }
+}
+
+// gk += the carry of its chunk; the sequence's first token: 0 without an initial state, F0 with one
+// (and no bonus).
+__global__ void key_gk(core_args a, bwd_io io, key_io kio) {
+  const int ci = blockIdx.x, h = blockIdx.y, n = blockIdx.z, H = a.H, K = a.K;
+  const int64_t sb = a.offsets[n], t0 = sb + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
+  if (t0 >= te) return;
+  const int L = rows_left(te - t0);
+  const float* carry = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * H + h) * K;
+  for (int e = threadIdx.x; e < L * K; e += blockDim.x) {
+    const int i = e / K, d = e % K;
+    float* g = io.gk + (static_cast<size_t>(t0 + i) * H + h) * K + d;
+    float v = *g + carry[d];
+    if (t0 + i == sb) {
+      if (!a.s0) v = 0.f;
+      else if (!a.u) v = io.F0[(static_cast<size_t>(n) * H + h) * K + d];
+    }
+    *g = v;
+  }
 }
 
 // Dynamic shared memory of `bytes` and the largest shared-memory carveout.
@@ -1408,7 +1571,7 @@ cudaMemPool_t scratch_pool(int& err) {
 
 // Stream-ordered scratch (gate table when the caller gave none, segment buffers), freed at scope end.
 struct scratch_scope {
-  void* p[8] = {};
+  void* p[12] = {};  // (the per-key backward takes 9: key_prepare 6, segments 3)
   int err = 0;
   void* get(size_t bytes) {
     cudaMemPool_t pool = scratch_pool(err);
@@ -1444,29 +1607,29 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
   sg.buf = static_cast<float*>(sc.get(states));
   if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
-  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * sizeof(float)));
+  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * (a.gmode == g_key ? a.K : 1) * sizeof(float)));
   return sc.err;
 }
 
-template <typename TI, int K, int VT>
-int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const float* dsf, bool reverse) {
+template <typename TI, int K, int VT, bool KEY = false>
+int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const float* dsf, bool reverse, const key_io& kio = {}) {
   if (sg.nseg == 1) return 0;
-  constexpr size_t bytes = cta_lay<K, VT, false, false, 0>::total;
+  constexpr size_t bytes = cta_lay<K, VT, false, false, 0, 0, false, KEY>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   {
-    auto kern = tc_seg<TI, K, VT, true>;
+    auto kern = tc_seg<TI, K, VT, true, KEY>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(a, sg);
+    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(a, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, true);
   }
   if (reverse) {
     core_args r = a;
     r.k = a.q, r.v = d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
-    auto kern = tc_seg<TI, K, VT, false>;
+    auto kern = tc_seg<TI, K, VT, false, KEY>;
     if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(r, sg);
+    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(r, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, dsf, false);
   }
   return static_cast<int>(cudaGetLastError());
@@ -1511,6 +1674,17 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   return static_cast<int>(cudaGetLastError());
 }
 
+// Per-key gates' segments (as prepare_tc: buffers, the decay per key).
+int key_segments(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
+  sg = choose_segments(a, vt, per_sm);
+  if (sg.nseg == 1) return 0;
+  const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
+  sg.buf = static_cast<float*>(sc.get(states));
+  if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
+  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * sizeof(float)));
+  return sc.err;
+}
+
 // Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed); q and k
 // of `a` then point at Qa and Kb. (No segments: one sweep per sequence.)
 template <typename TI, int K>
@@ -1522,13 +1696,14 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   kio.fac = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * a.H * kFac + 1) * K * sizeof(float)));
   kio.pd = sc.get(rows * 16 * sizeof(TI));
   if (bwd) kio.dpd = static_cast<float*>(sc.get(rows * 16 * sizeof(float)));
+  if (bwd) kio.tot = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * a.H + 1) * K * sizeof(float)));
   if (sc.err) return sc.err;
   if (bwd) {
     if (int e = static_cast<int>(cudaMemsetAsync(kio.dpd, 0, rows * 16 * sizeof(float), launch_stream()))) return e;
   }
   if (kio.maxch > 0) {
     auto kern = key_prep<TI, K>;
-    if (int e = set_smem(kern, key_lay<K>::total)) return e;
+    if (int e = tc_smem(kern, key_lay<K>::total)) return e;
     kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb);
     if (int e = static_cast<int>(cudaGetLastError())) return e;
   }
@@ -1541,11 +1716,15 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   core_args a = args;
   constexpr size_t bytes = cta_lay<K, VT, true, false, 1, 0, false, true>::total;
   key_io kio;
+  seg_io sg;
   scratch_scope sc;
   if (int e = key_prepare<TI, K>(a, kio, sc, false)) return e;
   auto kern = tc_fwd<TI, K, VT, false, true>;
   if (int e = tc_smem(kern, bytes)) return e;
-  kern<<<dim3(a.Vin / VT, a.H, a.N), cfg<VT>::T, bytes, launch_stream()>>>(a, o, seg_io{}, kio);
+  const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, false, true>>(cfg<VT>::T, bytes);
+  if (int e = key_segments(a, sg, sc, false, VT, per_sm)) return e;
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, nullptr, false, kio)) return e;
+  kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, kio);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -1554,23 +1733,38 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   core_args a = args;
   constexpr size_t qbytes = cta_lay<K, VT, false, true, 1, 0, false, true>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, 0, false, true>::total;
-  if (!io.dq || !io.dk || (a.u && !io.rho)) return static_cast<int>(cudaErrorInvalidValue);
+  if (!io.dq || !io.dk || !io.dq_out || !io.dk_out || !io.gk || (a.u && !io.du) || (a.s0 && !a.u && !io.F0))
+    return static_cast<int>(cudaErrorInvalidValue);
   key_io kio;
+  seg_io sg;
   scratch_scope sc;
   if (int e = key_prepare<TI, K>(a, kio, sc, true)) return e;
   auto qkern = tc_dq<TI, K, VT, false, false, true>;
   auto kkern = tc_dkv<TI, K, VT, false, true>;
   if (int e = tc_smem(qkern, qbytes)) return e;
   if (int e = tc_smem(kkern, kbytes)) return e;
-  const dim3 grid(a.Vin / VT, a.H, a.N);
-  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, seg_io{}, kio);
+  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, false, false, true>>(cfg<VT>::T, qbytes);
+  const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, false, true>>(cfg<VT>::T, kbytes);
+  if (int e = key_segments(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  // dQa, dKb: stored by the sweeps with one V tile, summed over several (then zeroed here first).
+  if (a.Vin > VT) {
+    const size_t bytes = static_cast<size_t>(a.tokens) * a.H * K * sizeof(float);
+    if (int e = static_cast<int>(cudaMemsetAsync(io.dq, 0, bytes, launch_stream()))) return e;
+    if (int e = static_cast<int>(cudaMemsetAsync(io.dk, 0, bytes, launch_stream()))) return e;
+  }
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, io.d_o, io.dsf, true, kio)) return e;
+  const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
+  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, kio);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, seg_io{}, kio);
+  kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, kio);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if (kio.maxch > 0) {
     auto pkern = key_post<TI, K>;
-    if (int e = set_smem(pkern, key_lay<K>::total)) return e;
-    pkern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
+    if (int e = tc_smem(pkern, key_lay<K>::total)) return e;
+    const dim3 cgrid(kio.maxch, a.H, a.N);
+    pkern<<<cgrid, kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
+    key_carry<<<dim3(a.H, a.N), K, 0, launch_stream()>>>(args, io, kio);
+    key_gk<<<cgrid, 256, 0, launch_stream()>>>(args, io, kio);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -1632,6 +1826,7 @@ bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
   return a.V == a.Vin ? !io.dnf && !io.dn0 : io.dn != nullptr;
 }
 bool tc_backward_normaliser(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && a.gmode != g_head; }
+bool tc_backward_key(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.gmode == g_key; }
 bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
 }
@@ -1646,7 +1841,7 @@ int tc_forward(const core_args& a, const fwd_out& o) {
 }
 
 int tc_backward(const core_args& a, const bwd_io& io) {
-  const bool direct = io.dq_out != nullptr;
+  const bool direct = io.dq_out != nullptr && a.gmode != g_key;
   if (direct && (!io.dk_out || !io.xy || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
   return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;

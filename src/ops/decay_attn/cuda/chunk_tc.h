@@ -5,8 +5,8 @@
 
 namespace lrnn::ops::cuda_chunk {
 
-// bf16/f16, scalar / per-head / no decay, no bonus, K in {64, 128}, Vin % 64 == 0 (with or without the
-// normaliser column: V = Vin + 1, forward with o in fp32)
+// bf16/f16, K in {64, 128}, Vin % 64 == 0: scalar / per-head / no decay without the bonus (with or
+// without the normaliser column: V = Vin + 1, forward with o in fp32), per-key gates with or without it
 // (LRNN_DA_NO_TC=1 turns the path off).
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
@@ -19,6 +19,8 @@ inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; 
 // Whether the backward can write dq, dk in the input dtype itself (bwd_io::dq_out, dk_out, xy): the
 // tensor-core path with one V tile (V = 64 or 128). Otherwise it adds fp32 partials into bwd_io::dq, dk.
 bool tc_backward_direct(const core_args& a, const bwd_io& io);
+// Whether the backward takes per-key gates on tensor cores, finishing the gradients itself (bwd_io::gk).
+bool tc_backward_key(const core_args& a, const bwd_io& io);
 int tc_backward(const core_args& a, const bwd_io& io);
 // CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K, V = 128), -1 on error (diagnostics).
 void tc_occupancy(int K, int out[3]);
