@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <type_traits>
 
 namespace lrnn::ops::cuda_chunk {
@@ -101,7 +102,8 @@ struct key_io {
   const float* fac = nullptr;  // [N, maxch, H, kFac, K] per-chunk factor table
   const void* pd = nullptr;    // [tokens, H, 16] the diagonal blocks of P (row i: columns 16 (i / 16)..)
   float* dpd = nullptr;        // backward: [tokens, H, 16] fp32, zeroed: the diagonal blocks of dP = dO V^T
-  float* tot = nullptr;        // backward: [N, maxch, H, K] the gate gradient's chunk totals, then carries
+  float* tot = nullptr;        // backward: [N, maxch, sub, H, K] the gate gradient's unit totals, then carries
+  int sub = 1;                 // units per chunk of the gate gradient's carries (key_post_cols: 4 blocks of 16 rows)
   int maxch = 0;               // chunks of the longest sequence
 };
 
@@ -1474,33 +1476,149 @@ __global__ void __launch_bounds__(kKT, 2) key_post(core_args a, bwd_io io, key_i
   if (c.bonus && tid < K) atomicAdd(io.du + static_cast<size_t>(h) * K + tid, dus[tid]);
 }
 
-// The gate gradient's carry into each chunk, per (sequence, head, key): F (rowsum(S_T dS_T), or 0) plus
-// the totals of the chunks after it; kio.tot becomes that carry in place.
-__global__ void key_carry(core_args a, bwd_io io, key_io kio) {
-  const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
-  if (d >= K) return;
-  const int nch = static_cast<int>((a.offsets[n + 1] - a.offsets[n] + kC - 1) / kC);
-  double c = io.F ? io.F[(static_cast<size_t>(n) * H + h) * K + d] : 0.0;
-  for (int ci = nch - 1; ci >= 0; --ci) {
-    float* t = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * H + h) * K + d;
-    const float x = *t;
-    *t = static_cast<float>(c);
-    c += x;
+// The same finish with one CTA of K threads per 16-row block of a chunk (grid x: 4 maxch blocks),
+// thread d holding key d of the block's 16 rows in registers: every pair exp(Gq_i - G_j) of the
+// diagonal block is computed once and feeds both dq_i and dk_j (key_post computes it twice), no
+// shared-memory staging of q, k, g, and no barrier but the one after dP's block. The gate gradient's
+// in-block suffix sums go to io.gk, the block's total to kio.tot per 16-row block (kio.sub = 4).
+template <typename TI, int K, bool BONUS>
+__global__ void __launch_bounds__(K) key_post_cols(core_args a, bwd_io io, key_io kio) {
+  __shared__ __align__(16) float dps[16 * 16];  // scale dP_ij beta_j of the block (0 past L)
+  __shared__ float rho[16];                     // scale dP_ii (the bonus)
+  __shared__ float dbs[16];                     // db row sums
+  const int mb = blockIdx.x, h = blockIdx.y, n = blockIdx.z, d = threadIdx.x, H = a.H;
+  const int64_t t0 = a.offsets[n] + static_cast<int64_t>(mb) * 16, te = a.offsets[n + 1];
+  if (t0 >= te) return;
+  const int L = te - t0 < 16 ? static_cast<int>(te - t0) : 16;
+  const float sc = a.scale;
+  for (int e = d; e < 256; e += K) {
+    const int i = e / 16, j = e % 16;
+    float v = 0.f;
+    if (i < L && j < L) {
+      v = sc * kio.dpd[(static_cast<size_t>(t0 + i) * H + h) * 16 + j];
+      if (BONUS && i == j) rho[i] = v;
+      if (a.b) v *= expf(a.b[static_cast<size_t>(t0 + j) * H + h]);
+    }
+    dps[e] = v;
+  }
+  if (d < 16) dbs[d] = 0.f;
+  const TI* qp = static_cast<const TI*>(a.q);
+  const TI* kp = static_cast<const TI*>(a.k);
+  float q[16], k[16], G[16], dq[16], dk[16];
+  float acc = 0.f;
+#pragma unroll
+  for (int r = 0; r < 16; ++r) {
+    const size_t off = (static_cast<size_t>(t0 + r) * H + h) * K + d;
+    const bool live = r < L;
+    q[r] = live ? ldf(qp + off) : 0.f;
+    k[r] = live ? ldf(kp + off) : 0.f;
+    acc += live ? a.g[off] : 0.f;
+    G[r] = acc;
+    dq[r] = live ? io.dq[off] : 0.f;
+    dk[r] = live ? io.dk[off] : 0.f;
+  }
+  __syncthreads();
+  // The state parts: dq = scale exp(Gq) dQa, dk = beta exp(G_15 - G) dKb (beta: the row's dps column
+  // factor is not at hand here, so dKb's beta comes from b directly).
+#pragma unroll
+  for (int r = 0; r < 16; ++r) {
+    const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
+    const float br = a.b && r < L ? expf(a.b[static_cast<size_t>(t0 + r) * H + h]) : 1.f;
+    dq[r] *= sc * __expf(gq);
+    dk[r] *= br * __expf(G[15] - G[r]);
+  }
+  // The diagonal block: each pair's factor once, into dq_i and dk_j.
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const float gq = BONUS ? (i ? G[i - 1] : 0.f) : G[i];
+    float p[16];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float4 v = *reinterpret_cast<const float4*>(dps + 16 * i + 4 * u);
+      p[4 * u] = v.x, p[4 * u + 1] = v.y, p[4 * u + 2] = v.z, p[4 * u + 3] = v.w;
+    }
+#pragma unroll
+    for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
+      const float t = p[j] * __expf(gq - G[j]);
+      dq[i] += t * k[j];
+      dk[j] += t * q[i];
+    }
+  }
+  // Per-token sums, the bonus, dq and dk out, the gate gradient's suffix sums within the block.
+  const float ud = BONUS ? a.u[static_cast<size_t>(h) * K + d] : 0.f;
+  float du = 0.f, suffix = 0.f;
+  float gk[16];
+#pragma unroll
+  for (int r = 15; r >= 0; --r) {
+    const bool live = r < L;
+    const float xq = q[r] * dq[r], ky = k[r] * dk[r];
+    if (io.db) {
+      float s = ky;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (d % 32 == 0) atomicAdd(dbs + r, s);
+    }
+    suffix += live ? xq - ky : 0.f;
+    gk[r] = BONUS ? suffix - xq : suffix;
+    if (BONUS && live) {
+      const float rr = rho[r];
+      dq[r] += ud * k[r] * rr;
+      dk[r] += ud * q[r] * rr;
+      du += q[r] * k[r] * rr;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 16; ++r) {
+    if (r >= L) break;
+    const size_t off = (static_cast<size_t>(t0 + r) * H + h) * K + d;
+    stf(static_cast<TI*>(io.dq_out) + off, dq[r]);
+    stf(static_cast<TI*>(io.dk_out) + off, dk[r]);
+    io.gk[off] = gk[r];
+  }
+  kio.tot[((static_cast<int64_t>(n) * kio.maxch * 4 + mb) * H + h) * K + d] = suffix;
+  if (BONUS) atomicAdd(io.du + static_cast<size_t>(h) * K + d, du);
+  if (io.db) {
+    __syncthreads();
+    if (d < L) io.db[static_cast<size_t>(t0 + d) * H + h] = dbs[d];
   }
 }
 
-// gk += the carry of its chunk; the sequence's first token: 0 without an initial state, F0 with one
+// The gate gradient's carry into each unit (a chunk, or a 16-row block with kio.sub = 4), per
+// (sequence, head, key): F (rowsum(S_T dS_T), or 0) plus the totals of the units after it; kio.tot
+// becomes that carry in place. The totals are read 16 at a time (their loads in flight together).
+__global__ void key_carry(core_args a, bwd_io io, key_io kio) {
+  const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
+  if (d >= K) return;
+  const int ul = kC / kio.sub;
+  const int nu = static_cast<int>((a.offsets[n + 1] - a.offsets[n] + ul - 1) / ul);
+  double c = io.F ? io.F[(static_cast<size_t>(n) * H + h) * K + d] : 0.0;
+  float* base = kio.tot + (static_cast<int64_t>(n) * kio.maxch * kio.sub * H + h) * K + d;
+  const int64_t step = static_cast<int64_t>(H) * K;
+  for (int hi = nu - 1; hi >= 0; hi -= 16) {
+    float x[16];
+#pragma unroll
+    for (int z = 0; z < 16; ++z) x[z] = hi - z >= 0 ? base[(hi - z) * step] : 0.f;
+#pragma unroll
+    for (int z = 0; z < 16; ++z) {
+      if (hi - z < 0) break;
+      base[(hi - z) * step] = static_cast<float>(c);
+      c += x[z];
+    }
+  }
+}
+
+// gk += the carry of its unit; the sequence's first token: 0 without an initial state, F0 with one
 // (and no bonus).
 __global__ void key_gk(core_args a, bwd_io io, key_io kio) {
   const int ci = blockIdx.x, h = blockIdx.y, n = blockIdx.z, H = a.H, K = a.K;
   const int64_t sb = a.offsets[n], t0 = sb + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
   if (t0 >= te) return;
-  const int L = rows_left(te - t0);
-  const float* carry = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * H + h) * K;
+  const int L = rows_left(te - t0), ul = kC / kio.sub;
+  const float* carry = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * kio.sub * H + h) * K;
   for (int e = threadIdx.x; e < L * K; e += blockDim.x) {
     const int i = e / K, d = e % K;
     float* g = io.gk + (static_cast<size_t>(t0 + i) * H + h) * K + d;
-    float v = *g + carry[d];
+    float v = *g + carry[static_cast<int64_t>(i / ul) * H * K + d];
     if (t0 + i == sb) {
       if (!a.s0) v = 0.f;
       else if (!a.u) v = io.F0[(static_cast<size_t>(n) * H + h) * K + d];
@@ -1696,7 +1814,7 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   kio.fac = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * a.H * kFac + 1) * K * sizeof(float)));
   kio.pd = sc.get(rows * 16 * sizeof(TI));
   if (bwd) kio.dpd = static_cast<float*>(sc.get(rows * 16 * sizeof(float)));
-  if (bwd) kio.tot = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * a.H + 1) * K * sizeof(float)));
+  if (bwd) kio.tot = static_cast<float*>(sc.get((static_cast<size_t>(a.N) * kio.maxch * 4 * a.H + 1) * K * sizeof(float)));
   if (sc.err) return sc.err;
   if (bwd) {
     if (int e = static_cast<int>(cudaMemsetAsync(kio.dpd, 0, rows * 16 * sizeof(float), launch_stream()))) return e;
@@ -1726,6 +1844,13 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, nullptr, false, kio)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, kio);
   return static_cast<int>(cudaGetLastError());
+}
+
+// LRNN_DA_KEY_POST=rows: the backward's per-key finish in key_post (one CTA per chunk, a row per 8
+// threads) instead of key_post_cols (one per 16-row block, a key per thread), for A/B timings.
+bool key_post_rows() {
+  const char* e = getenv("LRNN_DA_KEY_POST");
+  return e && std::string(e) == "rows";
 }
 
 template <typename TI, int K, int VT>
@@ -1759,10 +1884,17 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, kio);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if (kio.maxch > 0) {
-    auto pkern = key_post<TI, K>;
-    if (int e = tc_smem(pkern, key_lay<K>::total)) return e;
     const dim3 cgrid(kio.maxch, a.H, a.N);
-    pkern<<<cgrid, kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
+    if (key_post_rows()) {
+      auto pkern = key_post<TI, K>;
+      if (int e = tc_smem(pkern, key_lay<K>::total)) return e;
+      pkern<<<cgrid, kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
+    } else {
+      kio.sub = 4;
+      const dim3 bgrid(4 * kio.maxch, a.H, a.N);
+      if (a.u) key_post_cols<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
+      else key_post_cols<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
+    }
     key_carry<<<dim3(a.H, a.N), K, 0, launch_stream()>>>(args, io, kio);
     key_gk<<<cgrid, 256, 0, launch_stream()>>>(args, io, kio);
   }
