@@ -1,9 +1,10 @@
 // decay_attn chunk form on CUDA, tensor-core path (bf16 / f16 inputs, fp32 accumulation): scalar,
-// per-head or no decay, optional input scale beta, optional normaliser column; K in {64, 128}, V a
-// multiple of 64, no bonus. One CTA per (sequence, head, V tile of VT = 128 columns, or 64 when V is not a
-// multiple of 128) sweeps the chunks with the fp32 state tile in registers (mma.sync accumulators; a
-// bf16/f16 copy in shared memory feeds the products that read it), loads of the next chunk in flight
-// (cp.async, two stages). No chunk state reaches HBM. Kernels:
+// per-head or no decay (optional input scale beta, optional normaliser column), or per-key gates (with
+// or without RWKV-6's bonus: KEY, below); K in {64, 128}, V a multiple of 64. One CTA per (sequence,
+// head, V tile of VT = 128 columns, or 64 when V is not a multiple of 128) sweeps the chunks with the
+// fp32 state tile in registers (mma.sync accumulators; a bf16/f16 copy in shared memory feeds the
+// products that read it), loads of the next chunk in flight (cp.async, two stages). No chunk state
+// reaches HBM. Kernels:
 //   fwd:  O = Qg S + P V,  S = exp(G_L) S + Kd^T V
 //   dq:   forward sweep, dQ = Qscale (dO S^T) + dP K
 //   dkv:  reverse sweep with dS: dV = Kd dS + P^T dO, dK = Kd-scale (V dS^T) + dP^T Q,
@@ -29,7 +30,6 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <string>
 #include <type_traits>
 
 namespace lrnn::ops::cuda_chunk {
@@ -102,8 +102,7 @@ struct key_io {
   const float* fac = nullptr;  // [N, maxch, H, kFac, K] per-chunk factor table
   const void* pd = nullptr;    // [tokens, H, 16] the diagonal blocks of P (row i: columns 16 (i / 16)..)
   float* dpd = nullptr;        // backward: [tokens, H, 16] fp32, zeroed: the diagonal blocks of dP = dO V^T
-  float* tot = nullptr;        // backward: [N, maxch, sub, H, K] the gate gradient's unit totals, then carries
-  int sub = 1;                 // units per chunk of the gate gradient's carries (key_post_cols: 4 blocks of 16 rows)
+  float* tot = nullptr;        // backward: [N, 4 maxch, H, K] the gate gradient's 16-row block totals, then carries
   int maxch = 0;               // chunks of the longest sequence
 };
 
@@ -1171,7 +1170,7 @@ __global__ void seg_scan(core_args a, seg_io sg, const float* init, bool fwd) {
 }
 
 // ---- per-key gates: the elementwise parts around the sweeps (CUDA cores, fp32) ----
-// One CTA of kKT threads per (chunk, head, sequence). Thread (m, x, dg): row x of the chunk's 16-row
+// key_prep: one CTA of kKT threads per (chunk, head, sequence). Thread (m, x, dg): row x of the chunk's 16-row
 // block m, key columns [dg DS, dg DS + DS). Within block m the cumulative log gates are kept relative
 // to E_{m-1} (the block's start), in fp32: Gr_i = G_i - E_{m-1}, so exp(Gq_i - G_j) = exp(Gqr_i - Gr_j)
 // for i, j in one block (Gq_i = G_i, or with the bonus G_{i-1}).
@@ -1180,15 +1179,14 @@ constexpr int kKT = 512;
 template <int K>
 struct key_lay {
   static constexpr int GS = K + 4, DS = K / 8;
-  static constexpr size_t q = 0, k = q + 4 * kC * GS, gr = k + 4 * kC * GS, beta = gr + 4 * kC * GS, dpd = beta + 4 * kC;
-  static constexpr size_t du = dpd + 4 * kC * 16, total = du + 4 * K;
+  static constexpr size_t q = 0, k = q + 4 * kC * GS, gr = k + 4 * kC * GS, beta = gr + 4 * kC * GS, total = beta + 4 * kC;
 };
 
 template <typename TI, int K>
 struct key_cta {
   using lay = key_lay<K>;
   static constexpr int GS = lay::GS, DS = lay::DS;
-  float *qs, *ks, *gr, *beta, *dpd;
+  float *qs, *ks, *gr, *beta;
   int n, h, ci, m, x, dg, L;
   int64_t t0;
   bool bonus;
@@ -1198,7 +1196,6 @@ struct key_cta {
   __device__ bool load(const core_args& a, unsigned char* sm) {
     qs = reinterpret_cast<float*>(sm + lay::q), ks = reinterpret_cast<float*>(sm + lay::k);
     gr = reinterpret_cast<float*>(sm + lay::gr), beta = reinterpret_cast<float*>(sm + lay::beta);
-    dpd = reinterpret_cast<float*>(sm + lay::dpd);
     ci = blockIdx.x, h = blockIdx.y, n = blockIdx.z;
     const int tid = threadIdx.x, H = a.H;
     m = tid / 128, x = (tid / 8) % 16, dg = tid % 8;
@@ -1242,14 +1239,6 @@ struct key_cta {
   // Key column of this thread's e-th value (e < DS): float4 groups interleaved over the 8 lanes of a
   // row, so that a row's lanes read 128 contiguous bytes of shared memory.
   __device__ int cl(int e) const { return 32 * (e / 4) + 4 * dg + e % 4; }
-  // This thread's DS values of a global fp32 row (p: its key 0) in 16-byte accesses; zeros if !live.
-  __device__ void ld(float (&t)[DS], const float* p, bool live) const {
-#pragma unroll
-    for (int u = 0; u < DS / 4; ++u) {
-      const float4 v = live ? *reinterpret_cast<const float4*>(p + 32 * u + 4 * dg) : make_float4(0.f, 0.f, 0.f, 0.f);
-      t[4 * u] = v.x, t[4 * u + 1] = v.y, t[4 * u + 2] = v.z, t[4 * u + 3] = v.w;
-    }
-  }
   // The same from a shared-memory row (rows are 16-byte aligned: GS = K + 4).
   __device__ void lds(float (&t)[DS], const float* p) const {
 #pragma unroll
@@ -1267,13 +1256,6 @@ struct key_cta {
       lds(t, gr + (bonus ? i - 1 : i) * GS);
     }
   }
-  __device__ void st(float* p, const float (&t)[DS]) const {
-#pragma unroll
-    for (int u = 0; u < DS / 4; ++u)
-      *reinterpret_cast<float4*>(p + 32 * u + 4 * dg) = make_float4(t[4 * u], t[4 * u + 1], t[4 * u + 2], t[4 * u + 3]);
-  }
-  // Gqr of row i (relative to its block's start).
-  __device__ float gq(int i, int e) const { return bonus ? (i % 16 ? gr[(i - 1) * GS + e] : 0.f) : gr[i * GS + e]; }
 };
 
 // Per chunk: Qa = scale q exp(Gq - E_{m-1}), Kb = k exp(E_m - G) beta (the sweeps' q and k), the factor
@@ -1345,144 +1327,23 @@ __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* 
   }
 }
 
-// After the sweeps (io.dq holds dQa, io.dk dKb, fp32), the backward's finish for per-key gates:
-// dq = scale exp(Gq - E_{m-1}) dQa + the diagonal blocks' terms, dk = beta exp(E_m - G) dKb + theirs (dP's
-// diagonal blocks from kio.dpd); then as finish_backward does: db = k . dk, the bonus terms (rho =
-// dP_ii: dq += scale rho u k, dk += scale rho u q, du += scale rho q k), dq and dk written in the input
-// dtype (io.dq_out, io.dk_out), and the gate gradient's part within the chunk, gk_t = sum_{s >= t} (q_s
-// dq_s - k_s dk_s) (with the bonus, q_t dq_t of token t itself excluded), into io.gk, with the chunk's
-// total into kio.tot [N, maxch, H, K] for key_carry / key_gk.
-template <typename TI, int K>
-__global__ void __launch_bounds__(kKT, 2) key_post(core_args a, bwd_io io, key_io kio) {
-  extern __shared__ __align__(128) unsigned char sm[];
-  using KC = key_cta<TI, K>;
-  using lay = typename KC::lay;
-  constexpr int GS = KC::GS, DS = KC::DS;
-  KC c;
-  if (!c.load(a, sm)) return;
-  const int H = a.H, h = c.h, tid = threadIdx.x;
-  float* dus = reinterpret_cast<float*>(sm + lay::du);
-  for (int e = tid; e < kC * 16; e += kKT) {
-    const int i = e / 16;
-    c.dpd[e] = i < c.L ? kio.dpd[(static_cast<size_t>(c.t0 + i) * H + h) * 16 + e % 16] : 0.f;
-  }
-  if (tid < K) dus[tid] = 0.f;
-  __syncthreads();
-  const int y = 16 * c.m + c.x;  // this thread's row
-  const bool live = y < c.L;
-  const size_t off = (static_cast<size_t>(c.t0 + y) * H + h) * K;  // its first key
-  const float sc = a.scale;
-  float dq[DS], dk[DS];
-  // dq_y: sum over j <= y (j < y with the bonus) in the block.
-  {
-    float gqy[DS];
-    c.gq_row(gqy, y);
-#pragma unroll
-    for (int e = 0; e < DS; ++e) dq[e] = 0.f;
-#pragma unroll
-    for (int jj = 0; jj < 16; ++jj) {
-      if (c.bonus ? jj >= c.x : jj > c.x) break;
-      const int j = 16 * c.m + jj;
-      const float w = c.dpd[y * 16 + jj] * sc * c.beta[j];
-#pragma unroll
-      for (int e = 0; e < DS; ++e) dq[e] += w * c.ks[j * GS + c.cl(e)] * __expf(gqy[e] - c.gr[j * GS + c.cl(e)]);
-    }
-    float t[DS];
-    c.ld(t, io.dq + off, live);
-#pragma unroll
-    for (int e = 0; e < DS; ++e) dq[e] += sc * __expf(gqy[e]) * t[e];
-  }
-  // dk_y: sum over i >= y (i > y with the bonus) in the block.
-  {
-    float gy[DS];
-    c.lds(gy, c.gr + y * GS);
-#pragma unroll
-    for (int e = 0; e < DS; ++e) dk[e] = 0.f;
-    const float by = c.beta[y];
-#pragma unroll
-    for (int ii = 0; ii < 16; ++ii) {
-      if (c.bonus ? ii <= c.x : ii < c.x) continue;
-      const int i = 16 * c.m + ii;
-      const float w = c.dpd[i * 16 + c.x] * sc * by;
-#pragma unroll
-      for (int e = 0; e < DS; ++e) dk[e] += w * c.qs[i * GS + c.cl(e)] * __expf(c.gq(i, c.cl(e)) - gy[e]);
-    }
-    const float* ge = c.gr + (16 * c.m + 15) * GS;
-    float t[DS];
-    c.ld(t, io.dk + off, live);
-#pragma unroll
-    for (int e = 0; e < DS; ++e) dk[e] += by * __expf(ge[c.cl(e)] - gy[e]) * t[e];
-  }
-  // Per-token sums, the bonus, dq and dk out; x = q dq, w = x - k dk per key.
-  float xq[DS], w[DS], qy[DS], ky[DS], dbv = 0.f;
-  const float rho = c.bonus ? c.dpd[y * 16 + c.x] * sc : 0.f;
-  c.lds(qy, c.qs + y * GS);
-  c.lds(ky, c.ks + y * GS);
-#pragma unroll
-  for (int e = 0; e < DS; ++e) {
-    const float qv = qy[e], kv = ky[e];
-    xq[e] = qv * dq[e];
-    w[e] = xq[e] - kv * dk[e];
-    dbv += kv * dk[e];
-    if (c.bonus) {
-      const float ud = a.u[static_cast<size_t>(h) * K + c.cl(e)];
-      dq[e] += ud * kv * rho;
-      dk[e] += ud * qv * rho;
-      if (live) atomicAdd(dus + c.cl(e), qv * kv * rho);
-    }
-  }
-  dbv += __shfl_xor_sync(0xffffffffu, dbv, 1);
-  dbv += __shfl_xor_sync(0xffffffffu, dbv, 2);
-  dbv += __shfl_xor_sync(0xffffffffu, dbv, 4);
-  if (live) {
-#pragma unroll
-    for (int e = 0; e < DS; e += 2) {
-      *reinterpret_cast<uint32_t*>(static_cast<TI*>(io.dq_out) + off + c.cl(e)) = mma::pack2<TI>(dq[e], dq[e + 1]);
-      *reinterpret_cast<uint32_t*>(static_cast<TI*>(io.dk_out) + off + c.cl(e)) = mma::pack2<TI>(dk[e], dk[e + 1]);
-    }
-    if (io.db && c.dg == 0) io.db[static_cast<size_t>(c.t0 + y) * H + h] = dbv;
-  }
-  // Suffix sums of w over the chunk's rows, per key, in shared memory (the q tile's place).
-  __syncthreads();  // every thread is done with qs
-  float* ws = c.qs;
-#pragma unroll
-  for (int e = 0; e < DS; ++e) w[e] = live ? w[e] : 0.f;
-  c.st(ws + y * GS, w);
-  __syncthreads();
-  const int col = tid % 128;
-  float btot = 0.f;
-  if (col < K) {
-    for (int r = 15; r >= 0; --r) {
-      btot += ws[(16 * c.m + r) * GS + col];
-      ws[(16 * c.m + r) * GS + col] = btot;
-    }
-    c.gr[c.m * GS + col] = btot;  // (gr is free now) block totals
-  }
-  __syncthreads();
-  if (col < K) {
-    float later = 0.f;
-    for (int mm = c.m + 1; mm < 4; ++mm) later += c.gr[mm * GS + col];
-    for (int r = 0; r < 16; ++r) ws[(16 * c.m + r) * GS + col] += later;
-    if (c.m == 0) kio.tot[((static_cast<int64_t>(c.n) * kio.maxch + c.ci) * H + h) * K + col] = later + btot;
-  }
-  __syncthreads();
-  if (live) {
-    float t[DS];
-    c.lds(t, ws + y * GS);
-#pragma unroll
-    for (int e = 0; e < DS; ++e) t[e] -= c.bonus ? xq[e] : 0.f;
-    c.st(io.gk + off, t);
-  }
-  if (c.bonus && tid < K) atomicAdd(io.du + static_cast<size_t>(h) * K + tid, dus[tid]);
-}
-
-// The same finish with one CTA of K threads per 16-row block of a chunk (grid x: 4 maxch blocks),
-// thread d holding key d of the block's 16 rows in registers: every pair exp(Gq_i - G_j) of the
-// diagonal block is computed once and feeds both dq_i and dk_j (key_post computes it twice), no
-// shared-memory staging of q, k, g, and no barrier but the one after dP's block. The gate gradient's
-// in-block suffix sums go to io.gk, the block's total to kio.tot per 16-row block (kio.sub = 4).
+// After the sweeps (io.dq holds dQa, io.dk dKb, fp32), the backward's finish for per-key gates, per
+// 16-row block m of a chunk with Gr its cumulative log gates relative to the block's start (Gq = Gr,
+// or with the bonus Gr of the row before):
+//   dq_i = scale exp(Gq_i) dQa_i + sum_{j <= i} scale dP_ij beta_j exp(Gq_i - Gr_j) k_j,
+//   dk_j = beta_j exp(Gr_15 - Gr_j) dKb_j + sum_{i >= j} scale dP_ij beta_j exp(Gq_i - Gr_j) q_i
+// (j < i with the bonus; dP's diagonal blocks from kio.dpd); then as finish_backward does: db = k . dk,
+// the bonus terms (rho = scale dP_ii: dq += rho u k, dk += rho u q, du += rho q k), dq and dk written in
+// the input dtype (io.dq_out, io.dk_out), and the gate gradient's part within the block, gk_t =
+// sum_{s >= t} (q_s dq_s - k_s dk_s) (with the bonus, q_t dq_t of token t itself excluded), into io.gk,
+// the block's total into kio.tot for key_carry / key_gk.
+// One CTA of K threads per block (grid x: 4 maxch), thread d holding key d of the block's 16 rows in
+// registers: each pair's exp(Gq_i - Gr_j) is computed once for both dq_i and dk_j, q, k, g are read
+// straight into registers, and the only barrier follows the staging of dP's block. (A first version
+// with a CTA per chunk and a row per 8 threads spilled at its 64-register cap and computed each pair
+// twice: 0.25 ms slower at B=8, T=4096, bench/decay_attn_cuda.md.)
 template <typename TI, int K, bool BONUS>
-__global__ void __launch_bounds__(K) key_post_cols(core_args a, bwd_io io, key_io kio) {
+__global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio) {
   __shared__ __align__(16) float dps[16 * 16];  // scale dP_ij beta_j of the block (0 past L)
   __shared__ float rho[16];                     // scale dP_ii (the bonus)
   __shared__ float dbs[16];                     // db row sums
@@ -1583,18 +1444,17 @@ __global__ void __launch_bounds__(K) key_post_cols(core_args a, bwd_io io, key_i
   }
 }
 
-// The gate gradient's carry into each unit (a chunk, or a 16-row block with kio.sub = 4), per
-// (sequence, head, key): F (rowsum(S_T dS_T), or 0) plus the totals of the units after it; kio.tot
-// becomes that carry in place. The totals are read 16 at a time (their loads in flight together).
+// The gate gradient's carry into each 16-row block, per (sequence, head, key): F (rowsum(S_T dS_T), or
+// 0) plus the totals of the blocks after it; kio.tot becomes that carry in place. The totals are read
+// 16 at a time (their loads in flight together).
 __global__ void key_carry(core_args a, bwd_io io, key_io kio) {
   const int h = blockIdx.x, n = blockIdx.y, d = threadIdx.x, H = a.H, K = a.K;
   if (d >= K) return;
-  const int ul = kC / kio.sub;
-  const int nu = static_cast<int>((a.offsets[n + 1] - a.offsets[n] + ul - 1) / ul);
+  const int nb = static_cast<int>((a.offsets[n + 1] - a.offsets[n] + 15) / 16);
   double c = io.F ? io.F[(static_cast<size_t>(n) * H + h) * K + d] : 0.0;
-  float* base = kio.tot + (static_cast<int64_t>(n) * kio.maxch * kio.sub * H + h) * K + d;
+  float* base = kio.tot + (static_cast<int64_t>(n) * kio.maxch * 4 * H + h) * K + d;
   const int64_t step = static_cast<int64_t>(H) * K;
-  for (int hi = nu - 1; hi >= 0; hi -= 16) {
+  for (int hi = nb - 1; hi >= 0; hi -= 16) {
     float x[16];
 #pragma unroll
     for (int z = 0; z < 16; ++z) x[z] = hi - z >= 0 ? base[(hi - z) * step] : 0.f;
@@ -1607,18 +1467,18 @@ __global__ void key_carry(core_args a, bwd_io io, key_io kio) {
   }
 }
 
-// gk += the carry of its unit; the sequence's first token: 0 without an initial state, F0 with one
-// (and no bonus).
+// gk += the carry of its block; the sequence's first token: 0 without an initial state, F0 with one
+// (and no bonus). One CTA per chunk.
 __global__ void key_gk(core_args a, bwd_io io, key_io kio) {
   const int ci = blockIdx.x, h = blockIdx.y, n = blockIdx.z, H = a.H, K = a.K;
   const int64_t sb = a.offsets[n], t0 = sb + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
   if (t0 >= te) return;
-  const int L = rows_left(te - t0), ul = kC / kio.sub;
-  const float* carry = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * kio.sub * H + h) * K;
+  const int L = rows_left(te - t0);
+  const float* carry = kio.tot + ((static_cast<int64_t>(n) * kio.maxch + ci) * 4 * H + h) * K;
   for (int e = threadIdx.x; e < L * K; e += blockDim.x) {
     const int i = e / K, d = e % K;
     float* g = io.gk + (static_cast<size_t>(t0 + i) * H + h) * K + d;
-    float v = *g + carry[static_cast<int64_t>(i / ul) * H * K + d];
+    float v = *g + carry[static_cast<int64_t>(i / 16) * H * K + d];
     if (t0 + i == sb) {
       if (!a.s0) v = 0.f;
       else if (!a.u) v = io.F0[(static_cast<size_t>(n) * H + h) * K + d];
@@ -1803,8 +1663,8 @@ int key_segments(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse
   return sc.err;
 }
 
-// Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed); q and k
-// of `a` then point at Qa and Kb. (No segments: one sweep per sequence.)
+// Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed, and the
+// gate gradient's block totals); q and k of `a` then point at Qa and Kb.
 template <typename TI, int K>
 int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   kio.maxch = static_cast<int>((a.max_len + kC - 1) / kC);
@@ -1846,13 +1706,6 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   return static_cast<int>(cudaGetLastError());
 }
 
-// LRNN_DA_KEY_POST=rows: the backward's per-key finish in key_post (one CTA per chunk, a row per 8
-// threads) instead of key_post_cols (one per 16-row block, a key per thread), for A/B timings.
-bool key_post_rows() {
-  const char* e = getenv("LRNN_DA_KEY_POST");
-  return e && std::string(e) == "rows";
-}
-
 template <typename TI, int K, int VT>
 int bwd_key(const core_args& args, const bwd_io& io) {
   core_args a = args;
@@ -1885,16 +1738,9 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if (kio.maxch > 0) {
     const dim3 cgrid(kio.maxch, a.H, a.N);
-    if (key_post_rows()) {
-      auto pkern = key_post<TI, K>;
-      if (int e = tc_smem(pkern, key_lay<K>::total)) return e;
-      pkern<<<cgrid, kKT, key_lay<K>::total, launch_stream()>>>(args, io, kio);
-    } else {
-      kio.sub = 4;
-      const dim3 bgrid(4 * kio.maxch, a.H, a.N);
-      if (a.u) key_post_cols<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
-      else key_post_cols<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
-    }
+    const dim3 bgrid(4 * kio.maxch, a.H, a.N);
+    if (a.u) key_post<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
+    else key_post<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
     key_carry<<<dim3(a.H, a.N), K, 0, launch_stream()>>>(args, io, kio);
     key_gk<<<cgrid, 256, 0, launch_stream()>>>(args, io, kio);
   }
