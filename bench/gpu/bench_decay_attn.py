@@ -29,7 +29,15 @@ ap.add_argument("--reps", type=int, default=30)
 ap.add_argument("--skip-tfla", action="store_true")
 ap.add_argument("--skip", default="", help="comma-separated ops not to time (e.g. fla_chunk_gla)")
 ap.add_argument("--tfla-probe", default="", help=argparse.SUPPRESS)
+ap.add_argument("--triton-cache", default="",
+                help="directory for Triton's kernel cache with autotuning results kept (TRITON_CACHE_AUTOTUNING): "
+                     "fla's chunk_gla autotunes for minutes on a fresh machine; a cache carried from an earlier "
+                     "run on the same GPU model and Triton skips that (bench/gpu/README.md)")
 args = ap.parse_args()
+if args.triton_cache:
+    os.makedirs(args.triton_cache, exist_ok=True)
+    os.environ["TRITON_CACHE_DIR"] = os.path.abspath(args.triton_cache)
+    os.environ["TRITON_CACHE_AUTOTUNING"] = "1"
 dev = "cuda"
 H, D = 16, 128
 bf = torch.bfloat16
