@@ -659,6 +659,30 @@ __device__ __forceinline__ void store_rows_f32(const float (&acc)[NT][4], float*
   }
 }
 
+// Per-key sweeps: acc += the off-diagonal blocks' products of row block r with the blocks' factor rows
+// (fac, K floats apart) per column: sum_{kb < r} F(r, kb) (X_{r, kb} Y_kb), or (TR) sum_{kb > r} F(kb, r)
+// ((X_{kb, r})^T Y_kb); X a chunk matrix [64][PS], Y [64][YS], columns c0...
+template <typename TI, int NT, bool TR>
+__device__ __forceinline__ void add_offdiag(float (&acc)[NT][4], const TI* X, int r, const TI* Y, int YS, int c0,
+                                            const float* fac, int K) {
+  for (int kb = TR ? r + 1 : 0; kb < (TR ? 4 : r); ++kb) {
+    float y[NT][4];
+    zero(y);
+    if constexpr (TR) mul_t_at<TI, NT>(y, X, r, kb, Y, YS, c0);
+    else mul_p_at<TI, NT>(y, X, r, kb, Y, YS, c0);
+    add_scaled_cols(acc, y, fac + (TR ? offd(kb, r) : offd(r, kb)) * K, c0);
+  }
+}
+
+// Per-key sweeps' dQa / dKb rows (fp32): stored with one V tile (the CTA holds whole rows), added over
+// several (zeroed by the host first).
+template <int NT>
+__device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* dst, int64_t t0, int H, int h, int ld,
+                                             int c0, int r, int L) {
+  if (gridDim.x == 1) store_rows_f32<NT>(acc, dst, t0, H, h, ld, c0, r, L);
+  else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
+}
+
 // One step of a normaliser state (threads d < K): n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column
 // of the gate table (strided by 4), f per row (or 1).
 template <typename TI, int K>
@@ -918,14 +942,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
       scale_cols(dq, fac + (kFacQ + r) * K, d0);
       __syncthreads();
-      for (int kb = 0; kb < r; ++kb) {
-        float y[NQ][4];
-        zero(y);
-        mul_p_at<TI, NQ>(y, dPs, r, kb, Ks, QS, d0);
-        add_scaled_cols(dq, y, fac + offd(r, kb) * K, d0);
-      }
-      if (gridDim.x == 1) store_rows_f32<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
-      else add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
+      add_offdiag<TI, NQ, false>(dq, dPs, r, Ks, QS, d0, fac, K);
+      key_rows_out<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
       S.update_key(fac + kFacS * K, Ks, QS, fac + kFacK * K, Vs);
       S.to_smem(Sb);
       return;
@@ -1041,14 +1059,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       __syncthreads();
       mul_causal_t<TI, 4>(dv, Ps, r, Ds, VS, 32 * c);
       store_rows<TI, 4>(dv, static_cast<TI*>(io.dv), t0, H, h, Vin, v0 + 32 * c, r, L);
-      for (int kb = r + 1; kb < 4; ++kb) {
-        float y[NQ][4];
-        zero(y);
-        mul_t_at<TI, NQ>(y, dPs, r, kb, Qs, QS, d0);
-        add_scaled_cols(dk, y, fac + offd(kb, r) * K, d0);
-      }
-      if (gridDim.x == 1) store_rows_f32<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
-      else add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
+      add_offdiag<TI, NQ, true>(dk, dPs, r, Qs, QS, d0, fac, K);
+      key_rows_out<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
       dS.update_key(fac + kFacS * K, Qs, QS, fac + kFacQ * K, Ds);
       dS.to_smem(dSb);
       continue;
