@@ -5,7 +5,10 @@
 # same process), and writes report.md (plus logs) to $OUT.
 #   bash scripts/gpu/run_all.sh [pack name (default gpu)] [gtest filter]
 # Needs .carry/<pack>.tar.xz, and .carry/py with fla, einops and mlstm_kernels (see bench/gpu/README.md).
-# BENCH_ARGS passes extra options to the benchmark (e.g. "--shapes 8x4096 --reps 10").
+# BENCH_ARGS passes extra options to the benchmark, shell-quoted (e.g. "--shapes '8x4096 2x16384' --reps 10
+# --triton-cache .carry/tc"); BENCH_TIMEOUT its limit in seconds (default 420). CHUNK_TIMING=1|quick|key
+# adds the kernel-level timing test (decay_attn_cuda.timing) before the benchmark. MEMCHECK_FILTER
+# replaces the memcheck cases; a second memcheck run forces sequence segments on per-key cases.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-gpu-out}
@@ -40,22 +43,32 @@ san=/usr/local/cuda/bin/compute-sanitizer
 if [ -x "$san" ]; then
   start=$(date +%s)
   "$san" --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" \
-    --gtest_filter="${MEMCHECK_FILTER:-decay_attn_step_cuda.*:cuda_linear.*:capi.step_matches_the_op_on_host_and_cuda:decay_attn_cuda.no_final_state}" \
+    --gtest_filter="${MEMCHECK_FILTER:-decay_attn_step_cuda.*:cuda_linear.*:capi.step_matches_the_op_on_host_and_cuda:decay_attn_cuda.no_final_state:decay_attn_cuda_gla.varlen_k64_v64:decay_attn_cuda_rwkv6.t63_init_k64_v128}" \
     >"$out/memcheck.log" 2>&1
   rc_san=$?
+  LRNN_DA_SEGMENTS=3 "$san" --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" \
+    --gtest_filter='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.varlen_k64_v64' >"$out/memcheck_segments.log" 2>&1
+  rc_seg=$?
   {
-    echo; echo "## compute-sanitizer memcheck: exit $rc_san, $(( $(date +%s) - start )) s"; echo
-    echo '```'; grep -E 'ERROR SUMMARY|Invalid|PASSED|FAILED' "$out/memcheck.log" | head -20; echo '```'
+    echo; echo "## compute-sanitizer memcheck: exit $rc_san, with forced segments $rc_seg, $(( $(date +%s) - start )) s"; echo
+    echo '```'; grep -hE 'ERROR SUMMARY|Invalid|PASSED|FAILED' "$out/memcheck.log" "$out/memcheck_segments.log" | head -20; echo '```'
   } >>"$report"
 else
   echo -e "\n## compute-sanitizer: not found at $san" >>"$report"
 fi
 
-# 3. Benchmark (one Python process; TFLA probed in a child first since it may crash Triton).
+# 3. Kernel-level timing (optional).
+if [ -n "${CHUNK_TIMING:-}" ]; then
+  LRNN_CHUNK_TIMING=$CHUNK_TIMING "$pk/lrnn_tests" --gtest_filter=decay_attn_cuda.timing 2>&1 | grep -E '^lrnn|FAIL|rror' >"$out/timing.log"
+  { echo; echo "## Kernel timing (LRNN_CHUNK_TIMING=$CHUNK_TIMING)"; echo; echo '```'; cat "$out/timing.log"; echo '```'; } >>"$report"
+fi
+
+# 4. Benchmark (one Python process; TFLA probed in a child first since it may crash Triton).
 if [ -n "${SKIP_BENCH:-}" ]; then echo -e "\n## Benchmark: skipped (SKIP_BENCH)" >>"$report"; cat "$report"; exit 0; fi
 start=$(date +%s)
-PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1 timeout 420 python3 bench/gpu/bench_decay_attn.py \
-  --lib "$pk/lib/liblrnn.so" --out "$out" ${BENCH_ARGS:-} >"$out/bench.log" 2>&1
+eval "bench_args=(${BENCH_ARGS:-})"
+PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-420}" python3 bench/gpu/bench_decay_attn.py \
+  --lib "$pk/lib/liblrnn.so" --out "$out" "${bench_args[@]}" >"$out/bench.log" 2>&1
 rc_bench=$?
 {
   echo; echo "## Benchmark: exit $rc_bench, $(( $(date +%s) - start )) s"; echo
