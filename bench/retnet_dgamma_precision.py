@@ -50,3 +50,39 @@ for label, x_f32 in (("dq, dk rounded to fp32", False), ("dq, dk rounded to fp32
         dk32 = dk.astype(np.float32).astype(np.float64) * (1 + (6e-8 if trial else 0) * r.standard_normal(dk.shape))
         e.append(err(dq32, dk32, x_f32))
     print(f"{label:44s}: |error| median {np.median(e):.3e}, max {np.max(e):.3e} (20 draws of one-ulp noise)")
+
+
+# The fix, emulated: the pair sum sum_{i >= j} (i - j) A_ij chunk by chunk in fp32, with positions
+# relative to the chunk, the state S and a moment state M = sum_{j < c0} (c0 - 1 - j) gamma^(c0 - 1 - j)
+# k_j v_j^T (s0 as a token at position -1) carried from chunk to chunk:
+#   row i = c0 + r: scale gamma^(r + 1) ((r + 1) q_i^T S do_i + q_i^T M do_i)  (pairs with earlier chunks)
+#   + sum_{r' <= r} (r - r') scale q_i.k_j do_i.v_j gamma^(r - r')           (pairs inside the chunk)
+#   M <- gamma^L (M + L S) + sum_r (L - 1 - r) gamma^(L - 1 - r) k_r v_r^T,  S <- gamma^L S + sum_r gamma^(L - 1 - r) k_r v_r^T
+def pair_sum_fp32(C=64):
+    f = np.float32
+    q32, k32, v32, do32 = (a.astype(f) for a in (q, k, v, do))
+    gm = f(np.exp(g))
+    S = s0.astype(f)          # s0 weighs gamma^(c0 - 1 - (-1)) = 1 at c0 = 0
+    M = np.zeros((K, V), f)   # (c0 - 1 - (-1)) = c0 = 0 at the start
+    total = np.float64(0)
+    for c0 in range(0, T, C):
+        L = min(C, T - c0)
+        r = np.arange(L)
+        qc, kc, vc, dc = q32[c0:c0 + L], k32[c0:c0 + L], v32[c0:c0 + L], do32[c0:c0 + L]
+        pw = (gm ** (r + 1)).astype(f)
+        qS = np.einsum("rk,kv,rv->r", qc, S, dc, dtype=f)
+        qM = np.einsum("rk,kv,rv->r", qc, M, dc, dtype=f)
+        inter = (f(sc) * pw * ((r + 1).astype(f) * qS + qM)).astype(f)
+        rel = (r[:, None] - r[None, :])
+        Dc = np.where(rel >= 0, gm ** np.maximum(rel, 0), 0).astype(f)
+        intra = (f(sc) * (qc @ kc.T) * (dc @ vc.T) * Dc * rel.astype(f)).astype(f)
+        total += np.float64(inter.sum(dtype=f)) + np.float64(intra.sum(dtype=f))
+        wS = (gm ** (L - 1 - r)).astype(f)
+        wM = ((L - 1 - r) * gm ** (L - 1 - r)).astype(f)
+        M = (gm ** L * (M + f(L) * S) + (kc * wM[:, None]).T @ vc).astype(f)
+        S = (gm ** L * S + (kc * wS[:, None]).T @ vc).astype(f)
+    return total
+
+
+pair = pair_sum_fp32()
+print(f"{'pair sums in fp32 (chunks of 64, moment state)':44s}: |error| {abs(pair - exact):.3e} (dg {pair:.6f})")
