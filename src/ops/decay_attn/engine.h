@@ -53,13 +53,27 @@ template <typename A> void engine_backward_parallel(const engine_problem<A>& p, 
 template <typename A> void engine_forward_chunk(const engine_problem<A>& p, const engine_forward_out<A>& out);
 template <typename A> void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<A>& io);
 
+// Exact values of the per-key gate gradient at anchor tokens a_m = t0 + m * every (m >= 1, a_m < t1)
+// of one (n, h), without the bonus: dg_a = rowsum(S_{a-1} * dS), dS = Diag(alpha_a) dS_a the gradient
+// of the state before token a (as for the first token, from s0 and dS_0). d: [m - 1][K].
+struct gate_anchors {
+  const double* d = nullptr;
+  int64_t every = 0;
+};
+
 // Gate gradients from the state-path gradients of one (n, h) (README.md, "gate gradients"):
 // dg_r = F + sum_{t >= r (+1 with bonus)} q_t * dq_t - sum_{s >= r} k_s * dk_s, with F the row
 // sums of S_T * dS_T; db_s = k_s . dk_s. dq, dk here are the gradients of the unscaled q and k
-// through the state path only (no bonus term).
+// through the state path only (no bonus term). With anchors the sums restart from the exact value
+// at each anchor, so they run over at most `every` tokens (a per-head decay's gradient sums dg over
+// the whole sequence: long sums of differences lose it in f32, bench/retnet_dgamma_precision.py).
 template <typename A>
 void engine_gate_grads(const engine_problem<A>& p, int64_t n, int64_t h, const A* f_final /* [K] or null */,
-                       const engine_backward_io<A>& io);
+                       const engine_backward_io<A>& io, const gate_anchors& anchors = {});
+
+// rowsum(S * dS) per key into out[K] (double): an anchor's value.
+template <typename A>
+void engine_anchor_value(int64_t K, int64_t V, const A* S, const A* dS, double* out);
 
 // Bonus terms of one (n, h): adds c_t v_t to o (forward) or their gradients (backward).
 template <typename A>

@@ -295,6 +295,10 @@ void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<
     std::copy(c.S.begin(), c.S.end(), states.begin() + nc * K * V);
     const A* dST = io.d_s_final ? io.d_s_final + (n * H + h) * K * V : nullptr;
     std::vector<A> F(K, A(0)), dS(K * V, A(0)), dP(C * C), T1(C * std::max(K, V));
+    // Gate-gradient anchors at the chunk starts (no bonus): rowsum(S * dS) there, from the stored
+    // states and dS after each chunk (engine_gate_grads).
+    const bool anchored = !p.u && p.g && io.dg && nc > 1;
+    std::vector<double> exact(anchored ? (nc - 1) * K : 0);
     if (dST) {
       for (int64_t d = 0; d < K; ++d)
         for (int64_t j = 0; j < V; ++j) F[d] += c.S[d * V + j] * dST[d * V + j];
@@ -381,9 +385,10 @@ void engine_backward_chunk(const engine_problem<A>& p, const engine_backward_io<
         for (int64_t j = 0; j < V; ++j) dS[d * V + j] *= a;
       }
       gemm(true, false, K, V, L, A(1), c.Qg.data(), K, dO, ldv, A(1), dS.data(), V);
+      if (anchored && ci > 0) engine_anchor_value(K, V, states.data() + ci * K * V, dS.data(), exact.data() + (ci - 1) * K);
     }
     if (io.ds0) std::copy(dS.begin(), dS.end(), io.ds0 + (n * H + h) * K * V);
-    engine_gate_grads(p, n, h, dST ? F.data() : nullptr, io);
+    engine_gate_grads(p, n, h, dST ? F.data() : nullptr, io, gate_anchors{anchored ? exact.data() : nullptr, C});
     if (p.u) engine_bonus_backward(p, n, h, io);
   });
 }

@@ -5,7 +5,8 @@
 namespace lrnn::ops::detail {
 
 template <typename A>
-void engine_gate_grads(const engine_problem<A>& p, int64_t n, int64_t h, const A* f_final, const engine_backward_io<A>& io) {
+void engine_gate_grads(const engine_problem<A>& p, int64_t n, int64_t h, const A* f_final, const engine_backward_io<A>& io,
+                       const gate_anchors& anchors) {
   const int64_t H = p.H, K = p.K, t0 = p.offsets[n], t1 = p.offsets[n + 1];
   const bool bonus = p.u != nullptr;
   if (io.db && p.b)
@@ -28,19 +29,16 @@ void engine_gate_grads(const engine_problem<A>& p, int64_t n, int64_t h, const A
     if (!bonus)
       for (int64_t d = 0; d < K; ++d) acc[d] += qt[d] * dqt[d];
     for (int64_t d = 0; d < K; ++d) acc[d] -= kt[d] * dkt[d];
-    if (t == t0 && !p.s0) {
+    if (anchors.d && !bonus && t > t0 && (t - t0) % anchors.every == 0) {
+      const double* exact = anchors.d + ((t - t0) / anchors.every - 1) * K;
+      std::copy(exact, exact + K, acc.begin());
+    } else if (t == t0 && !p.s0) {
       // The first gate decays a zero state: its gradient is exactly 0, where the sums above
       // would leave their rounding.
       std::fill(acc.begin(), acc.end(), 0.0);
     } else if (t == t0 && !bonus && io.ds0) {
       // dg_first = rowsum(dS_0 * S_0) (dS_0 = Diag(alpha_1) dS_1): exact, not a long difference.
-      const A* s0 = p.s0 + (n * H + h) * K * p.V;
-      const A* ds0 = io.ds0 + (n * H + h) * K * p.V;
-      for (int64_t d = 0; d < K; ++d) {
-        double s = 0;
-        for (int64_t j = 0; j < p.V; ++j) s += static_cast<double>(s0[d * p.V + j]) * ds0[d * p.V + j];
-        acc[d] = s;
-      }
+      engine_anchor_value(K, p.V, p.s0 + (n * H + h) * K * p.V, io.ds0 + (n * H + h) * K * p.V, acc.data());
     }
     if (p.g_per_key) {
       A* dg = io.dg + (t * H + h) * K;
@@ -52,6 +50,15 @@ void engine_gate_grads(const engine_problem<A>& p, int64_t n, int64_t h, const A
     }
     if (bonus)
       for (int64_t d = 0; d < K; ++d) acc[d] += qt[d] * dqt[d];
+  }
+}
+
+template <typename A>
+void engine_anchor_value(int64_t K, int64_t V, const A* S, const A* dS, double* out) {
+  for (int64_t d = 0; d < K; ++d) {
+    double s = 0;
+    for (int64_t j = 0; j < V; ++j) s += static_cast<double>(S[d * V + j]) * dS[d * V + j];
+    out[d] = s;
   }
 }
 
@@ -99,7 +106,9 @@ void engine_bonus_backward(const engine_problem<A>& p, int64_t n, int64_t h, con
 }
 
 #define LRNN_DA_INSTANTIATE(A)                                                                                     \
-  template void engine_gate_grads<A>(const engine_problem<A>&, int64_t, int64_t, const A*, const engine_backward_io<A>&); \
+  template void engine_gate_grads<A>(const engine_problem<A>&, int64_t, int64_t, const A*, const engine_backward_io<A>&, \
+                                     const gate_anchors&);                                                            \
+  template void engine_anchor_value<A>(int64_t, int64_t, const A*, const A*, double*);                                 \
   template void engine_bonus_forward<A>(const engine_problem<A>&, int64_t, int64_t, const engine_forward_out<A>&); \
   template void engine_bonus_backward<A>(const engine_problem<A>&, int64_t, int64_t, const engine_backward_io<A>&);
 LRNN_DA_INSTANTIATE(float)

@@ -1,9 +1,12 @@
 // decay_attn, recurrent form on CPU: token by token with an O(1) fp32 state per (sequence, head),
-// parallel over sequences x heads. Backward without stored states: a forward sweep for dq, a
-// reverse sweep for dk, dv, dS_0, then the gate gradients from q*dq - k*dk (README.md).
+// parallel over sequences x heads. Backward: a forward sweep for dq, a reverse sweep for dk, dv,
+// dS_0, then the gate gradients from q*dq - k*dk (README.md), anchored on exact values at up to 64
+// tokens per sequence (the only stored states: up to 64 K x V snapshots per sequence and head).
 #include "ops/decay_attn/engine.h"
 
 #include "lrnn/threads.h"
+
+#include <algorithm>
 
 namespace lrnn::ops::detail {
 
@@ -76,9 +79,19 @@ void engine_backward_recurrent(const engine_problem<A>& p, const engine_backward
     const int64_t n = nh / H, h = nh % H, t0 = p.offsets[n], t1 = p.offsets[n + 1];
     std::vector<A> S(K * V);
     init_state(p, n, h, S);
+    // Gate-gradient anchors (no bonus): S_{a-1} kept at up to 64 tokens a of the sequence (every 64
+    // tokens, or every len / 64 in longer ones), rowsum(S_{a-1} * dS) taken in the reverse sweep.
+    const int64_t len = t1 - t0;
+    const bool anchored = !p.u && p.g && io.dg && len > 64;
+    const int64_t every = anchored ? std::max<int64_t>(64, (len + 63) / 64) : 1;
+    const int64_t na = anchored ? (len - 1) / every : 0;  // anchors t0 + m every, m = 1..na
+    std::vector<A> snaps(na * K * V);
+    std::vector<double> exact(na * K);
     // Forward sweep: dq_t = scale * S_t dO_t (S_{t-1} with a bonus).
     for (int64_t t = t0; t < t1; ++t) {
       if (!p.u) step_update(p, t, h, S.data());
+      if (const int64_t m = (t + 1 - t0) / every; na && (t + 1 - t0) % every == 0 && m <= na)
+        std::copy(S.begin(), S.end(), snaps.begin() + (m - 1) * K * V);
       const A* dot = io.d_o + (t * H + h) * V;
       A* dqt = io.dq + (t * H + h) * K;
       for (int64_t d = 0; d < K; ++d) {
@@ -127,9 +140,11 @@ void engine_backward_recurrent(const engine_problem<A>& p, const engine_backward
       }
       decay_rows(p, t, h, dS.data());
       if (p.u) add_readout(t);
+      if (const int64_t m = (t - t0) / every; na && t > t0 && (t - t0) % every == 0 && m <= na)
+        engine_anchor_value(K, V, snaps.data() + (m - 1) * K * V, dS.data(), exact.data() + (m - 1) * K);
     }
     if (io.ds0) std::copy(dS.begin(), dS.end(), io.ds0 + (n * H + h) * K * V);
-    engine_gate_grads(p, n, h, dST ? F.data() : nullptr, io);
+    engine_gate_grads(p, n, h, dST ? F.data() : nullptr, io, gate_anchors{na ? exact.data() : nullptr, every});
     if (p.u) engine_bonus_backward(p, n, h, io);
   });
 }
