@@ -233,50 +233,33 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   LRNN_ASSIGN_OR_RETURN(gr.dv, result_tensor(opt.into_dv, in.v.shape(), in.q.type(), dev));
   io.dq = fpm(dqa), io.dk = fpm(dka), io.dv = gr.dv.raw_data();
   io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
+  // Gradients of the gates, the input scale and the bonus: written by the per-key core itself, by
+  // finish_backward otherwise.
   tensor gk, dgs, db, du, scratch;
-  if (key_core) {
-    LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
-    io.gk = fpm(gk), io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data();
-    if (a.b) {
-      LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
-      io.db = fpm(db);
-    }
-    if (spec.bonus) {
-      LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
-      io.du = fpm(du);
-    }
-  }
+  if (a.gmode == cc::g_key) { LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev)); }
+  if (a.b) { LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev)); }
+  if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev)); }
+  if (key_core) io.gk = fpm(gk), io.db = fpm(db), io.du = fpm(du), io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data();
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
 
-  cc::finish_io fi;
-  fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
-  fi.core_wrote_dqdk = direct;
-  if (key_core) {
-    // (finished by the core)
-  } else if (a.gmode != cc::g_none) {
-    if (a.gmode == cc::g_key) {
-      LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev));
-      fi.gk = fpm(gk);
-    } else {
+  if (!key_core) {
+    cc::finish_io fi;
+    fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
+    fi.core_wrote_dqdk = direct;
+    fi.gk = fpm(gk), fi.db = fpm(db), fi.du = fpm(du);
+    if (a.gmode != cc::g_none && a.gmode != cc::g_key) {
       LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);
     }
-    if (!direct) {
+    if (direct) {
+      fi.scratch = fpm(xy);
+    } else if (a.gmode != cc::g_none) {
       LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
       fi.scratch = fpm(scratch);
     }
+    fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
+    LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
   }
-  if (direct) fi.scratch = fpm(xy);
-  if (a.b && !key_core) {
-    LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
-    fi.db = fpm(db);
-  }
-  if (spec.bonus && !key_core) {
-    LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev));
-    fi.du = fpm(du);
-  }
-  fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
-  if (!key_core) LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
 
   // Gate gradients, mapped back through the stabiliser where there is one.
   tensor dg_scalar = dgs;  // [B, T, H] gradient of the scalar log decay (before any per-head sum)

@@ -31,6 +31,7 @@
 #include <map>
 #include <mutex>
 #include <type_traits>
+#include <vector>
 
 namespace lrnn::ops::cuda_chunk {
 
@@ -1251,7 +1252,8 @@ struct key_cta {
   // Key column of this thread's e-th value (e < DS): float4 groups interleaved over the 8 lanes of a
   // row, so that a row's lanes read 128 contiguous bytes of shared memory.
   __device__ int cl(int e) const { return 32 * (e / 4) + 4 * dg + e % 4; }
-  // The same from a shared-memory row (rows are 16-byte aligned: GS = K + 4).
+  // This thread's DS values of a shared-memory row (p: its key 0) in 16-byte reads (rows are 16-byte
+  // aligned: GS = K + 4).
   __device__ void lds(float (&t)[DS], const float* p) const {
 #pragma unroll
     for (int u = 0; u < DS / 4; ++u) {
@@ -1559,29 +1561,37 @@ cudaMemPool_t scratch_pool(int& err) {
   return pool;
 }
 
-// Stream-ordered scratch (gate table when the caller gave none, segment buffers), freed at scope end.
+// Stream-ordered scratch (gate table when the caller gave none, segment buffers, the per-key
+// prologue's outputs), freed at scope end.
 struct scratch_scope {
-  void* p[12] = {};  // (the per-key backward takes 9: key_prepare 6, segments 3)
+  std::vector<void*> p;
   int err = 0;
   void* get(size_t bytes) {
     cudaMemPool_t pool = scratch_pool(err);
     if (err) return nullptr;
-    for (auto& x : p)
-      if (!x) {
-        if (int e = static_cast<int>(cudaMallocFromPoolAsync(&x, bytes, pool, launch_stream()))) {
-          err = e;
-          return nullptr;
-        }
-        return x;
-      }
-    err = static_cast<int>(cudaErrorInvalidValue);
-    return nullptr;
+    void* x = nullptr;
+    if (int e = static_cast<int>(cudaMallocFromPoolAsync(&x, bytes, pool, launch_stream()))) {
+      err = e;
+      return nullptr;
+    }
+    p.push_back(x);
+    return x;
   }
   ~scratch_scope() {
-    for (auto* x : p)
-      if (x) cudaFreeAsync(x, launch_stream());
+    for (auto* x : p) cudaFreeAsync(x, launch_stream());
   }
 };
+
+// With segments (choose_segments), their buffers: states, and the segments' decays (per key for
+// per-key gates).
+int segment_buffers(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse) {
+  if (sg.nseg == 1) return 0;
+  const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
+  sg.buf = static_cast<float*>(sc.get(states));
+  if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
+  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * (a.gmode == g_key ? a.K : 1) * sizeof(float)));
+  return sc.err;
+}
 
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers.
 int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, bool one_segment = false) {
@@ -1593,12 +1603,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = one_segment ? seg_io{} : choose_segments(a, vt, per_sm);
-  if (sg.nseg == 1) return 0;
-  const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
-  sg.buf = static_cast<float*>(sc.get(states));
-  if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
-  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * (a.gmode == g_key ? a.K : 1) * sizeof(float)));
-  return sc.err;
+  return segment_buffers(a, sg, sc, reverse);
 }
 
 template <typename TI, int K, int VT, bool KEY = false>
@@ -1664,17 +1669,6 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   return static_cast<int>(cudaGetLastError());
 }
 
-// Per-key gates' segments (as prepare_tc: buffers, the decay per key).
-int key_segments(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
-  sg = choose_segments(a, vt, per_sm);
-  if (sg.nseg == 1) return 0;
-  const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
-  sg.buf = static_cast<float*>(sc.get(states));
-  if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
-  sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * sizeof(float)));
-  return sc.err;
-}
-
 // Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed, and the
 // gate gradient's block totals); q and k of `a` then point at Qa and Kb.
 template <typename TI, int K>
@@ -1712,7 +1706,8 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   auto kern = tc_fwd<TI, K, VT, false, true>;
   if (int e = tc_smem(kern, bytes)) return e;
   const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, false, true>>(cfg<VT>::T, bytes);
-  if (int e = key_segments(a, sg, sc, false, VT, per_sm)) return e;
+  sg = choose_segments(a, VT, per_sm);
+  if (int e = segment_buffers(a, sg, sc, false)) return e;
   if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, nullptr, false, kio)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, kio);
   return static_cast<int>(cudaGetLastError());
@@ -1735,7 +1730,8 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   if (int e = tc_smem(kkern, kbytes)) return e;
   const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, false, false, true>>(cfg<VT>::T, qbytes);
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, false, true>>(cfg<VT>::T, kbytes);
-  if (int e = key_segments(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  sg = choose_segments(a, VT, occ_q < occ_k ? occ_q : occ_k);
+  if (int e = segment_buffers(a, sg, sc, true)) return e;
   // dQa, dKb: stored by the sweeps with one V tile, summed over several (then zeroed here first).
   if (a.Vin > VT) {
     const size_t bytes = static_cast<size_t>(a.tokens) * a.H * K * sizeof(float);
