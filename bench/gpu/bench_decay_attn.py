@@ -287,6 +287,7 @@ for B, T in shapes:
     v = torch.randn(B, T, H, D, device=dev, dtype=bf)
     gs = F.logsigmoid(torch.randn(B, T, H, device=dev) + 4)
     gk = F.logsigmoid(torch.randn(B, T, H, D, device=dev) + 4)
+    gh = torch.log(1 - 2.0 ** (-5.0 - torch.arange(H, device=dev, dtype=torch.float32)))  # RetNet's decays
 
     # SDPA flash (causal), [B, H, T, D]
     qs, ks, vs = [x.transpose(1, 2).contiguous().requires_grad_(True) for x in (q, k, v)]
@@ -327,7 +328,7 @@ for B, T in shapes:
     # The GLA output's difference to fla's is filled in once fla has run.
     lrnn_gla_out, lrnn_gla_row = None, None
     if lib is not None:
-        for name, g, fl in (("simple_gla", gs, floors["scalar"]), ("gla", gk, floors["key"])):
+        for name, g, fl in (("simple_gla", gs, floors["scalar"]), ("retnet", gh, floors["none"]), ("gla", gk, floors["key"])):
             op = LrnnOp(name, q, k, v, g=g)
             try:
                 op.fwd()
@@ -391,7 +392,7 @@ for B, T in shapes:
         except RuntimeError as e:
             row(op="lrnn_mlstm", B=B, T=T, status="not available", error=str(e)[:300])
         del op
-    del q, k, v, gs, gk
+    del q, k, v, gs, gk, gh
     torch.cuda.empty_cache()
 
 # ---------------------------------------------------------------- decode step bandwidth

@@ -63,6 +63,10 @@ struct bwd_io {
   float* gk = nullptr;
   float* db = nullptr;
   float* du = nullptr;
+  // Per-head constant decay on tensor cores (tc_backward_head): the log decay's gradient dgh [H],
+  // written complete (pair sums with a moment state, no per-token sums; F, F0, xy unused then).
+  float* dgh = nullptr;
+  float* dgh_part = nullptr;   // (internal: the sweeps' per-CTA partial sums)
   void* dv = nullptr;          // [tokens, H, Vin] in `type`
   float* F = nullptr;          // [N, H, K] zeroed: rowsum(S_T * dS_T)
   float* F0 = nullptr;         // [N, H, K] zeroed: rowsum(S_0 * dS_0)

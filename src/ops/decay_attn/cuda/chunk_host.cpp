@@ -213,8 +213,11 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   // accumulators, converted by finish_backward.
   const bool direct = cc::tc_backward_direct(a, io);
   const bool key_core = cc::tc_backward_key(a, io);
+  // A per-head decay on tensor cores: its gradient from the core (bwd_io::dgh), no per-token sums.
+  const bool head_core = cc::tc_backward_head(a, io);
   if (direct) {
-    LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev));
+    // (per-token sums: for the scalar gate's gradient, and db = k . dk with an input scale)
+    if (!head_core || a.b) { LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev)); }
     io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data(), io.xy = fpm(xy);
   } else if (key_core) {  // (its scratch: the core zeroes it where it needs to)
     LRNN_ASSIGN_OR_RETURN(dqa, tensor::empty({p.tokens, p.H, p.K}, dtype::f32, dev));
@@ -223,9 +226,9 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(dqa, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dka, tensor::zeros({p.tokens, p.H, p.K}, dtype::f32, dev));
   }
-  if (dsf.defined() || dnf.defined()) { LRNN_ASSIGN_OR_RETURN(F, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev)); }
+  if ((dsf.defined() || dnf.defined()) && !head_core) { LRNN_ASSIGN_OR_RETURN(F, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev)); }
   if (p.s0.defined()) {
-    LRNN_ASSIGN_OR_RETURN(F0, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev));
+    if (!head_core) { LRNN_ASSIGN_OR_RETURN(F0, tensor::zeros({p.N, p.H, p.K}, dtype::f32, dev)); }
     LRNN_ASSIGN_OR_RETURN(ds0, tensor::empty({p.N, p.H, p.K, p.Vin}, dtype::f32, dev));
     if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dn0, tensor::empty({p.N, p.H, p.K}, dtype::f32, dev)); }
   }
@@ -235,25 +238,29 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
   // Gradients of the gates, the input scale and the bonus: written by the per-key core itself, by
   // finish_backward otherwise.
-  tensor gk, dgs, db, du, scratch;
+  tensor gk, dgs, db, du, scratch, dgh;
   if (a.gmode == cc::g_key) { LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev)); }
+  if (head_core) {
+    LRNN_ASSIGN_OR_RETURN(dgh, tensor::empty({p.H}, dtype::f32, dev));
+    io.dgh = fpm(dgh);
+  }
   if (a.b) { LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev)); }
   if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev)); }
   if (key_core) io.gk = fpm(gk), io.db = fpm(db), io.du = fpm(du), io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data();
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
 
-  if (!key_core) {
+  if (!key_core && !(head_core && direct && !a.b)) {  // (else the core wrote everything)
     cc::finish_io fi;
     fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
     fi.core_wrote_dqdk = direct;
     fi.gk = fpm(gk), fi.db = fpm(db), fi.du = fpm(du);
-    if (a.gmode != cc::g_none && a.gmode != cc::g_key) {
+    if (a.gmode != cc::g_none && a.gmode != cc::g_key && !head_core) {
       LRNN_ASSIGN_OR_RETURN(dgs, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);
     }
     if (direct) {
       fi.scratch = fpm(xy);
-    } else if (a.gmode != cc::g_none) {
+    } else if (a.gmode != cc::g_none && !head_core) {
       LRNN_ASSIGN_OR_RETURN(scratch, tensor::empty({std::max<int64_t>(1, cc::finish_scratch_floats(a))}, dtype::f32, dev));
       fi.scratch = fpm(scratch);
     }
@@ -282,6 +289,10 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     case decay_kind::per_token_key: gr.dg = gk; break;
     case decay_kind::per_token_scalar: gr.dg = dg_scalar; break;
     case decay_kind::per_head_const: {
+      if (head_core) {
+        gr.dg = dgh;
+        break;
+      }
       LRNN_ASSIGN_OR_RETURN(gr.dg, tensor::empty({p.H}, dtype::f32, dev));
       LRNN_TRY(check(cc::sum_tokens(p.tokens, a.H, fp(dg_scalar), fpm(gr.dg)), "per-head gate sum"));
       break;

@@ -325,9 +325,12 @@ __device__ __forceinline__ void add_diag_f32(const float (&acc)[2][4], float* ds
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 template <typename TI, int KD>
+// pair given: *pair += sum_ij (i - j) w_ij m_ij over the block's masked, scaled, unrounded elements
+// m_ij (w = the block of Q K^T: the per-head decay gradient's pair sums, with m = dP).
 __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
                                             const float4* tab, int L, float scale, float* rowsum = nullptr,
-                                            const float* rowadd = nullptr) {
+                                            const float* rowadd = nullptr, const float (*w)[4] = nullptr,
+                                            float* pair = nullptr) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   float acc[2][4];
   block_mma<TI, KD>(acc, X, Y, stride, rb, cb);
@@ -351,6 +354,9 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
     const float p11 = j + 1 <= lim1 ? acc[t][3] * __expf(g1 - tb.x) * bb : 0.f;
     *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(p00, p01);
     *reinterpret_cast<uint32_t*>(Pm + i1 * PS + j) = mma::pack2<TI>(p10, p11);
+    if (pair)
+      *pair += static_cast<float>(i0 - j) * w[t][0] * p00 + static_cast<float>(i0 - j - 1) * w[t][1] * p01 +
+               static_cast<float>(i1 - j) * w[t][2] * p10 + static_cast<float>(i1 - j - 1) * w[t][3] * p11;
     acc[t][0] = p00 + p01, acc[t][2] = p10 + p11;
   }
   // Row sums of the (unrounded) block, added to rowsum[i] (shared memory).
@@ -409,9 +415,9 @@ struct state_part {
   // s = e s + (A^T scaled per row a of A) B over the chunk: A = X [64][XS] (columns d), B = Y [64][VS]
   // (columns of the tile); row a of A scaled by ek[a].
   // (ek strided by 4 floats: a column of the per-row table.)
+  // mL > 0: row a's scale is (mL - 1 - a) ek[a] (the moment state's new tokens, mL rows in the chunk).
   template <typename TI>
-  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y) {
-    const int l = threadIdx.x % 32, qc = 2 * (l % 4);
+  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y, int mL = 0) {
 #pragma unroll
     for (int t = 0; t < NT; ++t)
 #pragma unroll
@@ -419,15 +425,56 @@ struct state_part {
 #pragma unroll
     for (int kb = 0; kb < kC / 16; ++kb) {
       uint32_t fa[4];
-      mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * XS + 16 * db + p2c(l));
-      const int k0 = 16 * kb + qc;
-      const float e0 = ek[4 * k0], e1 = ek[4 * (k0 + 1)], e8 = ek[4 * (k0 + 8)], e9 = ek[4 * (k0 + 9)];
-      fa[0] = mma::scale2<TI>(fa[0], e0, e1);
-      fa[1] = mma::scale2<TI>(fa[1], e0, e1);
-      fa[2] = mma::scale2<TI>(fa[2], e8, e9);
-      fa[3] = mma::scale2<TI>(fa[3], e8, e9);
+      a_frag(fa, X, XS, ek, kb, mL);
       mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
     }
+  }
+  // The A fragment of update's product for k block kb: X^T's rows d of this warp, columns 16 kb..,
+  // column a scaled by ek[4 a] (times mL - 1 - a when mL > 0).
+  template <typename TI>
+  __device__ void a_frag(uint32_t (&fa)[4], const TI* X, int XS, const float* ek, int kb, int mL) const {
+    const int l = threadIdx.x % 32, k0 = 16 * kb + 2 * (l % 4);
+    mma::ldsm4t(fa, X + (16 * kb + p2r(l)) * XS + 16 * db + p2c(l));
+    float e0 = ek[4 * k0], e1 = ek[4 * (k0 + 1)], e8 = ek[4 * (k0 + 8)], e9 = ek[4 * (k0 + 9)];
+    if (mL > 0) {
+      const float m = static_cast<float>(mL - 1 - k0);
+      e0 *= m, e1 *= m - 1.f, e8 *= m - 8.f, e9 *= m - 9.f;
+    }
+    fa[0] = mma::scale2<TI>(fa[0], e0, e1);
+    fa[1] = mma::scale2<TI>(fa[1], e0, e1);
+    fa[2] = mma::scale2<TI>(fa[2], e8, e9);
+    fa[3] = mma::scale2<TI>(fa[3], e8, e9);
+  }
+  // This thread's part of <s, X^T Diag(ek) Y> (update's product, not kept: a 16 x 16 tile at a time).
+  template <typename TI>
+  __device__ float dot_product(const TI* X, int XS, const float* ek, const TI* Y) const {
+    const int l = threadIdx.x % 32;
+    uint32_t fa[kC / 16][4];
+#pragma unroll
+    for (int kb = 0; kb < kC / 16; ++kb) a_frag(fa[kb], X, XS, ek, kb, 0);
+    float sum = 0.f;
+#pragma unroll
+    for (int p = 0; p < NT / 2; ++p) {
+      float acc[2][4] = {};
+#pragma unroll
+      for (int kb = 0; kb < kC / 16; ++kb) {
+        uint32_t fb[4];
+        mma::ldsm4t(fb, Y + (16 * kb + p1r(l)) * VS + col0 + 16 * p + p1c(l));
+        mma::mma16816<TI>(acc[0], fa[kb], fb[0], fb[1]);
+        mma::mma16816<TI>(acc[1], fa[kb], fb[2], fb[3]);
+      }
+#pragma unroll
+      for (int x = 0; x < 4; ++x) sum += s[2 * p][x] * acc[0][x] + s[2 * p + 1][x] * acc[1][x];
+    }
+    return sum;
+  }
+  // The moment state's carry: s = e (s + L o) (o the state before its update).
+  __device__ void moment_carry(float e, const state_part& o, int L) {
+    const float fl = static_cast<float>(L);
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) s[t][x] = e * (s[t][x] + fl * o.s[t][x]);
   }
   // Per-key gates: s = Diag(dec) s + (A^T, element (d, a) scaled by fk[(a / 16) K + d]) B over the chunk
   // (fk: one factor row per 16-row block of A, K floats apart).
@@ -619,6 +666,39 @@ __device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* 
   if (qc == 0) {
     if (i0 < L) atomicAdd(dst + 2 * ((t0 + i0) * H + h), s0);
     if (i1 < L) atomicAdd(dst + 2 * ((t0 + i1) * H + h), s1);
+  }
+}
+
+// This thread's part of sum_i (i + 1) acc_i . X_i over the warp's rows (16 r + qr, + 8) and columns
+// c0 + 8 t + qc (+1) (X [64][XS] in shared memory; rows past the chunk are zero there).
+template <typename TI, int NT>
+__device__ __forceinline__ float rowdot_pos(const float (&acc)[NT][4], const TI* X, int XS, int c0, int r) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const int c = c0 + 8 * t + qc;
+    const float2 x0 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i0 * XS + c));
+    const float2 x1 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i1 * XS + c));
+    s0 += acc[t][0] * x0.x + acc[t][1] * x0.y;
+    s1 += acc[t][2] * x1.x + acc[t][3] * x1.y;
+  }
+  return static_cast<float>(i0 + 1) * s0 + static_cast<float>(i1 + 1) * s1;
+}
+
+// Sum of v over the CTA into *out (fixed order: deterministic). Every thread calls it.
+__device__ __forceinline__ void cta_sum(double v, float* out) {
+  __shared__ double red[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int w = threadIdx.x / 32, nw = blockDim.x / 32;
+  if (threadIdx.x % 32 == 0) red[w] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int i = 0; i < nw; ++i) t += red[i];
+    *out = static_cast<float>(t);
   }
 }
 
@@ -900,10 +980,19 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // dn_i and dq_i gets scale exp(G_i) dn_i n (n the normaliser state, swept alongside).
 // KEY: dq~ = exp(E_{r-1}) (dO S^T) + sum_{cb < r} F(r, cb) (dP_{r, cb} Kb_cb) (columnwise factors) into
 // io.dq (fp32; key_post makes it dq), P's diagonal blocks of dP into kio.dpd.
-template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false>
+// MOM (per-head constant decay g, A_si = scale exp(g (s - i)) (q_s.k_i)(do_s.v_i) for i <= s, the
+// initial state a token at -1): dL/dg = sum_{i <= s} (s - i) A_si + <M_T, dS_T>, as pair sums rather
+// than per-token sums of q.dq - k.dk (whose terms are ~T times the result): within a chunk from
+// the fp32 blocks of Q K^T and dP; across chunks through a moment state swept next to S, M = sum_i
+// (d_i) exp(g d_i) k_i v_i^T (d_i the distance of token i to the chunk's start minus one): row r of
+// a chunk adds scale exp(g (r + 1)) q_r^T ((r + 1) S + M) do_r, and at a chunk's end M <- exp(g L)
+// (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
+// value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
+// sums into io.dgh_part (bwd_head sums them per head).
+template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM, KEY>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -915,14 +1004,16 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  loader<TI, K, VT, DIRECT, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
   const int tid = threadIdx.x;
   if (nrm && tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
 
-  state_part<K, VT> S;
+  state_part<K, VT> S, M;  // (M: MOM only)
+  double dg = 0.0;         // MOM: this thread's part of the decay gradient
+  if constexpr (MOM) M.for_each([](float& x, int, int) { x = 0.f; });
   const int nch = forward_sweep<lay>(S, Sb, ld, sm, a, sg, sr, srow, h, v0, [&](unsigned char* stg, int64_t t0, int L, int ci) {
     if constexpr (KEY) {
       const float* fac = reinterpret_cast<const float*>(stg + st::tab);
@@ -952,29 +1043,57 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     float* ncur = nbuf + (ci & 1) * K;
+    float part = 0.f;  // MOM: this chunk's terms
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
-      intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
+      if constexpr (MOM) {
+        float w[2][4];
+        block_mma<TI, K>(w, Qs, Ks, QS, rb, cb);
+        intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nullptr, w, &part);
+      } else {
+        intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
+      }
     }
+    if constexpr (MOM) part += M.dot_product(Qs, QS, Eq, Ds);  // <M, sum_r scale exp(g (r + 1)) q_r do_r^T>
     float dq[NQ][4];
     zero(dq);
     const int d0 = c * KW;
     mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
     if (nrm) add_outer(dq, dns, ncur, d0, r);
     scale_rows(dq, Eq, r);
+    if constexpr (MOM) {
+      part += rowdot_pos<TI, NQ>(dq, Qs, QS, d0, r);  // sum_r (r + 1) scale exp(g (r + 1)) q_r^T S do_r
+      dg += part;
+    }
     __syncthreads();
     mul_p<TI, NQ>(dq, dPs, r, Ks, QS, d0);
     if constexpr (DIRECT) {
       store_rows<TI, NQ>(dq, static_cast<TI*>(io.dq_out), t0, H, h, K, d0, r, L);
-      add_rowdot<TI, NQ>(dq, Qs, QS, d0, r, io.xy, t0, H, h, L);
+      if (io.xy) add_rowdot<TI, NQ>(dq, Qs, QS, d0, r, io.xy, t0, H, h, L);
     } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
     if (nrm) norm_update<TI, K>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
+    if constexpr (MOM) {
+      M.moment_carry(gl, S, L);
+      M.update(1.f, Ks, QS, Ek, Vs, L);
+    }
     S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   });
+  if constexpr (MOM) {
+    // <M, dS after the segment>: the final-state gradient, or the next segment's boundary gradient.
+    const bool last = te == sr.se;
+    const float* dso = last ? (io.dsf ? io.dsf + srow * Vin : nullptr) : sg.rbuf + seg_off(a, sg, n, sr.s + 1, h);
+    const int ldo = last ? Vin : a.V;
+    if (dso) {
+      float x = 0.f;
+      M.for_each([&](float& m, int d, int col) { x += m * dso[d * ldo + v0 + col]; });
+      dg += x;
+    }
+    cta_sum(dg, io.dgh_part + (static_cast<size_t>(h) * gridDim.z + blockIdx.z) * gridDim.x + blockIdx.x);
+  }
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
     if (nrm && io.dnf && tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
@@ -1094,7 +1213,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     mul_causal_t<TI, NQ>(dk, dPs, r, Qs, QS, d0);
     if (direct) {
       store_rows<TI, NQ>(dk, static_cast<TI*>(io.dk_out), t0, H, h, K, d0, r, L);
-      add_rowdot<TI, NQ>(dk, Ks, QS, d0, r, io.xy + 1, t0, H, h, L);
+      if (io.xy) add_rowdot<TI, NQ>(dk, Ks, QS, d0, r, io.xy + 1, t0, H, h, L);
     } else {
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
@@ -1646,14 +1765,23 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   return static_cast<int>(cudaGetLastError());
 }
 
-template <typename TI, int K, int VT, bool DIRECT, bool NORM>
-int bwd_k(const core_args& args, const bwd_io& io) {
+// The per-head decay gradient: out[h] = sum of the dq sweep's partials parts[h][0..np) (fixed order).
+__global__ void head_sum(const float* parts, int64_t np, float* out) {
+  double v = 0.0;
+  for (int64_t i = threadIdx.x; i < np; i += blockDim.x) v += parts[blockIdx.x * np + i];
+  cta_sum(v, out + blockIdx.x);
+}
+
+// MOM: a per-head constant decay, its gradient from the dq sweep's pair sums (io.dgh).
+template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
+int bwd_k(const core_args& args, const bwd_io& io_in) {
   core_args a = args;
-  constexpr size_t qbytes = cta_lay<K, VT, DIRECT, true, 1, NORM ? 2 * K : 0, NORM>::total;
+  bwd_io io = io_in;
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
-  auto qkern = tc_dq<TI, K, VT, DIRECT, NORM>;
+  auto qkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>;
   auto kkern = tc_dkv<TI, K, VT, NORM>;
-  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM>>(cfg<VT>::T, qbytes);
+  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>>(cfg<VT>::T, qbytes);
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, NORM>>(cfg<VT>::T, kbytes);
   if (int e = tc_smem(qkern, qbytes)) return e;
   if (int e = tc_smem(kkern, kbytes)) return e;
@@ -1663,8 +1791,16 @@ int bwd_k(const core_args& args, const bwd_io& io) {
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, NORM)) return e;
   if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
+  const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
+  if constexpr (MOM) {
+    io.dgh_part = static_cast<float*>(sc.get(static_cast<size_t>(np) * a.H * sizeof(float)));
+    if (sc.err) return sc.err;
+    // (Idle CTAs, segments past their sequence's end, leave their partial at 0.)
+    if (int e = static_cast<int>(cudaMemsetAsync(io.dgh_part, 0, np * a.H * sizeof(float), launch_stream()))) return e;
+  }
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
+  if constexpr (MOM) head_sum<<<a.H, 256, 0, launch_stream()>>>(io.dgh_part, np, io.dgh);
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
@@ -1802,16 +1938,17 @@ int dispatch(const core_args& a, bool bwd, Fn&& fn) {
 bool tc_forward_eligible(const core_args& a, const fwd_out& o) {
   return tc_shape(a) && (a.V == a.Vin ? !o.o_f32 && !o.nf : o.o_f32);
 }
-// Not for a per-head constant decay (RetNet): its gradient is a position-weighted sum over the whole
-// sequence of q.dq - k.dk, and the tensor-core dq, dk (P, dP, S, dS rounded to the input dtype for
-// the products, as fla) leave it with a relative error that grows with T (measured on an H100:
-// rms 1.6e-2 at T = 1000 in f16, 0.41 for two sequences of 1000 in bf16, while dq, dk, dv stay
-// within 1.4x of the input-rounding baseline). Those calls take the fp32 SIMT backward.
+// A per-head constant decay (RetNet) without the normaliser column: its gradient comes from the dq
+// sweep's pair sums (MOM; bwd_io::dgh). Through per-token sums of q.dq - k.dk, the way of the other
+// gates, the tensor-core dq, dk (P, dP, S, dS rounded to the input dtype for the products, as fla)
+// left it with a relative error that grows with T (measured on an H100: rms 1.6e-2 at T = 1000 in
+// f16, 0.41 for two sequences of 1000 in bf16), as the terms are ~T times the result.
 bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
-  if (!tc_shape(a) || a.gmode == g_head || io.do_f32) return false;
+  if (!tc_shape(a) || io.do_f32 || (a.gmode == g_head && a.V != a.Vin)) return false;
   return a.V == a.Vin ? !io.dnf && !io.dn0 : io.dn != nullptr;
 }
 bool tc_backward_normaliser(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && a.gmode != g_head; }
+bool tc_backward_head(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.gmode == g_head; }
 bool tc_backward_key(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.gmode == g_key; }
 bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
@@ -1828,11 +1965,14 @@ int tc_forward(const core_args& a, const fwd_out& o) {
 
 int tc_backward(const core_args& a, const bwd_io& io) {
   const bool direct = io.dq_out != nullptr && a.gmode != g_key;
-  if (direct && (!io.dk_out || !io.xy || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
+  const bool head = a.gmode == g_head;
+  if (direct && (!io.dk_out || (!io.xy && !head) || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
+  if (head && !io.dgh) return static_cast<int>(cudaErrorInvalidValue);
   return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
     if (a.gmode == g_key) return bwd_key<TI, Kc, VTc>(a, io);
+    if (head) return direct ? bwd_k<TI, Kc, VTc, true, false, true>(a, io) : bwd_k<TI, Kc, VTc, false, false, true>(a, io);
     if (a.V != a.Vin) return direct ? bwd_k<TI, Kc, VTc, true, true>(a, io) : bwd_k<TI, Kc, VTc, false, true>(a, io);
     return direct ? bwd_k<TI, Kc, VTc, true, false>(a, io) : bwd_k<TI, Kc, VTc, false, false>(a, io);
   });

@@ -5,9 +5,9 @@
 
 namespace lrnn::ops::cuda_chunk {
 
-// bf16/f16, K in {64, 128}, Vin % 64 == 0: scalar / per-head / no decay without the bonus (with or
-// without the normaliser column: V = Vin + 1, forward with o in fp32), per-key gates with or without it
-// (LRNN_DA_NO_TC=1 turns the path off).
+// bf16/f16, K in {64, 128}, Vin % 64 == 0: scalar / per-head / no decay without the bonus, with or
+// without the normaliser column (V = Vin + 1, forward with o in fp32; a per-head decay's backward only
+// without it), per-key gates with or without the bonus (LRNN_DA_NO_TC=1 turns the path off).
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
 // Whether the tensor-core backward takes this call's normaliser column (V = Vin + 1) when given d_o in
@@ -21,6 +21,9 @@ inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; 
 bool tc_backward_direct(const core_args& a, const bwd_io& io);
 // Whether the backward takes per-key gates on tensor cores, finishing the gradients itself (bwd_io::gk).
 bool tc_backward_key(const core_args& a, const bwd_io& io);
+// Whether the backward takes a per-head constant decay (RetNet) on tensor cores: its gradient then
+// comes from the core itself into bwd_io::dgh (no per-token sums, no finish for the gate).
+bool tc_backward_head(const core_args& a, const bwd_io& io);
 int tc_backward(const core_args& a, const bwd_io& io);
 // CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K, V = 128), -1 on error (diagnostics).
 void tc_occupancy(int K, int out[3]);
