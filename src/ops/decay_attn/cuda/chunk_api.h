@@ -63,10 +63,11 @@ struct bwd_io {
   float* gk = nullptr;
   float* db = nullptr;
   float* du = nullptr;
-  // Per-head constant decay on tensor cores (tc_backward_head): the log decay's gradient dgh [H],
-  // written complete (pair sums with a moment state, no per-token sums; F, F0, xy unused then).
+  // Per-head constant decay without the bonus (head_gradient_in_core): the log decay's gradient dgh
+  // [H], written complete (pair sums with a moment state rather than per-token sums; F, F0 unused,
+  // xy only for db then), with dgh_part scratch of head_partials(a) floats.
   float* dgh = nullptr;
-  float* dgh_part = nullptr;   // (internal: the sweeps' per-CTA partial sums)
+  float* dgh_part = nullptr;
   void* dv = nullptr;          // [tokens, H, Vin] in `type`
   float* F = nullptr;          // [N, H, K] zeroed: rowsum(S_T * dS_T)
   float* F0 = nullptr;         // [N, H, K] zeroed: rowsum(S_0 * dS_0)
@@ -81,6 +82,14 @@ int64_t shared_memory_limit();
 
 int core_forward(const core_args& a, const fwd_out& o);
 int core_backward(const core_args& a, const bwd_io& io);
+// Whether core_backward takes a per-head decay's gradient itself (bwd_io::dgh): g_head without the bonus.
+inline bool head_gradient_in_core(const core_args& a) { return a.gmode == g_head && a.u == nullptr; }
+// Floats of bwd_io::dgh_part: per head, one per CTA of either backward (SIMT: V tiles of 32 per
+// sequence; tensor cores: V tiles of >= 64, up to 64 segments per sequence).
+inline int64_t head_partials(const core_args& a) {
+  const int64_t simt = (a.V + 31) / 32, tc = 64 * ((a.Vin + 63) / 64);
+  return static_cast<int64_t>(a.N) * a.H * (simt > tc ? simt : tc);
+}
 
 // After core_backward: gate gradients per key (README "gate gradients") into gk [tokens, H, K]
 // (null when the core has no decay), then per token: db = k . dk (state path), the scalar decay's

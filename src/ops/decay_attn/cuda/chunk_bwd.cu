@@ -13,10 +13,16 @@ namespace {
 
 constexpr int kVTb = 32;
 
+// With io.dgh (a per-head decay g without the bonus) the decay's gradient as pair sums,
+// sum_{i <= s} (s - i) A_si + <M_T, dS_T> with A_si = P_si (do_s . v_i) (chunk_tc.cu, tc_dq's MOM):
+// within a chunk in the reverse sweep (from P and dP's dot products), across chunks in the forward
+// sweep with the moment state M (Ms) next to S; per-CTA partials into io.dgh_part.
 template <typename TI, typename TD>
 __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
   extern __shared__ __align__(128) unsigned char sm[];
-  cta<TI, kVTb> c(a, sm, true);
+  const bool mom = io.dgh != nullptr;
+  cta<TI, kVTb> c(a, sm, true, mom);
+  double dg = 0.0;  // mom: this thread's part of the decay gradient
   const int SS = c.SS, KS = c.KS, K = c.K, H = c.H, h = c.h;
   const int tb = a.offsets[c.n], te = a.offsets[c.n + 1];
   const TD* dO = static_cast<const TD*>(io.d_o);
@@ -27,24 +33,44 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
     return nrm ? nrm[srow + d] : 0.f;
   };
 
-  // Forward sweep: dq += scale exp(Gq) * (dO S^T).
+  // Forward sweep: dq += scale exp(Gq) * (dO S^T) (mom: and the rows' terms scale exp(g (i + 1))
+  // q_i^T ((i + 1) S + M) do_i, M swept next to S).
   c.load_state(a.s0, a.n0);
+  if (mom)
+    for (int e = threadIdx.x; e < K * kVTb; e += blockDim.x) c.Ms[(e / kVTb) * SS + e % kVTb] = 0.f;
   for (int t0 = tb; t0 < te; t0 += kC) {
     const int L = min(kC, te - t0);
     c.template load_chunk<TD>(t0, L, dO, ld_do);
     __syncthreads();
+    float part = 0.f;
     for (int e = threadIdx.x; e < kC * K; e += blockDim.x) {
       const int i = e / K, d = e % K;
       if (i >= L) continue;
       float acc = 0.f;
       const float* doi = c.dOs + i * SS;
       for (int col = 0; col < kVTb; ++col) acc += doi[col] * c.Ss[d * SS + col];
-      atomicAdd(io.dq + (static_cast<size_t>(t0 + i) * H + h) * K + d, a.scale * expf(static_cast<float>(c.Gq(i, d))) * acc);
+      const float w = a.scale * expf(static_cast<float>(c.Gq(i, d)));
+      atomicAdd(io.dq + (static_cast<size_t>(t0 + i) * H + h) * K + d, w * acc);
+      if (mom) {
+        float accm = 0.f;
+        for (int col = 0; col < kVTb; ++col) accm += doi[col] * c.Ms[d * SS + col];
+        part += c.Qs[i * KS + d] * w * (static_cast<float>(i + 1) * acc + accm);
+      }
     }
+    dg += part;
     c.decay_qk(L);
     __syncthreads();
+    if (mom) c.update_moment(L);  // (each thread's own elements of S, before update_state)
     c.update_state(L, c.Vs);
     __syncthreads();
+  }
+  if (mom && (io.dsf || io.dnf)) {
+    float part = 0.f;
+    for (int e = threadIdx.x; e < K * kVTb; e += blockDim.x) {
+      const int d = e / kVTb, col = e % kVTb;
+      if (col < c.vw) part += c.Ms[d * SS + col] * state_at(io.dsf, io.dnf, d, c.v0 + col);
+    }
+    dg += part;
   }
   if (io.F && (io.dsf || io.dnf))
     for (int d = threadIdx.x; d < K; d += blockDim.x) {
@@ -63,7 +89,9 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
     __syncthreads();
     c.compute_P(L);
     if (c.bonus) c.compute_cb(L);
-    // dP = dO V^T on visible pairs; scalar gates: times the decay (M = dP * D / scale).
+    // dP = dO V^T on visible pairs; scalar gates: times the decay (M = dP * D / scale). mom: the
+    // pairs' (i - j) P_ij (do_i . v_j) (P_ij written by this thread in compute_P).
+    float part = 0.f;
     for (int e = threadIdx.x; e < kC * kC; e += blockDim.x) {
       const int i = e / kC, j = e % kC;
       float p = 0.f;
@@ -71,10 +99,12 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
         const float* doi = c.dOs + i * SS;
         const float* vj = c.Vs + j * SS;
         for (int col = 0; col < kVTb; ++col) p += doi[col] * vj[col];
+        if (mom) part += static_cast<float>(i - j) * c.Ps[i * (kC + 1) + j] * p;
         if (!c.key) p *= expf(static_cast<float>(c.Gq(i, 0) - c.G(j, 0))) * c.bs[j];
       }
       c.dPs[i * (kC + 1) + j] = p;
     }
+    dg += part;
     if (c.bonus) {
       const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
       for (int i = w; i < L; i += nw) {
@@ -143,6 +173,7 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
       for (int col = 0; col < c.vw; ++col) acc += c.Ss[d * SS + col] * state_at(a.s0, a.n0, d, c.v0 + col);
       atomicAdd(io.F0 + srow + d, acc);
     }
+  if (mom) cta_sum(dg, head_partial(io.dgh_part, H));
 }
 
 // Gate gradients per key (README "gate gradients"): per sequence, head and key, a reverse running
@@ -338,7 +369,9 @@ __global__ void db_from_xy(int64_t n, const float* xy, float* db) {
 
 template <typename TI>
 int launch_bwd(const core_args& a, const bwd_io& io) {
-  const size_t bytes = smem_layout(a.K, kVTb, true, a.gmode == g_key).total;
+  const bool mom = io.dgh != nullptr;
+  if (mom && (!head_gradient_in_core(a) || !io.dgh_part)) return static_cast<int>(cudaErrorInvalidValue);
+  const size_t bytes = smem_layout(a.K, kVTb, true, a.gmode == g_key, mom).total;
   const dim3 grid((a.V + kVTb - 1) / kVTb, a.H, a.N);
   if (io.do_f32) {
     auto kern = bwd_kernel<TI, float>;
@@ -349,7 +382,8 @@ int launch_bwd(const core_args& a, const bwd_io& io) {
     if (int e = set_smem(kern, bytes)) return e;
     kern<<<grid, kThreads, bytes, launch_stream()>>>(a, io);
   }
-  return static_cast<int>(cudaGetLastError());
+  if (int e = static_cast<int>(cudaGetLastError())) return e;
+  return mom ? sum_tokens(static_cast<int64_t>(grid.x) * grid.z, a.H, io.dgh_part, io.dgh) : 0;
 }
 
 }  // namespace

@@ -39,10 +39,11 @@ int with_type(int type, F&& f) {
 // Shared-memory layout of one CTA (floats unless said): cumulative log gates in double, so that
 // exp(G_i - G_j) is exact for log gates down to -50 per token (sums to -3200 in a chunk).
 // (Per-key gates keep one per key, scalar gates one per row.)
+// (mom: the backward's moment state for a per-head decay's gradient, K x SS.)
 struct smem_layout {
   int K, KS, SS;
-  size_t gd, qs, ks, vs, ss, ps, dos, dps, bs, cb, total;
-  __host__ __device__ smem_layout(int K_, int VT, bool bwd, bool key) : K(K_), KS(K_ + 1), SS(VT + 1) {
+  size_t gd, qs, ks, vs, ss, ps, dos, dps, bs, cb, ms, total;
+  __host__ __device__ smem_layout(int K_, int VT, bool bwd, bool key, bool mom = false) : K(K_), KS(K_ + 1), SS(VT + 1) {
     size_t off = 0;
     gd = off; off += sizeof(double) * kC * (key ? KS : 1);
     qs = off; off += sizeof(float) * kC * KS;
@@ -54,6 +55,7 @@ struct smem_layout {
     dps = off; if (bwd) off += sizeof(float) * kC * (kC + 1);
     bs = off; off += sizeof(float) * kC;
     cb = off; off += sizeof(float) * kC;
+    ms = off; if (mom) off += sizeof(float) * K * SS;
     total = off;
   }
 };
@@ -65,10 +67,10 @@ struct cta {
   int n, h, v0, vw, K, KS, SS, H;
   bool key, bonus;
   double* Gd;
-  float *Qs, *Ks, *Vs, *Ss, *Ps, *dOs, *dPs, *bs, *cb;
+  float *Qs, *Ks, *Vs, *Ss, *Ps, *dOs, *dPs, *bs, *cb, *Ms;
 
-  __device__ cta(const core_args& args, unsigned char* sm, bool bwd) : a(args) {
-    smem_layout lay(a.K, VT, bwd, a.gmode == g_key);
+  __device__ cta(const core_args& args, unsigned char* sm, bool bwd, bool mom = false) : a(args) {
+    smem_layout lay(a.K, VT, bwd, a.gmode == g_key, mom);
     n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * VT;
     vw = min(VT, a.V - v0);
     K = a.K, KS = K + 1, SS = VT + 1, H = a.H;
@@ -84,6 +86,7 @@ struct cta {
     dPs = reinterpret_cast<float*>(sm + lay.dps);
     bs = reinterpret_cast<float*>(sm + lay.bs);
     cb = reinterpret_cast<float*>(sm + lay.cb);
+    Ms = mom ? reinterpret_cast<float*>(sm + lay.ms) : nullptr;
   }
   __device__ __forceinline__ double G(int i, int d) const { return key ? Gd[i * KS + d] : Gd[i]; }
   __device__ __forceinline__ double Gq(int i, int d) const {
@@ -227,6 +230,18 @@ struct cta {
     }
   }
 
+  // A per-head decay's moment state (before update_state, after decay_qk; each thread the elements
+  // update_state gives it): M = exp(G_L) (M + L S) + sum_j (L - 1 - j) Kd_j^T V_j.
+  __device__ void update_moment(int L) {
+    const float gl = expf(static_cast<float>(G(L - 1, 0))), fl = static_cast<float>(L);
+    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) {
+      const int d = e / VT, c = e % VT;
+      float acc = 0.f;
+      for (int j = 0; j < L; ++j) acc += static_cast<float>(L - 1 - j) * Ks[j * KS + d] * Vs[j * SS + c];
+      Ms[d * SS + c] = gl * (Ms[d * SS + c] + fl * Ss[d * SS + c]) + acc;
+    }
+  }
+
   // S = Diag(exp(G_L)) S + Kd^T X (X = V in the forward sweep).
   __device__ void update_state(int L, const float* X) {
     for (int e = threadIdx.x; e < K * VT; e += blockDim.x) {
@@ -237,6 +252,27 @@ struct cta {
     }
   }
 };
+
+// Sum of v over the CTA into *out (fixed order: deterministic). Every thread calls it (a barrier).
+__device__ __forceinline__ void cta_sum(double v, float* out) {
+  __shared__ double red[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int w = threadIdx.x / 32, nw = blockDim.x / 32;
+  if (threadIdx.x % 32 == 0) red[w] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int i = 0; i < nw; ++i) t += red[i];
+    *out = static_cast<float>(t);
+  }
+}
+
+// This CTA's slot of the per-head decay gradient's partial sums ([slot][H], slot = (blockIdx.z,
+// blockIdx.x), h = blockIdx.y; sum_tokens adds them up per head).
+__device__ __forceinline__ float* head_partial(float* parts, int H) {
+  return parts + (static_cast<size_t>(blockIdx.z) * gridDim.x + blockIdx.x) * H + blockIdx.y;
+}
 
 // The stream every chunk kernel, scratch allocation and copy goes to: lrnn's current stream of the
 // current device (cuda::set_current_stream, lrnn_cuda_set_stream; null = the legacy default

@@ -213,8 +213,8 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   // accumulators, converted by finish_backward.
   const bool direct = cc::tc_backward_direct(a, io);
   const bool key_core = cc::tc_backward_key(a, io);
-  // A per-head decay on tensor cores: its gradient from the core (bwd_io::dgh), no per-token sums.
-  const bool head_core = cc::tc_backward_head(a, io);
+  // A per-head decay (without the bonus): its gradient from the core (bwd_io::dgh), no per-token sums.
+  const bool head_core = cc::head_gradient_in_core(a);
   if (direct) {
     // (per-token sums: for the scalar gate's gradient, and db = k . dk with an input scale)
     if (!head_core || a.b) { LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev)); }
@@ -238,11 +238,12 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   io.F = fpm(F), io.F0 = fpm(F0), io.rho = fpm(rho), io.ds0 = fpm(ds0), io.dn0 = fpm(dn0);
   // Gradients of the gates, the input scale and the bonus: written by the per-key core itself, by
   // finish_backward otherwise.
-  tensor gk, dgs, db, du, scratch, dgh;
+  tensor gk, dgs, db, du, scratch, dgh, dgh_part;
   if (a.gmode == cc::g_key) { LRNN_ASSIGN_OR_RETURN(gk, tensor::empty(in.g.shape(), dtype::f32, dev)); }
   if (head_core) {
     LRNN_ASSIGN_OR_RETURN(dgh, tensor::empty({p.H}, dtype::f32, dev));
-    io.dgh = fpm(dgh);
+    LRNN_ASSIGN_OR_RETURN(dgh_part, tensor::empty({cc::head_partials(a)}, dtype::f32, dev));
+    io.dgh = fpm(dgh), io.dgh_part = fpm(dgh_part);
   }
   if (a.b) { LRNN_ASSIGN_OR_RETURN(db, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev)); }
   if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev)); }

@@ -687,21 +687,6 @@ __device__ __forceinline__ float rowdot_pos(const float (&acc)[NT][4], const TI*
   return static_cast<float>(i0 + 1) * s0 + static_cast<float>(i1 + 1) * s1;
 }
 
-// Sum of v over the CTA into *out (fixed order: deterministic). Every thread calls it.
-__device__ __forceinline__ void cta_sum(double v, float* out) {
-  __shared__ double red[32];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int w = threadIdx.x / 32, nw = blockDim.x / 32;
-  if (threadIdx.x % 32 == 0) red[w] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0.0;
-    for (int i = 0; i < nw; ++i) t += red[i];
-    *out = static_cast<float>(t);
-  }
-}
-
 // One chunk in a pipeline stage: its gate table (columns Eq = scale exp(G), Ek = exp(G_L - G) beta,
 // strided by 4), exp(G_L), and its 16-bit tiles (those the kernel does not load point at unused
 // bytes). Taken apart with a structured binding in the sweeps.
@@ -988,7 +973,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // a chunk adds scale exp(g (r + 1)) q_r^T ((r + 1) S + M) do_r, and at a chunk's end M <- exp(g L)
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
-// sums into io.dgh_part (bwd_head sums them per head).
+// sums into io.dgh_part (bwd_k sums them per head).
 template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   using C = cfg<VT>;
@@ -1092,7 +1077,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       M.for_each([&](float& m, int d, int col) { x += m * dso[d * ldo + v0 + col]; });
       dg += x;
     }
-    cta_sum(dg, io.dgh_part + (static_cast<size_t>(h) * gridDim.z + blockIdx.z) * gridDim.x + blockIdx.x);
+    cta_sum(dg, head_partial(io.dgh_part, H));
   }
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
@@ -1765,13 +1750,6 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   return static_cast<int>(cudaGetLastError());
 }
 
-// The per-head decay gradient: out[h] = sum of the dq sweep's partials parts[h][0..np) (fixed order).
-__global__ void head_sum(const float* parts, int64_t np, float* out) {
-  double v = 0.0;
-  for (int64_t i = threadIdx.x; i < np; i += blockDim.x) v += parts[blockIdx.x * np + i];
-  cta_sum(v, out + blockIdx.x);
-}
-
 // MOM: a per-head constant decay, its gradient from the dq sweep's pair sums (io.dgh).
 template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
 int bwd_k(const core_args& args, const bwd_io& io_in) {
@@ -1793,14 +1771,15 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
   if constexpr (MOM) {
-    io.dgh_part = static_cast<float*>(sc.get(static_cast<size_t>(np) * a.H * sizeof(float)));
-    if (sc.err) return sc.err;
+    if (np > head_partials(a) / a.H) return static_cast<int>(cudaErrorInvalidValue);
     // (Idle CTAs, segments past their sequence's end, leave their partial at 0.)
     if (int e = static_cast<int>(cudaMemsetAsync(io.dgh_part, 0, np * a.H * sizeof(float), launch_stream()))) return e;
   }
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  if constexpr (MOM) head_sum<<<a.H, 256, 0, launch_stream()>>>(io.dgh_part, np, io.dgh);
+  if constexpr (MOM) {
+    if (int e = sum_tokens(np, a.H, io.dgh_part, io.dgh)) return e;
+  }
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
@@ -1948,7 +1927,6 @@ bool tc_backward_eligible(const core_args& a, const bwd_io& io) {
   return a.V == a.Vin ? !io.dnf && !io.dn0 : io.dn != nullptr;
 }
 bool tc_backward_normaliser(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && a.gmode != g_head; }
-bool tc_backward_head(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.gmode == g_head; }
 bool tc_backward_key(const core_args& a, const bwd_io& io) { return tc_backward_eligible(a, io) && a.gmode == g_key; }
 bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
@@ -1967,7 +1945,7 @@ int tc_backward(const core_args& a, const bwd_io& io) {
   const bool direct = io.dq_out != nullptr && a.gmode != g_key;
   const bool head = a.gmode == g_head;
   if (direct && (!io.dk_out || (!io.xy && !head) || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
-  if (head && !io.dgh) return static_cast<int>(cudaErrorInvalidValue);
+  if (head && (!io.dgh || !io.dgh_part)) return static_cast<int>(cudaErrorInvalidValue);
   return dispatch(a, true, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;

@@ -21,9 +21,6 @@ inline int64_t tc_table_bytes(const core_args& a) { return 16 * a.tokens * a.H; 
 bool tc_backward_direct(const core_args& a, const bwd_io& io);
 // Whether the backward takes per-key gates on tensor cores, finishing the gradients itself (bwd_io::gk).
 bool tc_backward_key(const core_args& a, const bwd_io& io);
-// Whether the backward takes a per-head constant decay (RetNet) on tensor cores: its gradient then
-// comes from the core itself into bwd_io::dgh (no per-token sums, no finish for the gate).
-bool tc_backward_head(const core_args& a, const bwd_io& io);
 int tc_backward(const core_args& a, const bwd_io& io);
 // CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K, V = 128), -1 on error (diagnostics).
 void tc_occupancy(int K, int out[3]);
