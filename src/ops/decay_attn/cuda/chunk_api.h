@@ -42,6 +42,12 @@ struct fwd_out {
   bool o_f32 = false;
   float* sf = nullptr;  // [N, H, K, Vin] or null
   float* nf = nullptr;  // [N, H, K] or null
+  // The normaliser applied in the core (V = Vin + 1, only where tc_forward_fused_norm): o in `type`
+  // is o'[:Vin] / (max(|o'[Vin]|, floor) + eps), floor = exp(-m) (m [tokens, H] or null: 1), and
+  // den [tokens, H] gets o'[Vin] (for normalise_backward_den).
+  float* den = nullptr;
+  const float* m = nullptr;
+  float eps = 0.f;
 };
 
 struct bwd_io {
@@ -128,6 +134,10 @@ int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, fl
 // Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).
 int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o, int type,
                        float* dop, float* dm_local);
+// From the normalised o [rows, Vin] in `type` and den [rows] (a fused forward's) instead of o':
+// dop_t [rows, Vin] in `type`, dn [rows], dm_local [rows] (m non-null).
+int normalise_backward_den(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
+                           const void* d_o, int type, void* dop_t, float* dn, float* dm_local);
 // The same with dop split for the tensor-core backward: columns < Vin into dop_t [rows, Vin] in `type`,
 // column Vin into dn [rows] (fp32).
 int normalise_backward_split(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o,

@@ -129,32 +129,35 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
 }
 
 // dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
-// Vin into dncol).
+// Vin into dncol). From o' (TS = float: op [rows, Vin + 1], dsrc null) or from the normalised o
+// (TS = the input type: op [rows, Vin], dsrc = den [rows]).
 // One warp per row (lanes over the columns).
-template <typename TD, typename TO>
-__global__ void norm_bwd_kernel(int64_t rows, int Vin, const float* op, const float* m, float eps, const TD* d_o,
-                                TO* dop, float* dncol, float* dm_local) {
+template <typename TD, typename TO, typename TS = float>
+__global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float* m, float eps, const TD* d_o,
+                                TO* dop, float* dncol, float* dm_local, const float* dsrc = nullptr) {
   const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (r >= rows) return;
   const bool split = dncol != nullptr;
-  const float* orow = op + r * (Vin + 1);
+  const TS* orow = op + r * (dsrc ? Vin : Vin + 1);
   const TD* dh = d_o + r * Vin;
   TO* dn = dop + r * (split ? Vin : Vin + 1);
   const float fl = m ? expf(-m[r]) : 1.f;
-  const float den = fmaxf(fabsf(orow[Vin]), fl) + eps;
+  const float dv = dsrc ? dsrc[r] : ldf(orow + Vin);  // o'[Vin]
+  const float den = fmaxf(fabsf(dv), fl) + eps;
+  const float os = dsrc ? 1.f : 1.f / den;  // o'[j] -> o[j]
   float hd = 0.f;
   for (int j = lane; j < Vin; j += 32) {
     const float x = ldf(dh + j);
     stf(dn + j, x / den);
-    hd += orow[j] / den * x;
+    hd += ldf(orow + j) * os * x;
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
   if (lane != 0) return;
   float last = 0.f;
-  if (fabsf(orow[Vin]) > fl) {
-    last = (orow[Vin] > 0 ? -hd : hd) / den;
+  if (fabsf(dv) > fl) {
+    last = (dv > 0 ? -hd : hd) / den;
     if (dm_local) dm_local[r] = 0.f;
   } else {
     if (dm_local) dm_local[r] = hd / den * fl;
@@ -212,6 +215,18 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
     using TD = std::remove_pointer_t<decltype(tag)>;
     norm_bwd_kernel<TD, float><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
                                                                               dop, nullptr, dm_local);
+    return static_cast<int>(cudaGetLastError());
+  });
+}
+
+int normalise_backward_den(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
+                           const void* d_o, int type, void* dop_t, float* dn, float* dm_local) {
+  if (rows == 0) return 0;
+  if (!dn || !den) return static_cast<int>(cudaErrorInvalidValue);
+  return with_type(type, [&](auto* tag) {
+    using TD = std::remove_pointer_t<decltype(tag)>;
+    norm_bwd_kernel<TD, TD, TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(
+        rows, Vin, static_cast<const TD*>(o), m, eps, static_cast<const TD*>(d_o), static_cast<TD*>(dop_t), dn, dm_local, den);
     return static_cast<int>(cudaGetLastError());
   });
 }

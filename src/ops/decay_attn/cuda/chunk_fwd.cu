@@ -64,6 +64,7 @@ int core_forward(const core_args& a, const fwd_out& o) {
   if (a.K > kMaxK || a.K < 1) return static_cast<int>(cudaErrorInvalidValue);
   if (a.N == 0 || a.H == 0 || a.V == 0) return 0;
   if (tc_forward_eligible(a, o)) return tc_forward(a, o);
+  if (o.den) return static_cast<int>(cudaErrorInvalidValue);  // (the fused normaliser is the tensor cores' only)
   return with_type(a.type, [&](auto* tag) {
     using TI = std::remove_pointer_t<decltype(tag)>;
     return launch<TI>(a, o);

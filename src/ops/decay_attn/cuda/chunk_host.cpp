@@ -132,8 +132,13 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
   decay_attn_output out;
   LRNN_ASSIGN_OR_RETURN(out.o, result_tensor(opt.into_o, in.v.shape(), in.q.type(), p.dev));
   cc::fwd_out fo;
-  tensor op;
-  if (spec.normalizer) {
+  tensor op, den;
+  // The normaliser in the core (tensor cores, one V tile), else o' in fp32 for normalise_forward.
+  const bool fused = spec.normalizer && cc::tc_forward_fused_norm(p.a);
+  if (fused) {
+    LRNN_ASSIGN_OR_RETURN(den, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    fo.o = out.o.raw_data(), fo.den = fpm(den), fo.m = p.stabilised ? fp(p.m) : nullptr, fo.eps = static_cast<float>(spec.eps);
+  } else if (spec.normalizer) {
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, p.dev));
     fo.o = op.raw_data(), fo.o_f32 = true;
   } else {
@@ -148,7 +153,7 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
     }
   }
   LRNN_TRY(check(cc::core_forward(p.a, fo), "forward kernel"));
-  if (spec.normalizer)
+  if (spec.normalizer && !fused)
     LRNN_TRY(check(cc::normalise_forward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
                                          static_cast<float>(spec.eps), out.o.raw_data(), p.a.type),
                    "normaliser"));
@@ -173,8 +178,23 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   LRNN_ASSIGN_OR_RETURN(tensor d_o_t, d_o_in.to(in.q.type()));
   LRNN_ASSIGN_OR_RETURN(tensor d_o, d_o_t.contiguous());
   cc::bwd_io io;
-  tensor op, dop, dn_col, dm_local;
-  if (spec.normalizer) {
+  tensor op, dop, dn_col, dm_local, o_re, den;
+  if (spec.normalizer && cc::tc_backward_normaliser(a) && cc::tc_forward_fused_norm(a)) {
+    // The forward again with the normaliser in the core: o in the input dtype and den per row.
+    LRNN_ASSIGN_OR_RETURN(o_re, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+    LRNN_ASSIGN_OR_RETURN(den, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
+    cc::fwd_out fo;
+    fo.o = o_re.raw_data(), fo.den = fpm(den), fo.m = p.stabilised ? fp(p.m) : nullptr, fo.eps = static_cast<float>(spec.eps);
+    LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
+    if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
+    LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+    LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
+    LRNN_TRY(check(cc::normalise_backward_den(p.tokens * p.H, static_cast<int>(p.Vin), o_re.raw_data(), fp(den),
+                                              p.stabilised ? fp(p.m) : nullptr, static_cast<float>(spec.eps), d_o.raw_data(),
+                                              a.type, dop.raw_data(), fpm(dn_col), fpm(dm_local)),
+                   "normaliser backward"));
+    io.d_o = dop.raw_data(), io.dn = fp(dn_col);
+  } else if (spec.normalizer) {
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     cc::fwd_out fo;
     fo.o = op.raw_data(), fo.o_f32 = true;

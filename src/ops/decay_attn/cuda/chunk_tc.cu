@@ -92,9 +92,11 @@ struct cta_lay {
   static constexpr size_t fl = ps + NP * 2 * kC * PS;
   static constexpr size_t total = fl + 4 * NF;
 };
-// The forward's floats with the normaliser column: row sums of P [64], its state n twice [2][K].
+// The forward's floats with the normaliser column: row sums of P twice [2][64] (the fused
+// normalisation reads one while the next chunk's is cleared), its state n twice [2][K], the rows'
+// scale exp(G_i) q_i.n [64].
 template <int K, bool NORM>
-constexpr int norm_floats = NORM ? kC + 2 * K : 0;
+constexpr int norm_floats = NORM ? 3 * kC + 2 * K : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
@@ -780,13 +782,11 @@ __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv
 // The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
 // den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
 // the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j. Eight threads per row for q_i.n.
-template <typename TI, int K>
-__device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
-                                          const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
-                                          int col, int L) {
+// fn(i, q_i . n) for the chunk's rows i (eight threads per row; every thread calls it).
+template <typename TI, int K, typename Fn>
+__device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n, Fn&& fn) {
   constexpr int KP = K / 8;
-  const int tid = threadIdx.x;
-  for (int e = tid; e < 8 * kC; e += blockDim.x) {
+  for (int e = threadIdx.x; e < 8 * kC; e += blockDim.x) {
     const int i = e / 8, part = e % 8;
     float x = 0.f;
 #pragma unroll
@@ -797,11 +797,17 @@ __device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     x += __shfl_xor_sync(0xffffffffu, x, 2);
     x += __shfl_xor_sync(0xffffffffu, x, 4);
-    if (part == 0) {
-      if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + psum[i];
-      psum[i] = 0.f;
-    }
+    if (part == 0) fn(i, x);
   }
+}
+template <typename TI, int K>
+__device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
+                                          const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
+                                          int col, int L) {
+  rows_dot_n<TI, K>(Qs, QS, n, [&](int i, float x) {
+    if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + psum[i];
+    psum[i] = 0.f;
+  });
   norm_update<TI, K>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
 
@@ -895,12 +901,15 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   loader<TI, K, VT, true, false, false, KEY> ld(a, nullptr, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   // The normaliser (V tile 0 only): row sums of P, and n in two buffers (read one, write the other).
+  // Fused (out.den, one V tile): o normalised here, den = o'[Vin] per row into out.den.
   const bool nrm = NORM && blockIdx.x == 0;
+  const bool fuse = NORM && out.den != nullptr;
   float* psum = reinterpret_cast<float*>(sm + lay::fl);
-  float* nbuf = psum + kC;
+  float* nbuf = psum + 2 * kC;
+  float* qn = nbuf + 2 * K;
   const int tid = threadIdx.x;
   if (nrm) {
-    if (tid < kC) psum[tid] = 0.f;
+    if (tid < 2 * kC) psum[tid] = 0.f;
     if (tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
   }
 
@@ -933,20 +942,39 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
       return;
     }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
+    float* ps = fuse ? psum + (ci & 1) * kC : psum;
+    if (fuse && tid < kC) psum[((ci + 1) & 1) * kC + tid] = 0.f;  // (the previous chunk's, read before this chunk's barrier)
     // P blocks (warps of row block 0 first: theirs is the shortest P V product).
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
-      intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale, nrm ? psum : nullptr);
+      intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale, nrm ? ps : nullptr);
     }
     // Q S (this warp's 32 columns), rows scaled by scale exp(G_i), then + P V.
     float o[4][4];
     zero(o);
     mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c);
     scale_rows(o, Eq, r);
+    if (fuse) rows_dot_n<TI, K>(Qs, QS, nbuf + (ci & 1) * K, [&](int i, float x) { qn[i] = tab[i].z * x; });
     __syncthreads();
     mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
-    if constexpr (NORM) {
+    if (fuse) {
+      // den_i = scale exp(G_i) q_i.n + sum_j P_ij; o_i / (max(|den_i|, exp(-m_i)) + eps).
+      const int qr = (tid % 32) / 4, i0 = 16 * r + qr, i1 = i0 + 8;
+      const float den0 = qn[i0] + ps[i0], den1 = qn[i1] + ps[i1];
+      const size_t t0h = static_cast<size_t>(t0) * H + h;
+      const float fl0 = out.m && i0 < L ? expf(-out.m[t0h + static_cast<size_t>(i0) * H]) : 1.f;
+      const float fl1 = out.m && i1 < L ? expf(-out.m[t0h + static_cast<size_t>(i1) * H]) : 1.f;
+      const float s0 = 1.f / (fmaxf(fabsf(den0), fl0) + out.eps), s1 = 1.f / (fmaxf(fabsf(den1), fl1) + out.eps);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) o[t][0] *= s0, o[t][1] *= s0, o[t][2] *= s1, o[t][3] *= s1;
+      store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
+      if (c == 0 && tid % 4 == 0) {
+        if (i0 < L) out.den[t0h + static_cast<size_t>(i0) * H] = den0;
+        if (i1 < L) out.den[t0h + static_cast<size_t>(i1) * H] = den1;
+      }
+      norm_update<TI, K>(nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
+    } else if constexpr (NORM) {
       store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
       if (nrm) norm_step<TI, K>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
                                 static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
@@ -1913,10 +1941,14 @@ int dispatch(const core_args& a, bool bwd, Fn&& fn) {
 
 }  // namespace
 
-// With the normaliser column: o in fp32 (o', for normalise_forward); without: o in the input dtype.
+// With the normaliser column: o in fp32 (o', for normalise_forward), or normalised in the input
+// dtype with den (tc_forward_fused_norm); without: o in the input dtype.
 bool tc_forward_eligible(const core_args& a, const fwd_out& o) {
-  return tc_shape(a) && (a.V == a.Vin ? !o.o_f32 && !o.nf : o.o_f32);
+  if (!tc_shape(a)) return false;
+  if (a.V == a.Vin) return !o.o_f32 && !o.nf && !o.den;
+  return o.den ? !o.o_f32 && tc_forward_fused_norm(a) : o.o_f32;
 }
+bool tc_forward_fused_norm(const core_args& a) { return tc_shape(a) && a.V == a.Vin + 1 && vt_of(a, false) == a.Vin; }
 // A per-head constant decay (RetNet) without the normaliser column: its gradient comes from the dq
 // sweep's pair sums (MOM; bwd_io::dgh). Through per-token sums of q.dq - k.dk, the way of the other
 // gates, the tensor-core dq, dk (P, dP, S, dS rounded to the input dtype for the products, as fla)

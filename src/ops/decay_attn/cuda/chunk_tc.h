@@ -9,6 +9,8 @@ namespace lrnn::ops::cuda_chunk {
 // without the normaliser column (V = Vin + 1, forward with o in fp32; a per-head decay's backward only
 // without it), per-key gates with or without the bonus (LRNN_DA_NO_TC=1 turns the path off).
 bool tc_forward_eligible(const core_args& a, const fwd_out& o);
+// Whether the forward normalises itself (fwd_out::den): the normaliser column with one V tile.
+bool tc_forward_fused_norm(const core_args& a);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
 // Whether the tensor-core backward takes this call's normaliser column (V = Vin + 1) when given d_o in
 // the input dtype plus its normaliser column in bwd_io::dn (normalise_backward_split).
