@@ -33,6 +33,9 @@ ap.add_argument("--triton-cache", default="",
                 help="directory for Triton's kernel cache with autotuning results kept (TRITON_CACHE_AUTOTUNING): "
                      "fla's chunk_gla autotunes for minutes on a fresh machine; a cache carried from an earlier "
                      "run on the same GPU model and Triton skips that (bench/gpu/README.md)")
+ap.add_argument("--profile", default="",
+                help="comma-separated ops (e.g. lrnn_mlstm) to profile after timing: their forward+backward under "
+                     "torch.profiler, the GPU kernels' times into DIR/profile_<op>_<B>x<T>.txt")
 args = ap.parse_args()
 if args.triton_cache:
     os.makedirs(args.triton_cache, exist_ok=True)
@@ -258,7 +261,33 @@ def bench(op, B, T, nbytes_fwd, nbytes_fb, fwd, fwdbwd, reps_fb=None):
         except Exception as e:  # noqa: BLE001
             r["fwdbwd_error"] = str(e)[:300]
     row(**r)
+    if op in args.profile.split(",") and fwdbwd is not None and "fwdbwd_error" not in r:
+        profile_kernels(op, B, T, fwdbwd)
     torch.cuda.empty_cache()
+
+
+def profile_kernels(op, B, T, fn, reps=5):
+    """GPU kernel times of `reps` calls of fn (CUPTI through torch.profiler), largest total first."""
+    from torch.profiler import ProfilerActivity, profile
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    tot = {}
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            t = tot.setdefault(ev.name, [0, 0.0])
+            t[0] += 1
+            t[1] += ev.device_time_total if hasattr(ev, "device_time_total") else ev.cuda_time_total
+    lines = [f"# {op} B={B} T={T}: GPU kernels of {reps} forward+backward calls (us per call)"]
+    allk = sum(v[1] for v in tot.values()) / reps
+    lines.append(f"total {allk:.1f} us per call")
+    for name, (cnt, us) in sorted(tot.items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"{us / reps:10.1f}  x{cnt / reps:g}  {name[:150]}")
+    with open(os.path.join(args.out, f"profile_{op}_{B}x{T}.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def rel(a, b):

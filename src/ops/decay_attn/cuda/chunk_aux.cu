@@ -2,6 +2,7 @@
 // of mLSTM onto the core): the stabiliser scan and its backward, the normaliser, and the
 // per-head sum of a per-head-constant decay's gradient.
 #include "ops/decay_attn/cuda/chunk_common.cuh"
+#include "ops/decay_attn/cuda/chunk_mma.cuh"
 
 namespace lrnn::ops::cuda_chunk {
 
@@ -166,6 +167,37 @@ __global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float
   else stf(dn + Vin, last);
 }
 
+// norm_bwd_kernel from (o, den) for 16-bit types with Vin % 4 == 0: four columns per lane and load.
+template <typename T>
+__global__ void norm_bwd_den_vec(int64_t rows, int Vin, const T* o, const float* den, const float* m, float eps,
+                                 const T* d_o, T* dop, float* dncol, float* dm_local) {
+  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const float fl = m ? expf(-m[r]) : 1.f;
+  const float dv = den[r];
+  const float inv = 1.f / (fmaxf(fabsf(dv), fl) + eps);
+  float hd = 0.f;
+  for (int j = 4 * lane; j < Vin; j += 128) {
+    const size_t off = static_cast<size_t>(r) * Vin + j;
+    const uint2 ov = *reinterpret_cast<const uint2*>(o + off), gv = *reinterpret_cast<const uint2*>(d_o + off);
+    const float2 o0 = mma::unpack2<T>(ov.x), o1 = mma::unpack2<T>(ov.y);
+    const float2 g0 = mma::unpack2<T>(gv.x), g1 = mma::unpack2<T>(gv.y);
+    hd += o0.x * g0.x + o0.y * g0.y + o1.x * g1.x + o1.y * g1.y;
+    *reinterpret_cast<uint2*>(dop + off) = make_uint2(mma::pack2<T>(g0.x * inv, g0.y * inv), mma::pack2<T>(g1.x * inv, g1.y * inv));
+  }
+#pragma unroll
+  for (int x = 16; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
+  if (lane != 0) return;
+  if (fabsf(dv) > fl) {
+    dncol[r] = (dv > 0 ? -hd : hd) * inv;
+    if (dm_local) dm_local[r] = 0.f;
+  } else {
+    dncol[r] = 0.f;
+    if (dm_local) dm_local[r] = hd * inv * fl;
+  }
+}
+
 __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* out) {
   const int h = blockIdx.x;
   double s = 0.0;
@@ -225,6 +257,14 @@ int normalise_backward_den(int64_t rows, int Vin, const void* o, const float* de
   if (!dn || !den) return static_cast<int>(cudaErrorInvalidValue);
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (sizeof(TD) == 2) {
+      auto al8 = [](const void* x) { return reinterpret_cast<uintptr_t>(x) % 8 == 0; };
+      if (Vin % 4 == 0 && al8(o) && al8(d_o) && al8(dop_t)) {
+        norm_bwd_den_vec<TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(
+            rows, Vin, static_cast<const TD*>(o), den, m, eps, static_cast<const TD*>(d_o), static_cast<TD*>(dop_t), dn, dm_local);
+        return static_cast<int>(cudaGetLastError());
+      }
+    }
     norm_bwd_kernel<TD, TD, TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(
         rows, Vin, static_cast<const TD*>(o), m, eps, static_cast<const TD*>(d_o), static_cast<TD*>(dop_t), dn, dm_local, den);
     return static_cast<int>(cudaGetLastError());

@@ -17,7 +17,8 @@
 // fp32 round trip). With several V tiles they are partial sums, added in fp32 (red.add) for
 // finish_backward.
 // mLSTM's normaliser column (V = Vin + 1: a value column of ones with its own state n [K]) rides along
-// on the CTAs of V tile 0 (template flag NORM; no segments then).
+// on the CTAs of V tile 0 (template flag NORM; with segments, n is column Vin of the segment states);
+// with one V tile the forward also normalises o itself (fwd_out::den).
 // Warps: VT / 8 of them; r = warp % 4 is a 16-row block of the chunk, c = warp / 4 a group of 32
 // columns of o / dv (K / (VT / 32) columns of dq / dk). The chunk matrices (P, dP) are computed once
 // per CTA, as 10 lower-triangle 16 x 16 blocks spread over the warps, into shared memory. The state
@@ -196,6 +197,7 @@ struct seg_io {
   float* buf = nullptr;    // [N, nseg, H, K, V] forward: contribution of segment s, then the state after it
   float* rbuf = nullptr;   // [N, nseg, H, K, V] reverse: dS contribution of segment s, then dS before it
   float* decay = nullptr;  // [N, nseg, H] exp(sum of the segment's log decays)
+  const float* dn = nullptr;  // reverse pass with the normaliser column (NORM): d_o's column Vin [tokens, H]
 };
 
 struct seg_range {
@@ -753,18 +755,20 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
 
 // One step of a normaliser state (threads d < K): n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column
 // of the gate table (strided by 4), f per row (or 1).
+// (Every thread of the CTA calls it: blockDim / K consecutive threads share a d, each a strided
+// part of the rows, summed with shuffles.)
 template <typename TI, int K>
 __device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
                                             const float* f, float gl) {
-  const int d = threadIdx.x;
-  if (d >= K) return;
-  float x = gl * n[d];
+  const int P = blockDim.x / K, d = threadIdx.x / P, part = threadIdx.x % P;
+  float x = 0.f;
   if (f) {
-    for (int j = 0; j < kC; ++j) x += coef[4 * j] * f[j] * ldf(X + j * XS + d);
+    for (int j = part; j < kC; j += P) x += coef[4 * j] * f[j] * ldf(X + j * XS + d);
   } else {
-    for (int j = 0; j < kC; ++j) x += coef[4 * j] * ldf(X + j * XS + d);
+    for (int j = part; j < kC; j += P) x += coef[4 * j] * ldf(X + j * XS + d);
   }
-  n_next[d] = x;
+  for (int o = 1; o < P; o <<= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  if (part == 0) n_next[d] = gl * n[d] + x;
 }
 
 // acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
@@ -839,6 +843,16 @@ struct sweep_cta {
   __device__ bool idle() const { return sr.s > 0 && sr.tb >= sr.se; }
 };
 
+// The normaliser's state n (or its gradient, rev) at a segment's start (forward: after segment s - 1)
+// or end (rev: before segment s + 1): column Vin of the scanned segment boundary; from `first` (n0,
+// or dnf) at the sequence's start (end). Threads d < K.
+__device__ __forceinline__ float norm_boundary(const core_args& a, const seg_io& sg, const seg_range& sr, size_t srow,
+                                               int h, int d, const float* first, bool rev) {
+  if (rev ? sr.te == sr.se : sr.s == 0) return first ? first[srow + d] : 0.f;
+  const float* b = (rev ? sg.rbuf : sg.buf) + seg_off(a, sg, sr.n, rev ? sr.s + 1 : sr.s - 1, h);
+  return b[static_cast<size_t>(d) * a.V + a.Vin];
+}
+
 // The forward-direction sweeps' starting state: s0 (first segment) or the scanned segment boundary.
 template <int K, int VT>
 __device__ __forceinline__ void start_state(state_part<K, VT>& S, const core_args& a, const seg_io& sg,
@@ -910,7 +924,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   const int tid = threadIdx.x;
   if (nrm) {
     if (tid < 2 * kC) psum[tid] = 0.f;
-    if (tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
+    if (tid < K) nbuf[tid] = norm_boundary(a, sg, sr, srow, h, tid, a.n0, false);
   }
 
   state_part<K, VT> S;
@@ -944,6 +958,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     float* ps = fuse ? psum + (ci & 1) * kC : psum;
     if (fuse && tid < kC) psum[((ci + 1) & 1) * kC + tid] = 0.f;  // (the previous chunk's, read before this chunk's barrier)
+    // Fused: this thread's rows' floors exp(-m_i), loaded now (used after P V).
+    const int i0 = 16 * r + (tid % 32) / 4, i1 = i0 + 8;
+    const size_t t0h = static_cast<size_t>(t0) * H + h;
+    float fl0 = 0.f, fl1 = 0.f;  // (m; the floor is exp(-m), or 1 without m)
+    if (fuse && out.m) {
+      if (i0 < L) fl0 = out.m[t0h + static_cast<size_t>(i0) * H];
+      if (i1 < L) fl1 = out.m[t0h + static_cast<size_t>(i1) * H];
+    }
     // P blocks (warps of row block 0 first: theirs is the shortest P V product).
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
@@ -960,11 +982,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
     if (fuse) {
       // den_i = scale exp(G_i) q_i.n + sum_j P_ij; o_i / (max(|den_i|, exp(-m_i)) + eps).
-      const int qr = (tid % 32) / 4, i0 = 16 * r + qr, i1 = i0 + 8;
       const float den0 = qn[i0] + ps[i0], den1 = qn[i1] + ps[i1];
-      const size_t t0h = static_cast<size_t>(t0) * H + h;
-      const float fl0 = out.m && i0 < L ? expf(-out.m[t0h + static_cast<size_t>(i0) * H]) : 1.f;
-      const float fl1 = out.m && i1 < L ? expf(-out.m[t0h + static_cast<size_t>(i1) * H]) : 1.f;
+      fl0 = out.m ? expf(-fl0) : 1.f, fl1 = out.m ? expf(-fl1) : 1.f;
       const float s0 = 1.f / (fmaxf(fabsf(den0), fl0) + out.eps), s1 = 1.f / (fmaxf(fabsf(den1), fl1) + out.eps);
 #pragma unroll
       for (int t = 0; t < 4; ++t) o[t][0] *= s0, o[t][1] *= s0, o[t][2] *= s1, o[t][3] *= s1;
@@ -985,7 +1004,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     S.to_smem(Sb);
   });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
-  if (nrm && out.nf && tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
+  if (nrm && out.nf && te == sr.se && tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
 }
 
 // ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
@@ -1022,7 +1041,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
   const int tid = threadIdx.x;
-  if (nrm && tid < K) nbuf[tid] = a.n0 ? a.n0[srow + tid] : 0.f;
+  if (nrm && tid < K) nbuf[tid] = norm_boundary(a, sg, sr, srow, h, tid, a.n0, false);
 
   state_part<K, VT> S, M;  // (M: MOM only)
   double dg = 0.0;         // MOM: this thread's part of the decay gradient
@@ -1140,7 +1159,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
   const int tid = threadIdx.x;
-  if (nrm && tid < K) nbuf[tid] = io.dnf ? io.dnf[srow + tid] : 0.f;
+  if (nrm && tid < K) nbuf[tid] = norm_boundary(a, sg, sr, srow, h, tid, io.dnf, true);
 
   state_part<K, VT> dS;
   if (te == sr.se) {
@@ -1249,18 +1268,23 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // pass (s > 0, chunks last to first, with a.k = q and a.v = d_o) sweeps dS = exp(G_L) dS + Qg^T dO.
 // KEY: per-key gates (q, k read as Qa, Kb; the reverse pass's Qg from Qa with the factor rows), the
 // segment's decay per key into sg.decay [N, nseg, H, K].
-template <typename TI, int K, int VT, bool FWD, bool KEY = false>
+// NORM: V tile 0 also sweeps the normaliser's state (n = exp(G_L) n + sum_j Ek_j k_j; reverse: dn_s =
+// exp(G_L) dn_s + sum_i Eq_i dn_i q_i with dn = sg.dn) into column Vin of the segment's state.
+template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
-  using lay = cta_lay<K, VT, false, false, 0, 0, false, KEY>;
+  using lay = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM && !FWD, KEY>;
   using st = typename lay::st;
   constexpr int QS = st::QS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
-  loader<TI, K, VT, false, false, false, KEY> ld(a, nullptr, h, v0);
+  loader<TI, K, VT, false, false, NORM && !FWD, KEY> ld(a, nullptr, sg.dn, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   float kdec = 1.f;  // KEY: this thread's key (threads < K)
+  const bool nrm = NORM && blockIdx.x == 0;
+  float* nbuf = reinterpret_cast<float*>(sm + lay::fl);  // (NORM: n twice)
+  if (nrm && threadIdx.x < K) nbuf[threadIdx.x] = 0.f;
   state_part<K, VT> S;
   S.for_each([](float& x, int, int) { x = 0.f; });
   const int nch = static_cast<int>((sr.te - sr.tb + kC - 1) / kC);
@@ -1283,11 +1307,18 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float gL = tab[L - 1].x;
     glsum += gL;
-    S.update(expf(gL), reinterpret_cast<const TI*>(stg + st::k), QS, FWD ? &tab[0].w : &tab[0].z,
-             reinterpret_cast<const TI*>(stg + st::v));
+    const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
+    if (nrm)
+      norm_update<TI, K>(nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K, Ks, QS, FWD ? &tab[0].w : &tab[0].z,
+                         FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn), expf(gL));
+    S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
+  if (nrm) {
+    __syncthreads();  // (the last norm_update's writes)
+    if (threadIdx.x < K) dst[threadIdx.x * a.V + a.Vin] = nbuf[(nch & 1) * K + threadIdx.x];
+  }
   if constexpr (KEY) {
     if (blockIdx.x == 0 && threadIdx.x < K) sg.decay[((static_cast<size_t>(n) * sg.nseg + sr.s) * a.H + h) * K + threadIdx.x] = kdec;
   } else if (blockIdx.x == 0 && threadIdx.x == 0) {
@@ -1297,13 +1328,15 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
 
 // Segment boundaries, one thread per state element: forward buf[s] <- state after segment s (from
 // s0), reverse rbuf[s] <- dS before segment s (from the final-state gradient).
-__global__ void seg_scan(core_args a, seg_io sg, const float* init, bool fwd) {
+// (init [N, H, K, Vin] and, with the normaliser column (V = Vin + 1), ninit [N, H, K].)
+__global__ void seg_scan(core_args a, seg_io sg, const float* init, const float* ninit, bool fwd) {
   const int64_t KV = static_cast<int64_t>(a.K) * a.V;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= a.N * a.H * KV) return;
   const int n = static_cast<int>(idx / (a.H * KV)), h = static_cast<int>((idx / KV) % a.H);
-  const int64_t e = idx % KV;
-  float cur = init ? init[(static_cast<int64_t>(n) * a.H + h) * KV + e] : 0.f;
+  const int64_t e = idx % KV, d = e / a.V, col = e % a.V;
+  const int64_t row = (static_cast<int64_t>(n) * a.H + h) * a.K + d;
+  float cur = col < a.Vin ? (init ? init[row * a.Vin + col] : 0.f) : (ninit ? ninit[row] : 0.f);
   float* buf = fwd ? sg.buf : sg.rbuf;
   for (int x = 0; x < sg.nseg - 1; ++x) {
     const int s = fwd ? x : sg.nseg - 1 - x;
@@ -1726,7 +1759,7 @@ int segment_buffers(const core_args& a, seg_io& sg, scratch_scope& sc, bool reve
 }
 
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers.
-int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, bool one_segment = false) {
+int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
   if (!a.gate_tab) {
     a.gate_tab = sc.get(static_cast<size_t>(tc_table_bytes(a)));
     if (sc.err) return sc.err;
@@ -1734,30 +1767,34 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
-  sg = one_segment ? seg_io{} : choose_segments(a, vt, per_sm);
+  sg = choose_segments(a, vt, per_sm);
   return segment_buffers(a, sg, sc, reverse);
 }
 
-template <typename TI, int K, int VT, bool KEY = false>
-int seg_passes(const core_args& a, const seg_io& sg, const void* d_o, const float* dsf, bool reverse, const key_io& kio = {}) {
-  if (sg.nseg == 1) return 0;
-  constexpr size_t bytes = cta_lay<K, VT, false, false, 0, 0, false, KEY>::total;
+// The segment passes: forward, and with io (the backward) the reverse one.
+template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
+int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}) {
+  if (sg_in.nseg == 1) return 0;
+  seg_io sg = sg_in;
+  constexpr size_t fbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, false, KEY>::total;
+  constexpr size_t rbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM, KEY>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   {
-    auto kern = tc_seg<TI, K, VT, true, KEY>;
-    if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(a, sg, kio);
-    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, true);
+    auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
+    if (int e = tc_smem(kern, fbytes)) return e;
+    kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
+    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
   }
-  if (reverse) {
+  if (io) {
     core_args r = a;
-    r.k = a.q, r.v = d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
-    auto kern = tc_seg<TI, K, VT, false, KEY>;
-    if (int e = tc_smem(kern, bytes)) return e;
-    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(r, sg, kio);
-    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, dsf, false);
+    r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
+    sg.dn = io->dn;
+    auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
+    if (int e = tc_smem(kern, rbytes)) return e;
+    kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
+    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -1769,11 +1806,10 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   auto kern = tc_fwd<TI, K, VT, NORM>;
   seg_io sg;
   scratch_scope sc;
-  // (The normaliser's state is not split into segments: one sweep per sequence.)
   const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, NORM>>(cfg<VT>::T, bytes);
-  if (int e = prepare_tc(a, sg, sc, false, VT, per_sm, NORM)) return e;
+  if (int e = prepare_tc(a, sg, sc, false, VT, per_sm)) return e;
   if (int e = tc_smem(kern, bytes)) return e;
-  if (int e = seg_passes<TI, K, VT>(a, sg, nullptr, nullptr, false)) return e;
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
@@ -1793,9 +1829,8 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
-  // (The normaliser's states are not split into segments.)
-  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, NORM)) return e;
-  if (int e = seg_passes<TI, K, VT>(a, sg, io.d_o, io.dsf, true)) return e;
+  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
   if constexpr (MOM) {
@@ -1851,7 +1886,7 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, false, true>>(cfg<VT>::T, bytes);
   sg = choose_segments(a, VT, per_sm);
   if (int e = segment_buffers(a, sg, sc, false)) return e;
-  if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, nullptr, false, kio)) return e;
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, kio)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, kio);
   return static_cast<int>(cudaGetLastError());
 }
@@ -1881,7 +1916,7 @@ int bwd_key(const core_args& args, const bwd_io& io) {
     if (int e = static_cast<int>(cudaMemsetAsync(io.dq, 0, bytes, launch_stream()))) return e;
     if (int e = static_cast<int>(cudaMemsetAsync(io.dk, 0, bytes, launch_stream()))) return e;
   }
-  if (int e = seg_passes<TI, K, VT, true>(a, sg, io.d_o, io.dsf, true, kio)) return e;
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, &io, kio)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, kio);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
