@@ -35,7 +35,13 @@ start=$(date +%s)
 rc_tests=$?
 {
   echo; echo "## Tests (gtest filter \`$filter\`): exit $rc_tests, $(( $(date +%s) - start )) s"; echo
-  echo '```'; grep -E '^\[ +(OK|FAILED|SKIPPED|PASSED) |^\[==========\]|Failure|assertion|error:' "$out/tests.log" | head -60; echo '```'
+  # Counts and the summary first, then every failure with its harness lines (FAIL rows), so that a
+  # failure is never cut off behind the list of passing tests.
+  echo '```'
+  echo "OK: $(grep -c '^\[       OK \]' "$out/tests.log"), FAILED: $(grep -c '^\[  FAILED  \] .* ms)$' "$out/tests.log")"
+  grep -E '^\[==========\]|^\[  (PASSED|FAILED|SKIPPED) ' "$out/tests.log" | head -40
+  grep -E 'Failure|assertion|error:|FAIL ' "$out/tests.log" | head -60
+  echo '```'
 } >>"$report"
 
 # 2. compute-sanitizer memcheck on small cases (the step kernel, cuBLAS linear, the C ABI).
