@@ -647,14 +647,13 @@ __device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, 
   }
 }
 
-// Per row (16 r + qr, + 8) < L of acc: the sum over this warp's columns c0 + 8 t + qc (+1) of
-// acc * X[row][col] (X [64][XS] in shared memory), added to dst[2 ((t0 + row) H + h)].
+// This thread's parts s0, s1 of rows i0 = 16 r + qr and i1 = i0 + 8 of sum_col acc * X[row][col]
+// over its columns c0 + 8 t + qc (+1) (X [64][XS] in shared memory).
 template <typename TI, int NT>
-__device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* X, int XS, int c0, int r, float* dst,
-                                           int64_t t0, int H, int h, int L) {
-  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
-  const int i0 = 16 * r + qr, i1 = i0 + 8;
-  float s0 = 0.f, s1 = 0.f;
+__device__ __forceinline__ void row_parts(const float (&acc)[NT][4], const TI* X, int XS, int c0, int i0, int i1,
+                                          float& s0, float& s1) {
+  const int qc = 2 * (threadIdx.x % 4);
+  s0 = s1 = 0.f;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int c = c0 + 8 * t + qc;
@@ -663,6 +662,17 @@ __device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* 
     s0 += acc[t][0] * x0.x + acc[t][1] * x0.y;
     s1 += acc[t][2] * x1.x + acc[t][3] * x1.y;
   }
+}
+
+// Per row (16 r + qr, + 8) < L of acc: the sum over this warp's columns c0 + 8 t + qc (+1) of
+// acc * X[row][col] (X [64][XS] in shared memory), added to dst[2 ((t0 + row) H + h)].
+template <typename TI, int NT>
+__device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* X, int XS, int c0, int r, float* dst,
+                                           int64_t t0, int H, int h, int L) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  const int i0 = 16 * r + qr, i1 = i0 + 8;
+  float s0, s1;
+  row_parts<TI, NT>(acc, X, XS, c0, i0, i1, s0, s1);
   s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
   s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
   s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
@@ -677,17 +687,9 @@ __device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* 
 // c0 + 8 t + qc (+1) (X [64][XS] in shared memory; rows past the chunk are zero there).
 template <typename TI, int NT>
 __device__ __forceinline__ float rowdot_pos(const float (&acc)[NT][4], const TI* X, int XS, int c0, int r) {
-  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
-  const int i0 = 16 * r + qr, i1 = i0 + 8;
-  float s0 = 0.f, s1 = 0.f;
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const int c = c0 + 8 * t + qc;
-    const float2 x0 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i0 * XS + c));
-    const float2 x1 = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + i1 * XS + c));
-    s0 += acc[t][0] * x0.x + acc[t][1] * x0.y;
-    s1 += acc[t][2] * x1.x + acc[t][3] * x1.y;
-  }
+  const int i0 = 16 * r + (threadIdx.x % 32) / 4, i1 = i0 + 8;
+  float s0, s1;
+  row_parts<TI, NT>(acc, X, XS, c0, i0, i1, s0, s1);
   return static_cast<float>(i0 + 1) * s0 + static_cast<float>(i1 + 1) * s1;
 }
 
