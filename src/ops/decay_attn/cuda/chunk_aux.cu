@@ -125,8 +125,18 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
   const int j = static_cast<int>(e % Vin);
   const float* orow = op + r * (Vin + 1);
   const float fl = m ? expf(-m[r]) : 1.f;
-  const float den = fmaxf(fabsf(orow[Vin]), fl) + eps;
-  stf(o + e, orow[j] / den);
+  stf(o + e, orow[j] / norm_divisor(orow[Vin], fl, eps));
+}
+
+// The end of a row's normaliser backward (lane 0, hd = o . d_o over the row): dm_local[r] (given) and
+// the returned gradient of the normaliser column.
+__device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, float den, float* dm_local, int64_t r) {
+  if (fabsf(dv) > fl) {
+    if (dm_local) dm_local[r] = 0.f;
+    return (dv > 0 ? -hd : hd) / den;
+  }
+  if (dm_local) dm_local[r] = hd / den * fl;
+  return 0.f;
 }
 
 // dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
@@ -145,7 +155,7 @@ __global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float
   TO* dn = dop + r * (split ? Vin : Vin + 1);
   const float fl = m ? expf(-m[r]) : 1.f;
   const float dv = dsrc ? dsrc[r] : ldf(orow + Vin);  // o'[Vin]
-  const float den = fmaxf(fabsf(dv), fl) + eps;
+  const float den = norm_divisor(dv, fl, eps);
   const float os = dsrc ? 1.f : 1.f / den;  // o'[j] -> o[j]
   float hd = 0.f;
   for (int j = lane; j < Vin; j += 32) {
@@ -156,13 +166,7 @@ __global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
   if (lane != 0) return;
-  float last = 0.f;
-  if (fabsf(dv) > fl) {
-    last = (dv > 0 ? -hd : hd) / den;
-    if (dm_local) dm_local[r] = 0.f;
-  } else {
-    if (dm_local) dm_local[r] = hd / den * fl;
-  }
+  const float last = norm_bwd_row_end(hd, dv, fl, den, dm_local, r);
   if (split) dncol[r] = last;
   else stf(dn + Vin, last);
 }
@@ -175,8 +179,7 @@ __global__ void norm_bwd_den_vec(int64_t rows, int Vin, const T* o, const float*
   const int lane = threadIdx.x % 32;
   if (r >= rows) return;
   const float fl = m ? expf(-m[r]) : 1.f;
-  const float dv = den[r];
-  const float inv = 1.f / (fmaxf(fabsf(dv), fl) + eps);
+  const float dv = den[r], dd = norm_divisor(dv, fl, eps), inv = 1.f / dd;
   float hd = 0.f;
   for (int j = 4 * lane; j < Vin; j += 128) {
     const size_t off = static_cast<size_t>(r) * Vin + j;
@@ -188,14 +191,7 @@ __global__ void norm_bwd_den_vec(int64_t rows, int Vin, const T* o, const float*
   }
 #pragma unroll
   for (int x = 16; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
-  if (lane != 0) return;
-  if (fabsf(dv) > fl) {
-    dncol[r] = (dv > 0 ? -hd : hd) * inv;
-    if (dm_local) dm_local[r] = 0.f;
-  } else {
-    dncol[r] = 0.f;
-    if (dm_local) dm_local[r] = hd * inv * fl;
-  }
+  if (lane == 0) dncol[r] = norm_bwd_row_end(hd, dv, fl, dd, dm_local, r);
 }
 
 __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* out) {

@@ -253,6 +253,10 @@ struct cta {
   }
 };
 
+// The normaliser's divisor of a row: max(|den|, floor) + eps (floor = exp(-m), or 1 without the
+// stabiliser); den = o'[Vin], the normaliser column.
+__device__ __forceinline__ float norm_divisor(float den, float floor, float eps) { return fmaxf(fabsf(den), floor) + eps; }
+
 // Sum of v over the CTA into *out (fixed order: deterministic). Every thread calls it (a barrier).
 __device__ __forceinline__ void cta_sum(double v, float* out) {
   __shared__ double red[32];

@@ -328,9 +328,9 @@ __device__ __forceinline__ void add_diag_f32(const float (&acc)[2][4], float* ds
 
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
-template <typename TI, int KD>
 // pair given: *pair += sum_ij (i - j) w_ij m_ij over the block's masked, scaled, unrounded elements
 // m_ij (w = the block of Q K^T: the per-head decay gradient's pair sums, with m = dP).
+template <typename TI, int KD>
 __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
                                             const float4* tab, int L, float scale, float* rowsum = nullptr,
                                             const float* rowadd = nullptr, const float (*w)[4] = nullptr,
@@ -755,10 +755,9 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
   else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
 }
 
-// One step of a normaliser state (threads d < K): n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column
-// of the gate table (strided by 4), f per row (or 1).
-// (Every thread of the CTA calls it: blockDim / K consecutive threads share a d, each a strided
-// part of the rows, summed with shuffles.)
+// One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
+// gate table (strided by 4), f per row (or 1). Every thread of the CTA calls it: blockDim / K
+// consecutive threads share a d, each a strided part of the rows, summed with shuffles.
 template <typename TI, int K>
 __device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
                                             const float* f, float gl) {
@@ -785,9 +784,6 @@ __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv
   }
 }
 
-// The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
-// den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
-// the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j. Eight threads per row for q_i.n.
 // fn(i, q_i . n) for the chunk's rows i (eight threads per row; every thread calls it).
 template <typename TI, int K, typename Fn>
 __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n, Fn&& fn) {
@@ -806,6 +802,9 @@ __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n,
     if (part == 0) fn(i, x);
   }
 }
+// The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
+// den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
+// the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j.
 template <typename TI, int K>
 __device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
                                           const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
@@ -986,7 +985,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
       // den_i = scale exp(G_i) q_i.n + sum_j P_ij; o_i / (max(|den_i|, exp(-m_i)) + eps).
       const float den0 = qn[i0] + ps[i0], den1 = qn[i1] + ps[i1];
       fl0 = out.m ? expf(-fl0) : 1.f, fl1 = out.m ? expf(-fl1) : 1.f;
-      const float s0 = 1.f / (fmaxf(fabsf(den0), fl0) + out.eps), s1 = 1.f / (fmaxf(fabsf(den1), fl1) + out.eps);
+      const float s0 = 1.f / norm_divisor(den0, fl0, out.eps), s1 = 1.f / norm_divisor(den1, fl1, out.eps);
 #pragma unroll
       for (int t = 0; t < 4; ++t) o[t][0] *= s0, o[t][1] *= s0, o[t][2] *= s1, o[t][3] *= s1;
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
