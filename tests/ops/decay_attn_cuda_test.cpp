@@ -36,20 +36,25 @@ op_family cuda_family() {
   return f;
 }
 
-op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, double gmax = 1.0, int64_t H = 2) {
-  da::case_opts o;
-  o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
-  op_case c = da::make_case(v, o);
-  // The stabiliser's d m0 is a long sum of differences (decay_attn_test.cpp, #3): atol x8 in f32.
-  if (v == variant::mlstm) c.atol_scale = 8;
+// mLSTM (exponential gate) in f32, whose gradients reach |x| ~ 1e3 through 1 / den: the fp32
+// kernels' dq, dk, dg, di carry up to 3.8x the naive f32 reference's error at K = V = 128 (T = 200:
+// dq 6.8e-2 vs naive 1.8e-2, max |dq| 1.4e3, device run of 2026-12-06), 1.4x the 2 x naive + atol
+// bound; atol x4 (1e-5 -> 4e-5 of max |x|). bf16 / f16 need no allowance, nor does d m0 since the
+// stabiliser's gradient is formed per token (it needed x8 before).
+op_case mlstm_atol(variant v, op_case c) {
+  if (v == variant::mlstm) c.atol_scale = 4;
   return c;
 }
 
-// A packed batch (cu_seqlens) with the same per-variant tolerance as sized().
+op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, double gmax = 1.0, int64_t H = 2) {
+  da::case_opts o;
+  o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
+  return mlstm_atol(v, da::make_case(v, o));
+}
+
+// A packed batch (cu_seqlens), with sized()'s tolerance.
 op_case varlen(variant v, const std::vector<int32_t>& cu, int64_t K = 32, int64_t V = 24) {
-  op_case c = da::varlen_case(v, cu, K, V);
-  if (v == variant::mlstm) c.atol_scale = 8;
-  return c;
+  return mlstm_atol(v, da::varlen_case(v, cu, K, V));
 }
 
 #define DA_CUDA_CASE(suite, name, case_expr)                                              \
@@ -100,19 +105,10 @@ TEST(decay_attn_cuda, segments) {
   // (LRNN_TEST_SEGMENTS replaces the 3, e.g. 1 to see the same cases without segments.)
   const char* segs = std::getenv("LRNN_TEST_SEGMENTS");
   setenv("LRNN_DA_SEGMENTS", segs ? segs : "3", 1);
-  for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6}) {
+  for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6, variant::mlstm, variant::mlstm_sig}) {
     for (const op_case& c : {sized(v, 2, 1000, 64, 64, true, 0.2, 2), sized(v, 1, 700, 128, 128, true, 1.0, 2),
-                             varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64), varlen(v, {0, 700, 700, 1000}, 128, 64)}) {
-      const auto rep = run_op_case(cuda_family(), c);
-      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
-    }
-  }
-  // mLSTM's normaliser state across segments, at T <= 200 with one sequence: longer or batched ones
-  // (B = 2, T = 190) fail the stabiliser's d m0 bound with or without segments, in f32 (SIMT kernels)
-  // and bf16 alike (bench/decay_attn_cuda.md, run 7): a precision limit of that gradient, not of the
-  // segments, still open.
-  for (variant v : {variant::mlstm, variant::mlstm_sig}) {
-    for (const op_case& c : {sized(v, 1, 200, 128, 128, true, 1.0, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64)}) {
+                             sized(v, 2, 190, 64, 64, true, 0.2, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64),
+                             varlen(v, {0, 700, 700, 1000}, 128, 64)}) {
       const auto rep = run_op_case(cuda_family(), c);
       EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
@@ -127,10 +123,10 @@ TEST(decay_attn_cuda, v_tiles) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
     setenv("LRNN_DA_SEGMENTS", segs, 1);
-    for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6}) {
+    for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6, variant::mlstm, variant::mlstm_sig}) {
       for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1)}) {
         const auto rep = run_op_case(cuda_family(), c);
-        EXPECT_TRUE(rep.pass()) << "segments " << segs << ": " << rep.summary();
+        EXPECT_TRUE(rep.pass()) << "segments " << segs << " " << da::variant_name(v) << " " << c.name << ": " << rep.summary();
       }
     }
   }
@@ -174,7 +170,7 @@ TEST(decay_attn_cuda, sm80_shared_memory) {
         continue;
       }
       const auto rep = run_op_case(cuda_family(), c);
-      EXPECT_TRUE(rep.pass()) << c.name << ": " << rep.summary();
+      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
   unsetenv("LRNN_DA_SMEM_LIMIT");
 }

@@ -347,10 +347,12 @@ result<decay_attn_grads> backward_cpu(const decay_attn_spec& spec, const decay_a
   std::vector<A> dob_raw;
   const A* dov = load<A>(d_o_in, dob_raw);
   std::vector<A> dop;  // gradient of the core's output [tokens, H, Vp]
-  std::vector<A> dm_local;
+  std::vector<A> dm_local;  // stabilised: the token's own d L / d m_t (stabiliser_local_grad)
+  std::vector<A> s_final;   // stabilised: the core's final state, for <S_T, dS_T>
   if (spec.normalizer) {
     std::vector<A> ob(tokens * H * Vp);
-    detail::engine_forward_out<A> eo{ob.data(), H * Vp, nullptr};
+    if (r.stabilised) s_final.assign(d.N * H * K * Vp, A(0));
+    detail::engine_forward_out<A> eo{ob.data(), H * Vp, s_final.empty() ? nullptr : s_final.data()};
     run_engine_forward(form, r.p, eo);
     dop.resize(tokens * H * Vp);
     if (r.stabilised) dm_local.assign(tokens * H, A(0));
@@ -367,12 +369,8 @@ result<decay_attn_grads> backward_cpu(const decay_attn_spec& spec, const decay_a
           dn[j] = dh[j] / den;
           hd += o[j] / den * dh[j];
         }
-        if (std::fabs(o[V]) > fl) {
-          dn[V] = (o[V] > 0 ? -hd : hd) / den;
-        } else {
-          dn[V] = 0;
-          if (r.stabilised) dm_local[t * H + h] = hd / den * fl;
-        }
+        dn[V] = std::fabs(o[V]) > fl ? (o[V] > 0 ? -hd : hd) / den : A(0);
+        if (r.stabilised) dm_local[t * H + h] = -hd * eps / den;
       }
   } else {
     dop.assign(dov, dov + tokens * H * V);
@@ -421,7 +419,11 @@ result<decay_attn_grads> backward_cpu(const decay_attn_spec& spec, const decay_a
   } else {
     gr.dv = tensor_from(dv.data(), in.v.shape(), in.v.type());
   }
-  // Gate gradients, mapped back through the stabiliser where there is one.
+  // Gate gradients, mapped back through the stabiliser where there is one. Moving m_t alone by d
+  // (a~_t, b~_t -= d, a~_{t+1} += d) scales the core state S_t by e^-d and nothing after it, so
+  // d L / d m_t (direct) = -o'_t . do'_t (+ the floor's term) - [t = T] <S_T, dS_T>: per token, no
+  // difference of the long gate-gradient sums (their rounding dominated d m0, README). Through the
+  // normaliser the token's part is -(h . dh) eps / (max(|den|, floor) + eps) (dm_local).
   std::vector<A> dgs, di, dm0;
   if (r.stabilised) {
     dgs.assign(tokens * H, A(0));
@@ -437,23 +439,21 @@ result<decay_attn_grads> backward_cpu(const decay_attn_spec& spec, const decay_a
     const A* iv = load<A>(in.i, iraw);
     for (int64_t n = 0; n < d.N; ++n)
       for (int64_t h = 0; h < H; ++h) {
-        A carry = dmT[n * H + h];
-        for (int64_t t = d.offsets[n + 1] - 1; t >= d.offsets[n]; --t) {
-          const A dgt = dg[t * H + h], dbt = db[t * H + h];
-          const A dm = carry + (dm_local.empty() ? A(0) : dm_local[t * H + h]) - dgt - dbt;
-          const A mp = t > d.offsets[n] ? r.m[(t - 1) * H + h] : r.m0[n * H + h];
-          A dgo = dgt, dio = dbt;
-          carry = dgt;
-          if (r.gs[t * H + h] + mp >= iv[t * H + h]) {
-            dgo += dm;
-            carry += dm;
-          } else {
-            dio += dm;
-          }
-          dgs[t * H + h] = dgo;
-          di[t * H + h] = dio;
+        const int64_t tb = d.offsets[n], te = d.offsets[n + 1];
+        // <S_T, dS_T> over keys and value columns (the normaliser's too): m_T scales the final state.
+        A F = 0;
+        if (!dsf.empty())
+          for (int64_t j = 0; j < K * Vp; ++j) F += s_final[(n * H + h) * K * Vp + j] * dsf[(n * H + h) * K * Vp + j];
+        A carry = dmT[n * H + h] - F;  // d L / d m_t from m_{t+1} (and the final state), local terms apart
+        for (int64_t t = te - 1; t >= tb; --t) {
+          const A dm = carry + dm_local[t * H + h];
+          const A mp = t > tb ? r.m[(t - 1) * H + h] : r.m0[n * H + h];
+          const bool dec = r.gs[t * H + h] + mp >= iv[t * H + h];
+          dgs[t * H + h] = dg[t * H + h] + (dec ? dm : A(0));
+          di[t * H + h] = db[t * H + h] + (dec ? A(0) : dm);
+          carry = dec ? dm : A(0);
         }
-        dm0[n * H + h] = carry;
+        dm0[n * H + h] = te > tb ? dg[tb * H + h] + carry : dmT[n * H + h];
       }
   } else {
     dgs = dg;

@@ -126,9 +126,11 @@ int64_t finish_scratch_floats(const core_args& a);
 int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
                     float* m, float* gt, float* bt, float* mT);
 // Backward through the stabiliser (decay_attn.cpp's loop): dgs_out, di per token, dm0 [N, H].
-int stabiliser_backward(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i,
+// dm_local [tokens, H]: each token's own d L / d m_t (normaliser backward); F [N, H, K] (bwd_io::F,
+// <S_T, dS_T> per key) or null without a final-state gradient.
+int stabiliser_backward(int N, int H, int K, const int32_t* offsets, const float* g, int gmode, const float* i,
                         const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                        const float* dmT, float* dgs_out, float* di, float* dm0);
+                        const float* dmT, const float* F, float* dgs_out, float* di, float* dm0);
 // Normaliser: o = o'[:V] / (max(|o'[V]|, floor) + eps), floor = exp(-m) (m non-null) or 1.
 int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type);
 // Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).

@@ -63,57 +63,48 @@ __global__ void stab_scan_kernel(int H, const int32_t* offsets, const float* g, 
   }
 }
 
-// Backward through the stabiliser, per token from the last: dm = carry + dm_local - dg - db; the
-// token's decay gradient gets dm where m took the decay branch (g + m_prev >= i), else the input
-// gate's does; the carry to the previous token is dg (+ dm on the decay branch), i.e.
-// carry -> carry + (dm_local - db) on the decay branch, else -> dg.
-__global__ void stab_bwd_kernel(int H, const int32_t* offsets, const float* g, int gmode, const float* in,
+// Backward through the stabiliser, per token from the last (decay_attn.cpp): dm = carry + dm_local,
+// the carry into token T being dmT - <S_T, dS_T> (F summed over keys); the token's decay gradient
+// gets dm where m took the decay branch (g + m_prev >= i), else the input gate's does; the carry to
+// the previous token is dm on the decay branch, else 0. d m0 = dg at the first token (its exact
+// anchor <S_0, dS_0>) + the carry out of it; dmT for an empty sequence.
+__global__ void stab_bwd_kernel(int H, int K, const int32_t* offsets, const float* g, int gmode, const float* in,
                                 const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                                const float* dmT, float* dgs_out, float* di, float* dm0) {
+                                const float* dmT, const float* F, float* dgs_out, float* di, float* dm0) {
   const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
-  const int64_t sb = offsets[n];
+  const int64_t sb = offsets[n], se = offsets[n + 1];
   const float mfirst = m0 ? m0[idx] : 0.f;
   const seg_span sp = thread_segment(offsets, n);
-  auto step = [&](int64_t t, float& P, float& Q, bool& dec, float& dgv, float& dbv, float& dml) {
-    const int64_t o = t * H + h;
-    const float mp = t > sb ? m[o - H] : mfirst;
-    dgv = dg ? dg[o] : 0.f;
-    dbv = db[o];
-    dml = dm_local ? dm_local[o] : 0.f;
-    dec = gate_at(g, gmode, t, H, h) + mp >= in[o];
-    P = dec ? 1.f : 0.f;
-    Q = dec ? dml - dbv : dgv;
-  };
+  auto decays = [&](int64_t t) { return gate_at(g, gmode, t, H, h) + (t > sb ? m[(t - 1) * H + h] : mfirst) >= in[t * H + h]; };
   // This segment's map carry_in (after its last token) -> P carry_in + Q (before its first).
   float P = 1.f, Q = 0.f;
   for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
-    float p, q, dgv, dbv, dml;
-    bool dec;
-    step(t, p, q, dec, dgv, dbv, dml);
-    Q = p * Q + q, P = p * P;
+    if (decays(t)) Q += dm_local[t * H + h];
+    else P = Q = 0.f;
   }
   __shared__ float sP[kST], sQ[kST], sIn[kST];
   sP[j] = P, sQ[j] = Q;
   __syncthreads();
   if (j == 0) {
-    float cur = dmT ? dmT[idx] : 0.f;
+    const float up = dmT ? dmT[idx] : 0.f;
+    float cur = up;
+    if (F)
+      for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
     for (int x = kST - 1; x >= 0; --x) {
       sIn[x] = cur;
       cur = sP[x] * cur + sQ[x];
     }
-    if (dm0) dm0[idx] = cur;
+    if (dm0) dm0[idx] = se > sb ? (dg ? dg[sb * H + h] : 0.f) + cur : up;
   }
   __syncthreads();
   float carry = sIn[j];
   for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
-    float p, q, dgv, dbv, dml;
-    bool dec;
-    step(t, p, q, dec, dgv, dbv, dml);
-    const float dm = carry + dml - dgv - dbv;
     const int64_t o = t * H + h;
+    const float dm = carry + dm_local[o], dgv = dg ? dg[o] : 0.f;
+    const bool dec = decays(t);
     dgs_out[o] = dgv + (dec ? dm : 0.f);
-    di[o] = dbv + (dec ? 0.f : dm);
-    carry = dec ? carry + dml - dbv : dgv;
+    di[o] = db[o] + (dec ? 0.f : dm);
+    carry = dec ? dm : 0.f;
   }
 }
 
@@ -128,15 +119,12 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
   stf(o + e, orow[j] / norm_divisor(orow[Vin], fl, eps));
 }
 
-// The end of a row's normaliser backward (lane 0, hd = o . d_o over the row): dm_local[r] (given) and
-// the returned gradient of the normaliser column.
-__device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, float den, float* dm_local, int64_t r) {
-  if (fabsf(dv) > fl) {
-    if (dm_local) dm_local[r] = 0.f;
-    return (dv > 0 ? -hd : hd) / den;
-  }
-  if (dm_local) dm_local[r] = hd / den * fl;
-  return 0.f;
+// The end of a row's normaliser backward (lane 0, hd = o . d_o over the row): dm_local[r] (given), the
+// token's own d L / d m_t = -o' . do' + the floor's term = -hd eps / den (decay_attn.cpp), and the
+// returned gradient of the normaliser column.
+__device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, float den, float eps, float* dm_local, int64_t r) {
+  if (dm_local) dm_local[r] = -hd * eps / den;
+  return fabsf(dv) > fl ? (dv > 0 ? -hd : hd) / den : 0.f;
 }
 
 // dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
@@ -166,7 +154,7 @@ __global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
   if (lane != 0) return;
-  const float last = norm_bwd_row_end(hd, dv, fl, den, dm_local, r);
+  const float last = norm_bwd_row_end(hd, dv, fl, den, eps, dm_local, r);
   if (split) dncol[r] = last;
   else stf(dn + Vin, last);
 }
@@ -191,7 +179,7 @@ __global__ void norm_bwd_den_vec(int64_t rows, int Vin, const T* o, const float*
   }
 #pragma unroll
   for (int x = 16; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
-  if (lane == 0) dncol[r] = norm_bwd_row_end(hd, dv, fl, dd, dm_local, r);
+  if (lane == 0) dncol[r] = norm_bwd_row_end(hd, dv, fl, dd, eps, dm_local, r);
 }
 
 __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* out) {
@@ -219,11 +207,13 @@ int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gm
   return static_cast<int>(cudaGetLastError());
 }
 
-int stabiliser_backward(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i,
+int stabiliser_backward(int N, int H, int K, const int32_t* offsets, const float* g, int gmode, const float* i,
                         const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                        const float* dmT, float* dgs_out, float* di, float* dm0) {
+                        const float* dmT, const float* F, float* dgs_out, float* di, float* dm0) {
   if (N * H == 0) return 0;
-  stab_bwd_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, offsets, g, gmode, i, m0, m, dg, db, dm_local, dmT, dgs_out, di, dm0);
+  if (!dm_local || !db) return static_cast<int>(cudaErrorInvalidValue);
+  stab_bwd_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, K, offsets, g, gmode, i, m0, m, dg, db, dm_local,
+                                                                             dmT, F, dgs_out, di, dm0);
   return static_cast<int>(cudaGetLastError());
 }
 

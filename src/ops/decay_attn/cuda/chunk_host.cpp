@@ -296,8 +296,8 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(dgo, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(di, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
-    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fp(p.m), fp(dgs),
-                                           fp(db), fp(dm_local), fp(dmT), fpm(dgo), fpm(di), fpm(dm0)),
+    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fp(p.m), fp(dgs),
+                                           fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(di), fpm(dm0)),
                    "stabiliser backward"));
     dg_scalar = dgo;
     gr.di = di;
