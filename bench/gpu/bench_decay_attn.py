@@ -119,7 +119,7 @@ class Args(ctypes.Structure):
                 ("device", ctypes.c_int32), ("reserved", ctypes.c_int32), ("q", ctypes.c_void_p),
                 ("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("g", ctypes.c_void_p), ("i", ctypes.c_void_p),
                 ("u", ctypes.c_void_p), ("cu_seqlens", ctypes.c_void_p), ("N", ctypes.c_int64),
-                ("chunk_size", ctypes.c_int64)]
+                ("chunk_size", ctypes.c_int64), ("den", ctypes.c_void_p), ("fwd_o", ctypes.c_void_p)]
 
 
 class State(ctypes.Structure):
@@ -186,7 +186,7 @@ def lrnn_args(q, k, v, g=None, i=None):
 class LrnnOp:
     """lrnn decay_attn through the C ABI; `ok` False with the ABI's message when it refuses."""
 
-    def __init__(self, variant, q, k, v, g=None, i=None):
+    def __init__(self, variant, q, k, v, g=None, i=None, save=True):
         self.spec = spec_for(variant)
         self.a = lrnn_args(q, k, v, g, i)
         self.q, self.k, self.v, self.g, self.i = q, k, v, g, i
@@ -196,15 +196,22 @@ class LrnnOp:
         self.dg = torch.empty_like(g, dtype=torch.float32) if g is not None else None
         self.di = torch.empty_like(i, dtype=torch.float32) if i is not None else None
 
-    def fwd(self):
-        rc = lib.lrnn_decay_attn_forward(ctypes.byref(self.spec), ctypes.byref(self.a), None, ptr(self.o), None)
+        # Training keeps the normaliser's den from the forward for the backward (as autograd would).
+        # (save=False: the backward recomputes the forward instead, the A/B of that choice.)
+        self.den = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device) if self.spec.normalizer and save else None
+        self.at = lrnn_args(q, k, v, g, i)
+        if self.den is not None:
+            self.at.den, self.at.fwd_o = self.den.data_ptr(), self.o.data_ptr()
+
+    def fwd(self, a=None):
+        rc = lib.lrnn_decay_attn_forward(ctypes.byref(self.spec), ctypes.byref(a or self.a), None, ptr(self.o), None)
         if rc != 0:
             raise RuntimeError(f"lrnn_decay_attn_forward returned {rc}: {lrnn_err()}")
         return self.o
 
     def fwdbwd(self):
-        self.fwd()
-        rc = lib.lrnn_decay_attn_backward(ctypes.byref(self.spec), ctypes.byref(self.a), None, ptr(self.do), None,
+        self.fwd(self.at)
+        rc = lib.lrnn_decay_attn_backward(ctypes.byref(self.spec), ctypes.byref(self.at), None, ptr(self.do), None,
                                           ptr(self.dq), ptr(self.dk), ptr(self.dv), ptr(self.dg), ptr(self.di), None,
                                           None)
         if rc != 0:
@@ -420,6 +427,22 @@ for B, T in shapes:
                 save()
         except RuntimeError as e:
             row(op="lrnn_mlstm", B=B, T=T, status="not available", error=str(e)[:300])
+        del op
+        # The same without the saved den / o: the backward recomputes the forward (A/B, same run).
+        op = LrnnOp("mlstm", q, k, v, g=gm, i=iraw.to(bf).float(), save=False)
+        try:
+            bench("lrnn_mlstm_recompute", B, T, floors["scalar"][0] + gsc, floors["scalar"][1] + 3 * gsc, op.fwd, op.fwdbwd)
+        except RuntimeError as e:
+            row(op="lrnn_mlstm_recompute", B=B, T=T, status="not available", error=str(e)[:300])
+        del op
+        # mLSTM with the sigmoid input gate (no stabiliser): i = logsigmoid(i~), a scalar-decay target.
+        op = LrnnOp("mlstm_sig", q, k, v, g=gm, i=F.logsigmoid(iraw.to(bf).float()))
+        try:
+            op.fwd()
+            torch.cuda.synchronize()
+            bench("lrnn_mlstm_sig", B, T, floors["scalar"][0] + gsc, floors["scalar"][1] + 3 * gsc, op.fwd, op.fwdbwd)
+        except RuntimeError as e:
+            row(op="lrnn_mlstm_sig", B=B, T=T, status="not available", error=str(e)[:300])
         del op
     del q, k, v, gs, gk, gh
     torch.cuda.empty_cache()

@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define LRNN_ABI_VERSION 1
+#define LRNN_ABI_VERSION 2
 
 typedef enum lrnn_status {
   LRNN_OK = 0,
@@ -80,6 +80,11 @@ typedef struct lrnn_decay_attn_args {
   const int32_t* cu_seqlens;
   int64_t N; /* sequences when cu_seqlens is given */
   int64_t chunk_size;
+  /* The normaliser's saved forward (specs with the normaliser; null otherwise or to opt out): the
+   * forward writes den (fp32 [B, T, H], s n_t . q_t) there; the backward reads den and fwd_o (the
+   * forward's o, in `dtype`) and then need not recompute the forward. Both or neither. */
+  float* den;
+  const void* fwd_o;
 } lrnn_decay_attn_args;
 
 /* Optional fp32 states: s [N, H, K, V], n [N, H, K] (normaliser), m [N, H] (exponential gate). */

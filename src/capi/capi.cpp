@@ -184,8 +184,11 @@ status forward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* arg
   if (!o) return make_error(status_code::invalid_argument, "o is a null pointer, expected {} [B, T, H, V]", dtype_name(c.dt));
   c.options.output_final_state = final_state && final_state->s;
   c.options.into_o = wrap(o, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
+  if (args->den && !c.spec.normalizer) return make_error(status_code::invalid_argument, "args.den is given, but the spec has no normaliser");
+  c.options.output_den = args->den != nullptr;
   LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(c.spec, c.in, c.init, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(o, out.o, c.dt, c.dev));
+  LRNN_TRY(copy_out(args->den, out.den, dtype::f32, c.dev));
   if (c.options.output_final_state) {
     LRNN_TRY(copy_out(final_state->s, out.final_state.s, dtype::f32, c.dev));
     LRNN_TRY(copy_out(final_state->n, out.final_state.n, dtype::f32, c.dev));
@@ -209,6 +212,10 @@ status backward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* ar
   if (dq) c.options.into_dq = wrap(dq, qk, c.dt, c.dev);
   if (dk) c.options.into_dk = wrap(dk, qk, c.dt, c.dev);
   if (dv) c.options.into_dv = wrap(dv, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
+  if (args->den || args->fwd_o) {
+    c.options.saved_o = args->fwd_o ? wrap(args->fwd_o, {c.B, c.T, c.H, c.V}, c.dt, c.dev) : tensor();
+    c.options.saved_den = args->den ? wrap(args->den, {c.B, c.T, c.H}, dtype::f32, c.dev) : tensor();
+  }
   LRNN_ASSIGN_OR_RETURN(auto gr, ops::decay_attn_backward(c.spec, c.in, c.init, dO, dfin, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(dq, gr.dq, c.dt, c.dev));
   LRNN_TRY(copy_out(dk, gr.dk, c.dt, c.dev));

@@ -114,6 +114,67 @@ TEST(capi, host_forward_backward_match_the_op) {
   EXPECT_LE(max_diff(ds0, gr.d_initial_state.s), 1e-5);
 }
 
+// The normaliser's saved forward through the ABI (host; the CUDA path in decay_attn_cuda_test.cpp):
+// the forward writes den = s n.q per token, the backward with den and fwd_o gives the gradients it
+// gives without them; den without the normaliser, or only one of the two, is an error.
+TEST(capi, mlstm_saved_forward) {
+  const int64_t B = 2, T = 21, H = 2, K = 16, V = 8;
+  const size_t nq = B * T * H * K, nv = B * T * H * V, nt = B * T * H;
+  auto q = randn(nq, 1), k = randn(nq, 2), v = randn(nv, 3), g = logsig(randn(nt, 4, 2.0)), i = randn(nt, 5), d_o = randn(nv, 6);
+  lrnn_decay_attn_spec spec;
+  ASSERT_EQ(lrnn_decay_attn_spec_for(LRNN_VARIANT_MLSTM, &spec), LRNN_OK);
+  lrnn_decay_attn_args a{};
+  a.B = B, a.T = T, a.H = H, a.K = K, a.V = V, a.dtype = LRNN_F32, a.gate_dtype = LRNN_F32, a.device = -1;
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.g = g.data(), a.i = i.data(), a.chunk_size = 16;
+  std::vector<float> o(nv), den(nt, std::nanf(""));
+  a.den = den.data();
+  ASSERT_EQ(lrnn_decay_attn_forward(&spec, &a, nullptr, o.data(), nullptr), LRNN_OK) << lrnn_last_error();
+  // The ABI's den (chunk form) against the recurrent form's.
+  ops::decay_attn_spec cs;
+  cs.decay = ops::decay_kind::per_token_scalar, cs.input_gate = ops::input_gate_kind::exponential, cs.normalizer = true;
+  ops::decay_attn_inputs in;
+  in.q = host(q, {B, T, H, K}), in.k = host(k, {B, T, H, K}), in.v = host(v, {B, T, H, V});
+  in.g = host(g, {B, T, H}), in.i = host(i, {B, T, H});
+  ops::decay_attn_options opt;
+  opt.chunk_size = 16, opt.output_den = true;
+  auto ref = ops::decay_attn_forward(cs, in, {}, ops::decay_attn_form::recurrent, opt).value();
+  ASSERT_TRUE(ref.den.defined());
+  EXPECT_EQ(ref.den.shape(), (shape_t{B, T, H}));
+  EXPECT_LE(max_diff(den, ref.den), 1e-5);
+  EXPECT_LE(max_diff(o, ref.o), 1e-5);
+
+  std::vector<float> dq0(nq), dk0(nq), dv0(nv), dg0(nt), di0(nt), dq1(nq), dk1(nq), dv1(nv), dg1(nt), di1(nt);
+  lrnn_decay_attn_args plain = a;
+  plain.den = nullptr;
+  ASSERT_EQ(lrnn_decay_attn_backward(&spec, &plain, nullptr, d_o.data(), nullptr, dq0.data(), dk0.data(), dv0.data(),
+                                     dg0.data(), di0.data(), nullptr, nullptr),
+            LRNN_OK)
+      << lrnn_last_error();
+  a.fwd_o = o.data();
+  ASSERT_EQ(lrnn_decay_attn_backward(&spec, &a, nullptr, d_o.data(), nullptr, dq1.data(), dk1.data(), dv1.data(),
+                                     dg1.data(), di1.data(), nullptr, nullptr),
+            LRNN_OK)
+      << lrnn_last_error();
+  EXPECT_EQ(dq0, dq1);
+  EXPECT_EQ(dk0, dk1);
+  EXPECT_EQ(dv0, dv1);
+  EXPECT_EQ(dg0, dg1);
+  EXPECT_EQ(di0, di1);
+
+  lrnn_decay_attn_args half = a;
+  half.fwd_o = nullptr;
+  EXPECT_EQ(lrnn_decay_attn_backward(&spec, &half, nullptr, d_o.data(), nullptr, dq1.data(), dk1.data(), dv1.data(),
+                                     dg1.data(), di1.data(), nullptr, nullptr),
+            LRNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lrnn_last_error()).find("saved_o and saved_den go together"), std::string::npos) << lrnn_last_error();
+  lrnn_decay_attn_spec gla;
+  ASSERT_EQ(lrnn_decay_attn_spec_for(LRNN_VARIANT_SIMPLE_GLA, &gla), LRNN_OK);
+  lrnn_decay_attn_args ga = a;
+  ga.i = nullptr;
+  EXPECT_EQ(lrnn_decay_attn_forward(&gla, &ga, nullptr, o.data(), nullptr), LRNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lrnn_last_error()).find("args.den"), std::string::npos) << lrnn_last_error();
+}
+
 // mLSTM steps through the ABI (host) vs ops::decay_attn_step; then, with a GPU, the CUDA step.
 TEST(capi, step_matches_the_op_on_host_and_cuda) {
   const int64_t B = 2, H = 3, K = 16, V = 12;

@@ -225,6 +225,67 @@ TEST(decay_attn_cuda, current_stream) {
 #endif
 }
 
+// The normaliser's saved forward: output_den gives den = s n.q per token (the tensor-core forward's
+// own in bf16, o' 's column in f32: the two agree), and the backward with saved_o / saved_den (which
+// skips its forward pass on the tensor-core path) gives the gradients of the backward without them.
+TEST(decay_attn_cuda, saved_forward) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (variant v : {variant::mlstm, variant::mlstm_sig}) {
+    op_case c = sized(v, 2, 200, 128, 128, true);
+    auto p = std::any_cast<da::params>(c.params);
+    tensor den32;
+    for (dtype t : {dtype::f32, dtype::bf16}) {
+      named_tensors in;
+      for (const auto& [n, x] : c.inputs) {
+        const bool act = n == "q" || n == "k" || n == "v";
+        in.emplace_back(n, x.to(act ? t : dtype::f32).value().to(device::cuda()).value());
+      }
+      const auto x = da::inputs_of(in);
+      const auto init = da::state_of(in, "s0", "n0", "m0");
+      const tensor d_o = x.v.to(dtype::f32).value().to(t).value();
+      ops::decay_attn_options opt = p.options;
+      opt.output_den = true;
+      auto out = ops::decay_attn_forward(p.spec, x, init, ops::decay_attn_form::chunk, opt);
+      ASSERT_TRUE(out.ok()) << out.error().message();
+      ASSERT_TRUE(out->den.defined());
+      ASSERT_EQ(out->den.shape(), (shape_t{2, 200, 2}));
+      const tensor den = out->den.to(device::cpu()).value();
+      if (t == dtype::f32) {
+        den32 = den;
+      } else {
+        double m = 0;
+        for (double d : den32.to_doubles()) m = std::max(m, std::fabs(d));
+        EXPECT_LE(max_abs_diff(den, den32), 2e-2 * m) << da::variant_name(v);
+      }
+      auto plain = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+      ops::decay_attn_options so = p.options;
+      so.saved_o = out->o, so.saved_den = out->den;
+      auto saved = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, so);
+      ASSERT_TRUE(plain.ok() && saved.ok()) << (saved.ok() ? plain.error().message() : saved.error().message());
+      const std::vector<std::pair<const char*, std::pair<tensor, tensor>>> pairs = {
+          {"dq", {plain->dq, saved->dq}}, {"dk", {plain->dk, saved->dk}}, {"dv", {plain->dv, saved->dv}},
+          {"dg", {plain->dg, saved->dg}}, {"di", {plain->di, saved->di}}, {"ds0", {plain->d_initial_state.s, saved->d_initial_state.s}}};
+      for (const auto& [name, ab] : pairs) {
+        const tensor a = ab.first.to(device::cpu()).value(), b = ab.second.to(device::cpu()).value();
+        double m = 0;
+        for (double d : a.to_doubles()) m = std::max(m, std::fabs(d));
+        // Equal up to the order of fp32 atomic additions (decay_attn_cuda.current_stream).
+        EXPECT_LE(max_abs_diff(a, b), 1e-4 * m) << da::variant_name(v) << " " << dtype_name(t) << " " << name;
+      }
+      // Bad saved tensors are clear errors.
+      ops::decay_attn_options bad = p.options;
+      bad.saved_o = out->o;
+      auto e1 = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, bad);
+      ASSERT_FALSE(e1.ok());
+      EXPECT_NE(e1.error().message().find("go together"), std::string::npos) << e1.error().message();
+      bad.saved_den = out->den.reshape({2, 400}).value();
+      auto e2 = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, bad);
+      ASSERT_FALSE(e2.ok());
+      EXPECT_NE(e2.error().message().find("options.saved_den"), std::string::npos) << e2.error().message();
+    }
+  }
+}
+
 // options.into_*: results written into the caller's tensors where they fit (same values as fresh
 // results, the returned tensors are the given ones); a tensor that does not fit is ignored.
 TEST(decay_attn_cuda, into_buffers) {

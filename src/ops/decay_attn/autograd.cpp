@@ -24,7 +24,13 @@ result<var> decay_attn(const ops::decay_attn_spec& spec, const var& q, const var
   LRNN_ASSIGN_OR_RETURN(in.u, value_of(u));
   ops::decay_attn_options opt = options;
   opt.output_final_state = false;
+  // The normaliser's saved forward (o, den) spares the backward a forward pass where it needs o
+  // (not when o lives in the caller's buffer options.into_o, which the caller may reuse).
+  opt.output_den = spec.normalizer && form != ops::decay_attn_form::reference && !options.into_o.defined();
+  opt.saved_o = opt.saved_den = tensor();
   LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(spec, in, ops::decay_attn_state{}, form, opt));
+  if (out.den.defined()) opt.saved_o = out.o, opt.saved_den = out.den;
+  opt.output_den = false;
   return make_result(out.o, {q, k, v, g, i, u}, [spec, in, form, opt](const tensor& d_o) -> result<std::vector<tensor>> {
     LRNN_ASSIGN_OR_RETURN(tensor d, d_o.to(in.q.type()));
     LRNN_ASSIGN_OR_RETURN(d, d.contiguous());

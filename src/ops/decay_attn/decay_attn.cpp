@@ -298,6 +298,11 @@ result<decay_attn_output> forward_cpu(const decay_attn_spec& spec, const decay_a
     eo.s_final = sfb.data();
   }
   run_engine_forward(form, r.p, eo);
+  if (spec.normalizer && opt.output_den) {
+    std::vector<A> den(d.tokens * H);
+    for (int64_t t = 0; t < d.tokens * H; ++t) den[t] = ob[t * Vp + V];
+    out.den = tensor_from(den.data(), {in.q.size(0), in.q.size(1), H}, st);
+  }
   if (!direct) {
     if (spec.normalizer) {
       const A eps = static_cast<A>(spec.eps);
@@ -497,6 +502,25 @@ status check_options(const decay_attn_options& opt) {
   return {};
 }
 
+// The normaliser's saved forward (decay_attn_options::saved_o / saved_den): both or neither, shaped
+// and typed as the forward returns them.
+status check_saved(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_options& opt) {
+  const bool o = opt.saved_o.defined(), den = opt.saved_den.defined();
+  if (!o && !den) return {};
+  if (!spec.normalizer)
+    return make_error(status_code::invalid_argument, "decay_attn: options.saved_o / saved_den are the normaliser's saved forward; this spec has no normaliser");
+  if (o != den)
+    return make_error(status_code::invalid_argument, "decay_attn: options.saved_o and saved_den go together; only {} is given",
+                      o ? "saved_o" : "saved_den");
+  LRNN_TRY(expect_shape("options.saved_o", opt.saved_o, in.v.shape(), "the forward's o [B, T, H, V]"));
+  LRNN_TRY(expect_shape("options.saved_den", opt.saved_den, {in.q.size(0), in.q.size(1), in.q.size(2)}, "the forward's den [B, T, H]"));
+  const dtype st = in.q.type() == dtype::f64 ? dtype::f64 : dtype::f32;
+  if (opt.saved_o.type() != in.q.type() || opt.saved_den.type() != st)
+    return make_error(status_code::invalid_argument, "decay_attn: options.saved_o / saved_den are {} / {}, expected {} / {} (as the forward returns them)",
+                      dtype_name(opt.saved_o.type()), dtype_name(opt.saved_den.type()), dtype_name(in.q.type()), dtype_name(st));
+  return {};
+}
+
 }  // namespace
 
 result<decay_attn_output> decay_attn_forward(const decay_attn_spec& spec, const decay_attn_inputs& in,
@@ -522,10 +546,12 @@ result<decay_attn_grads> decay_attn_backward(const decay_attn_spec& spec, const 
   if (d_final.s.defined()) LRNN_TRY(expect_shape("d_final_state s", d_final.s, s_shape, "[N, H, K, V]"));
   if (d_final.n.defined()) LRNN_TRY(expect_shape("d_final_state n", d_final.n, n_shape, "[N, H, K]"));
   if (d_final.m.defined()) LRNN_TRY(expect_shape("d_final_state m", d_final.m, m_shape, "[N, H]"));
+  LRNN_TRY(check_saved(spec, in, opt));
   if (in.q.dev().is_cuda()) {
     using named = std::pair<const char*, const tensor*>;
     for (const named& x : std::initializer_list<named>{{"d_o", &d_o}, {"d_final_state s", &d_final.s},
-                                                       {"d_final_state n", &d_final.n}, {"d_final_state m", &d_final.m}})
+                                                       {"d_final_state n", &d_final.n}, {"d_final_state m", &d_final.m},
+                                                       {"options.saved_o", &opt.saved_o}, {"options.saved_den", &opt.saved_den}})
       LRNN_TRY(expect_device(x.first, *x.second, in.q.dev()));
     return detail::decay_attn_backward_cuda(spec, in, init, d_o, d_final, d.offsets, opt);
   }

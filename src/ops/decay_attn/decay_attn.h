@@ -51,11 +51,20 @@ struct decay_attn_options {
   // Used when given with the result's shape, dtype and device and contiguous (the returned tensor is
   // then this one, and no copy is made); ignored otherwise.
   tensor into_o, into_dq, into_dk, into_dv;
+  // The normaliser's saved forward (specs with the normaliser), as an autograd context would keep it:
+  // the forward returns den when output_den; handing that den and the forward's o to the backward
+  // (saved_o, saved_den, both or neither) lets it skip recomputing the forward where its kernels
+  // need o (the CUDA tensor-core path with one V tile); elsewhere they are checked and not used.
+  bool output_den = false;
+  tensor saved_o, saved_den;
 };
 
 struct decay_attn_output {
   tensor o;                      // [B, T, H, V], dtype of q
   decay_attn_state final_state;  // when options.output_final_state
+  // With the normaliser and options.output_den (every form but the reference): [B, T, H] fp32 (f64
+  // for f64 inputs), s n_t^T q_t, the normaliser's signed denominator before max(|.|, floor) + eps.
+  tensor den;
 };
 
 struct decay_attn_grads {

@@ -131,6 +131,8 @@ int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gm
 int stabiliser_backward(int N, int H, int K, const int32_t* offsets, const float* g, int gmode, const float* i,
                         const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
                         const float* dmT, const float* F, float* dgs_out, float* di, float* dm0);
+// dst[r] = src[r * ld + col] for r < rows (the normaliser column of o').
+int copy_column(int64_t rows, int ld, int col, const float* src, float* dst);
 // Normaliser: o = o'[:V] / (max(|o'[V]|, floor) + eps), floor = exp(-m) (m non-null) or 1.
 int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type);
 // Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).

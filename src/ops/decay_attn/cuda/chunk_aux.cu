@@ -196,6 +196,11 @@ __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* 
   if (threadIdx.x == 0) out[h] = static_cast<float>(red[0]);
 }
 
+__global__ void copy_column_kernel(int64_t rows, int ld, int col, const float* src, float* dst) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r < rows) dst[r] = src[r * ld + col];
+}
+
 unsigned blocks(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
 
 }  // namespace
@@ -267,6 +272,12 @@ int normalise_backward_split(int64_t rows, int Vin, const float* op, const float
                                                                            static_cast<TD*>(dop_t), dn, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
+}
+
+int copy_column(int64_t rows, int ld, int col, const float* src, float* dst) {
+  if (rows == 0) return 0;
+  copy_column_kernel<<<blocks(rows, 256), 256, 0, launch_stream()>>>(rows, ld, col, src, dst);
+  return static_cast<int>(cudaGetLastError());
 }
 
 int64_t shared_memory_limit() { return static_cast<int64_t>(smem_limit()); }

@@ -157,6 +157,16 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
     LRNN_TRY(check(cc::normalise_forward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
                                          static_cast<float>(spec.eps), out.o.raw_data(), p.a.type),
                    "normaliser"));
+  if (spec.normalizer && opt.output_den) {
+    if (fused) {
+      out.den = den;
+    } else {
+      LRNN_ASSIGN_OR_RETURN(out.den, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+      LRNN_TRY(check(cc::copy_column(p.tokens * p.H, static_cast<int>(p.Vp), static_cast<int>(p.Vin), fp(op), fpm(out.den)),
+                     "normaliser column"));
+    }
+    LRNN_ASSIGN_OR_RETURN(out.den, out.den.reshape({in.q.size(0), in.q.size(1), p.H}));
+  }
   if (opt.output_final_state && p.stabilised) {
     // m_T: rerun the (cheap) scan into mT.
     LRNN_ASSIGN_OR_RETURN(out.final_state.m, tensor::empty({p.N, p.H}, dtype::f32, p.dev));
@@ -180,12 +190,18 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   cc::bwd_io io;
   tensor op, dop, dn_col, dm_local, o_re, den;
   if (spec.normalizer && cc::tc_backward_normaliser(a) && cc::tc_forward_fused_norm(a)) {
-    // The forward again with the normaliser in the core: o in the input dtype and den per row.
-    LRNN_ASSIGN_OR_RETURN(o_re, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
-    LRNN_ASSIGN_OR_RETURN(den, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
-    cc::fwd_out fo;
-    fo.o = o_re.raw_data(), fo.den = fpm(den), fo.m = p.stabilised ? fp(p.m) : nullptr, fo.eps = static_cast<float>(spec.eps);
-    LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
+    if (opt.saved_o.defined()) {
+      // The forward's o and den (decay_attn_options::saved_o / saved_den, checked by the caller).
+      LRNN_ASSIGN_OR_RETURN(o_re, opt.saved_o.contiguous());
+      LRNN_ASSIGN_OR_RETURN(den, opt.saved_den.contiguous());
+    } else {
+      // The forward again with the normaliser in the core: o in the input dtype and den per row.
+      LRNN_ASSIGN_OR_RETURN(o_re, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+      LRNN_ASSIGN_OR_RETURN(den, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
+      cc::fwd_out fo;
+      fo.o = o_re.raw_data(), fo.den = fpm(den), fo.m = p.stabilised ? fp(p.m) : nullptr, fo.eps = static_cast<float>(spec.eps);
+      LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
+    }
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
     LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
     LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
