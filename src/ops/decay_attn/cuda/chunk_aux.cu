@@ -28,16 +28,30 @@ __device__ __forceinline__ seg_span thread_segment(const int32_t* offsets, int n
   return {tb, tb + len < se ? tb + len : se};
 }
 
-__global__ void stab_scan_kernel(int H, const int32_t* offsets, const float* g, int gmode, const float* in,
-                                 const float* m0, float* m, float* gt, float* bt, float* mT) {
+// Each thread walks its segment in batches of kSB tokens whose loads are all issued before the
+// batch's sequential steps (the loads are strided by H, one sector each: issued one by one behind a
+// dependent chain they left the kernels latency-bound, ~100 us at B = 2, T = 16384).
+constexpr int kSB = 16;
+
+__global__ void stab_scan_kernel(int H, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
+                                 const float* __restrict__ in, const float* __restrict__ m0, float* __restrict__ m,
+                                 float* __restrict__ gt, float* __restrict__ bt, float* __restrict__ mT) {
   const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
   const seg_span sp = thread_segment(offsets, n);
+  float gs[kSB], iv[kSB];
+  auto load = [&](int64_t t0, int nb) {
+#pragma unroll
+    for (int r = 0; r < kSB; ++r)
+      if (r < nb) gs[r] = gate_at(g, gmode, t0 + r, H, h), iv[r] = in[(t0 + r) * H + h];
+  };
   // This segment's map m -> max(m + A, B).
   float A = 0.f, B = -INFINITY;
-  for (int64_t t = sp.tb; t < sp.te; ++t) {
-    const float gs = gate_at(g, gmode, t, H, h);
-    A += gs;
-    B = fmaxf(B + gs, in[t * H + h]);
+  for (int64_t t0 = sp.tb; t0 < sp.te; t0 += kSB) {
+    const int nb = static_cast<int>(sp.te - t0 < kSB ? sp.te - t0 : kSB);
+    load(t0, nb);
+#pragma unroll
+    for (int r = 0; r < kSB; ++r)
+      if (r < nb) A += gs[r], B = fmaxf(B + gs[r], iv[r]);
   }
   __shared__ float sA[kST], sB[kST], sIn[kST];
   sA[j] = A, sB[j] = B;
@@ -52,14 +66,19 @@ __global__ void stab_scan_kernel(int H, const int32_t* offsets, const float* g, 
   }
   __syncthreads();
   float mp = sIn[j];
-  for (int64_t t = sp.tb; t < sp.te; ++t) {
-    const int64_t o = t * H + h;
-    const float gs = gate_at(g, gmode, t, H, h), it = in[o];
-    const float mt = fmaxf(gs + mp, it);
-    m[o] = mt;
-    gt[o] = fminf(0.f, gs + mp - mt);
-    bt[o] = fminf(0.f, it - mt);
-    mp = mt;
+  for (int64_t t0 = sp.tb; t0 < sp.te; t0 += kSB) {
+    const int nb = static_cast<int>(sp.te - t0 < kSB ? sp.te - t0 : kSB);
+    load(t0, nb);
+#pragma unroll
+    for (int r = 0; r < kSB; ++r) {
+      if (r >= nb) break;
+      const int64_t o = (t0 + r) * H + h;
+      const float mt = fmaxf(gs[r] + mp, iv[r]);
+      m[o] = mt;
+      gt[o] = fminf(0.f, gs[r] + mp - mt);
+      bt[o] = fminf(0.f, iv[r] - mt);
+      mp = mt;
+    }
   }
 }
 
@@ -68,19 +87,38 @@ __global__ void stab_scan_kernel(int H, const int32_t* offsets, const float* g, 
 // gets dm where m took the decay branch (g + m_prev >= i), else the input gate's does; the carry to
 // the previous token is dm on the decay branch, else 0. d m0 = dg at the first token (its exact
 // anchor <S_0, dS_0>) + the carry out of it; dmT for an empty sequence.
-__global__ void stab_bwd_kernel(int H, int K, const int32_t* offsets, const float* g, int gmode, const float* in,
-                                const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                                const float* dmT, const float* F, float* dgs_out, float* di, float* dm0) {
+__global__ void stab_bwd_kernel(int H, int K, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
+                                const float* __restrict__ in, const float* __restrict__ m0, const float* __restrict__ m,
+                                const float* __restrict__ dg, const float* __restrict__ db, const float* __restrict__ dm_local,
+                                const float* __restrict__ dmT, const float* __restrict__ F, float* __restrict__ dgs_out,
+                                float* __restrict__ di, float* __restrict__ dm0) {
   const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
   const int64_t sb = offsets[n], se = offsets[n + 1];
   const float mfirst = m0 ? m0[idx] : 0.f;
   const seg_span sp = thread_segment(offsets, n);
-  auto decays = [&](int64_t t) { return gate_at(g, gmode, t, H, h) + (t > sb ? m[(t - 1) * H + h] : mfirst) >= in[t * H + h]; };
+  // Batches from the segment's end: token t1 - 1 - r for r < nb.
+  bool dec[kSB];
+  float dml[kSB];
+  auto load = [&](int64_t t1, int nb) {
+#pragma unroll
+    for (int r = 0; r < kSB; ++r)
+      if (r < nb) {
+        const int64_t t = t1 - 1 - r, o = t * H + h;
+        dec[r] = gate_at(g, gmode, t, H, h) + (t > sb ? m[o - H] : mfirst) >= in[o];
+        dml[r] = dm_local[o];
+      }
+  };
   // This segment's map carry_in (after its last token) -> P carry_in + Q (before its first).
   float P = 1.f, Q = 0.f;
-  for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
-    if (decays(t)) Q += dm_local[t * H + h];
-    else P = Q = 0.f;
+  for (int64_t t1 = sp.te; t1 > sp.tb; t1 -= kSB) {
+    const int nb = static_cast<int>(t1 - sp.tb < kSB ? t1 - sp.tb : kSB);
+    load(t1, nb);
+#pragma unroll
+    for (int r = 0; r < kSB; ++r)
+      if (r < nb) {
+        if (dec[r]) Q += dml[r];
+        else P = Q = 0.f;
+      }
   }
   __shared__ float sP[kST], sQ[kST], sIn[kST];
   sP[j] = P, sQ[j] = Q;
@@ -98,13 +136,25 @@ __global__ void stab_bwd_kernel(int H, int K, const int32_t* offsets, const floa
   }
   __syncthreads();
   float carry = sIn[j];
-  for (int64_t t = sp.te - 1; t >= sp.tb; --t) {
-    const int64_t o = t * H + h;
-    const float dm = carry + dm_local[o], dgv = dg ? dg[o] : 0.f;
-    const bool dec = decays(t);
-    dgs_out[o] = dgv + (dec ? dm : 0.f);
-    di[o] = db[o] + (dec ? 0.f : dm);
-    carry = dec ? dm : 0.f;
+  for (int64_t t1 = sp.te; t1 > sp.tb; t1 -= kSB) {
+    const int nb = static_cast<int>(t1 - sp.tb < kSB ? t1 - sp.tb : kSB);
+    load(t1, nb);
+    float dgv[kSB], dbv[kSB];
+#pragma unroll
+    for (int r = 0; r < kSB; ++r)
+      if (r < nb) {
+        const int64_t o = (t1 - 1 - r) * H + h;
+        dgv[r] = dg ? dg[o] : 0.f, dbv[r] = db[o];
+      }
+#pragma unroll
+    for (int r = 0; r < kSB; ++r) {
+      if (r >= nb) break;
+      const int64_t o = (t1 - 1 - r) * H + h;
+      const float dm = carry + dml[r];
+      dgs_out[o] = dgv[r] + (dec[r] ? dm : 0.f);
+      di[o] = dbv[r] + (dec[r] ? 0.f : dm);
+      carry = dec[r] ? dm : 0.f;
+    }
   }
 }
 

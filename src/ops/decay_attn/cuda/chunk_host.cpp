@@ -50,8 +50,9 @@ struct prepared {
   tensor gate_tab;   // the tensor-core path's per-token gate table
 };
 
+// final_m (stabilised specs): also m_T [N, H] from the stabiliser's scan.
 status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
-               const std::vector<int64_t>& offsets, prepared& p) {
+               const std::vector<int64_t>& offsets, prepared& p, tensor* final_m = nullptr) {
   p.dev = in.q.dev();
   // The kernels launch on the current device (and its current stream: chunk_common.cuh).
   LRNN_TRY(check(static_cast<int>(cudaSetDevice(p.dev.index)), "cudaSetDevice"));
@@ -101,8 +102,9 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
     LRNN_ASSIGN_OR_RETURN(p.m, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
     LRNN_ASSIGN_OR_RETURN(p.gt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
     LRNN_ASSIGN_OR_RETURN(p.bt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    if (final_m) { LRNN_ASSIGN_OR_RETURN(*final_m, tensor::empty({p.N, p.H}, dtype::f32, p.dev)); }
     LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m), fpm(p.gt),
-                                       fpm(p.bt), nullptr),
+                                       fpm(p.bt), final_m ? fpm(*final_m) : nullptr),
                    "stabiliser scan"));
     a.g = fp(p.gt), a.gmode = cc::g_scalar, a.b = fp(p.bt);
   } else {
@@ -128,8 +130,8 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
                                                   const decay_attn_state& init, const std::vector<int64_t>& offsets,
                                                   const decay_attn_options& opt) {
   prepared p;
-  LRNN_TRY(prepare(spec, in, init, offsets, p));
   decay_attn_output out;
+  LRNN_TRY(prepare(spec, in, init, offsets, p, opt.output_final_state ? &out.final_state.m : nullptr));
   LRNN_ASSIGN_OR_RETURN(out.o, result_tensor(opt.into_o, in.v.shape(), in.q.type(), p.dev));
   cc::fwd_out fo;
   tensor op, den;
@@ -166,13 +168,6 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
                      "normaliser column"));
     }
     LRNN_ASSIGN_OR_RETURN(out.den, out.den.reshape({in.q.size(0), in.q.size(1), p.H}));
-  }
-  if (opt.output_final_state && p.stabilised) {
-    // m_T: rerun the (cheap) scan into mT.
-    LRNN_ASSIGN_OR_RETURN(out.final_state.m, tensor::empty({p.N, p.H}, dtype::f32, p.dev));
-    LRNN_TRY(check(cc::stabiliser_scan(p.a.N, p.a.H, p.a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m),
-                                       fpm(p.gt), fpm(p.bt), fpm(out.final_state.m)),
-                   "stabiliser scan"));
   }
   return out;
 }

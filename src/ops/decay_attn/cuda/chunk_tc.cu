@@ -756,20 +756,24 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
 }
 
 // One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
-// gate table (strided by 4), f per row (or 1). Every thread of the CTA calls it: blockDim / K
-// consecutive threads share a d, each a strided part of the rows, summed with shuffles.
+// gate table (strided by 4), f per row (or 1). Every thread of the CTA calls it.
 template <typename TI, int K>
 __device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
                                             const float* f, float gl) {
-  const int P = blockDim.x / K, d = threadIdx.x / P, part = threadIdx.x % P;
-  float x = 0.f;
-  if (f) {
-    for (int j = part; j < kC; j += P) x += coef[4 * j] * f[j] * ldf(X + j * XS + d);
-  } else {
-    for (int j = part; j < kC; j += P) x += coef[4 * j] * ldf(X + j * XS + d);
+  // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
+  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements).
+  const int P = blockDim.x / (K / 2), d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
+  float x0 = 0.f, x1 = 0.f;
+  for (int j = part; j < kC; j += P) {
+    const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
+    const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
+    x0 += cj * xv.x, x1 += cj * xv.y;
   }
-  for (int o = 1; o < P; o <<= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  if (part == 0) n_next[d] = gl * n[d] + x;
+  for (int o = 1; o < P; o <<= 1) {
+    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
+    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
+  }
+  if (part == 0) n_next[d] = gl * n[d] + x0, n_next[d + 1] = gl * n[d + 1] + x1;
 }
 
 // acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
@@ -784,17 +788,23 @@ __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv
   }
 }
 
-// fn(i, q_i . n) for the chunk's rows i (eight threads per row; every thread calls it).
+// fn(i, q_i . n) for the chunk's rows i (eight threads per row; every thread calls it). Thread `part`
+// of a row reads its 16-byte pieces part, part + 8, ...: a quarter warp's eight loads cover the 32
+// banks once (2-byte loads of contiguous pieces conflicted up to 8-way: +7M shared wavefronts per
+// forward at B = 8, T = 4096, measured).
 template <typename TI, int K, typename Fn>
 __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n, Fn&& fn) {
-  constexpr int KP = K / 8;
+  static_assert(K % 64 == 0, "rows_dot_n: K a multiple of 64");
   for (int e = threadIdx.x; e < 8 * kC; e += blockDim.x) {
     const int i = e / 8, part = e % 8;
     float x = 0.f;
 #pragma unroll
-    for (int d = part * KP; d < part * KP + KP; d += 2) {
-      const float2 qv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(Qs + i * QS + d));
-      x += qv.x * n[d] + qv.y * n[d + 1];
+    for (int k = 0; k < K / 64; ++k) {
+      const int d = 8 * (part + 8 * k);
+      const uint4 qv = *reinterpret_cast<const uint4*>(Qs + i * QS + d);
+      const float4 n0 = *reinterpret_cast<const float4*>(n + d), n1 = *reinterpret_cast<const float4*>(n + d + 4);
+      const float2 a = mma::unpack2<TI>(qv.x), b = mma::unpack2<TI>(qv.y), c = mma::unpack2<TI>(qv.z), w = mma::unpack2<TI>(qv.w);
+      x += a.x * n0.x + a.y * n0.y + b.x * n0.z + b.y * n0.w + c.x * n1.x + c.y * n1.y + w.x * n1.z + w.y * n1.w;
     }
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     x += __shfl_xor_sync(0xffffffffu, x, 2);
