@@ -57,6 +57,22 @@ op_case varlen(variant v, const std::vector<int32_t>& cu, int64_t K = 32, int64_
   return mlstm_atol(v, da::varlen_case(v, cu, K, V));
 }
 
+// A case's inputs on the GPU: q, k, v in dtype t, gates and states in f32.
+named_tensors on_cuda(const op_case& c, dtype t) {
+  named_tensors in;
+  for (const auto& [n, x] : c.inputs) {
+    const bool act = n == "q" || n == "k" || n == "v";
+    in.emplace_back(n, x.to(act ? t : dtype::f32).value().to(device::cuda()).value());
+  }
+  return in;
+}
+
+double max_abs(const tensor& t) {
+  double m = 0;
+  for (double v : t.to(device::cpu()).value().to_doubles()) m = std::max(m, std::fabs(v));
+  return m;
+}
+
 #define DA_CUDA_CASE(suite, name, case_expr)                                              \
   TEST(suite, name) {                                                                     \
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";                      \
@@ -139,8 +155,7 @@ TEST(decay_attn_cuda, no_final_state) {
   op_case c = sized(variant::gla, 1, 70, 64, 64, false);
   auto p = std::any_cast<da::params>(c.params);
   p.options.output_final_state = false;
-  named_tensors in;
-  for (const auto& [n, t] : c.inputs) in.emplace_back(n, t.to(dtype::f32).value().to(device::cuda()).value());
+  const named_tensors in = on_cuda(c, dtype::f32);
   auto out = ops::decay_attn_forward(p.spec, da::inputs_of(in), {}, ops::decay_attn_form::chunk, p.options);
   ASSERT_TRUE(out.ok()) << out.error().message();
   EXPECT_FALSE(out->final_state.s.defined());
@@ -160,8 +175,7 @@ TEST(decay_attn_cuda, sm80_shared_memory) {
                            c.name.find("_K128_") != std::string::npos;
       if (too_big) {
         auto p = std::any_cast<da::params>(c.params);
-        named_tensors in;
-        for (const auto& [n, t] : c.inputs) in.emplace_back(n, t.to(dtype::f32).value().to(device::cuda()).value());
+        const named_tensors in = on_cuda(c, dtype::f32);
         auto out = ops::decay_attn_forward(p.spec, da::inputs_of(in), da::state_of(in, "s0", "n0", "m0"),
                                            ops::decay_attn_form::chunk, p.options);
         ASSERT_FALSE(out.ok());
@@ -185,11 +199,7 @@ TEST(decay_attn_cuda, current_stream) {
   for (dtype t : {dtype::bf16, dtype::f32}) {
     op_case c = sized(variant::simple_gla, 2, 700, 128, 128, true);
     auto p = std::any_cast<da::params>(c.params);
-    named_tensors in;
-    for (const auto& [n, x] : c.inputs) {
-      const bool act = n == "q" || n == "k" || n == "v";
-      in.emplace_back(n, x.to(act ? t : dtype::f32).value().to(device::cuda()).value());
-    }
+    const named_tensors in = on_cuda(c, t);
     const auto x = da::inputs_of(in);
     const auto init = da::state_of(in, "s0", "n0", "m0");
     const tensor d_o = x.v.to(dtype::f32).value().to(t).value();
@@ -214,9 +224,7 @@ TEST(decay_attn_cuda, current_stream) {
     // from run to run in f32 (measured), the rest by < 1e-6.
     for (size_t i = 0; i < ref.size(); ++i) {
       const tensor r = ref[i].to(device::cpu()).value();
-      double m = 0;
-      for (double v : r.to_doubles()) m = std::max(m, std::fabs(v));
-      EXPECT_LE(max_abs_diff(r, host[i]), (i == 5 ? 1e-4 : 1e-5) * m) << "result " << i << " in " << dtype_name(t);
+      EXPECT_LE(max_abs_diff(r, host[i]), (i == 5 ? 1e-4 : 1e-5) * max_abs(r)) << "result " << i << " in " << dtype_name(t);
     }
   }
   unsetenv("LRNN_DA_SEGMENTS");
@@ -235,11 +243,7 @@ TEST(decay_attn_cuda, saved_forward) {
     auto p = std::any_cast<da::params>(c.params);
     tensor den32;
     for (dtype t : {dtype::f32, dtype::bf16}) {
-      named_tensors in;
-      for (const auto& [n, x] : c.inputs) {
-        const bool act = n == "q" || n == "k" || n == "v";
-        in.emplace_back(n, x.to(act ? t : dtype::f32).value().to(device::cuda()).value());
-      }
+      const named_tensors in = on_cuda(c, t);
       const auto x = da::inputs_of(in);
       const auto init = da::state_of(in, "s0", "n0", "m0");
       const tensor d_o = x.v.to(dtype::f32).value().to(t).value();
@@ -253,9 +257,7 @@ TEST(decay_attn_cuda, saved_forward) {
       if (t == dtype::f32) {
         den32 = den;
       } else {
-        double m = 0;
-        for (double d : den32.to_doubles()) m = std::max(m, std::fabs(d));
-        EXPECT_LE(max_abs_diff(den, den32), 2e-2 * m) << da::variant_name(v);
+        EXPECT_LE(max_abs_diff(den, den32), 2e-2 * max_abs(den32)) << da::variant_name(v);
       }
       auto plain = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
       ops::decay_attn_options so = p.options;
@@ -266,11 +268,9 @@ TEST(decay_attn_cuda, saved_forward) {
           {"dq", {plain->dq, saved->dq}}, {"dk", {plain->dk, saved->dk}}, {"dv", {plain->dv, saved->dv}},
           {"dg", {plain->dg, saved->dg}}, {"di", {plain->di, saved->di}}, {"ds0", {plain->d_initial_state.s, saved->d_initial_state.s}}};
       for (const auto& [name, ab] : pairs) {
-        const tensor a = ab.first.to(device::cpu()).value(), b = ab.second.to(device::cpu()).value();
-        double m = 0;
-        for (double d : a.to_doubles()) m = std::max(m, std::fabs(d));
         // Equal up to the order of fp32 atomic additions (decay_attn_cuda.current_stream).
-        EXPECT_LE(max_abs_diff(a, b), 1e-4 * m) << da::variant_name(v) << " " << dtype_name(t) << " " << name;
+        EXPECT_LE(max_abs_diff(ab.first, ab.second), 1e-4 * max_abs(ab.first))
+            << da::variant_name(v) << " " << dtype_name(t) << " " << name;
       }
       // Bad saved tensors are clear errors.
       ops::decay_attn_options bad = p.options;
@@ -293,11 +293,7 @@ TEST(decay_attn_cuda, into_buffers) {
   for (variant v : {variant::simple_gla, variant::gla}) {
     op_case c = sized(v, 2, 130, 64, 128, true);
     auto p = std::any_cast<da::params>(c.params);
-    named_tensors in;
-    for (const auto& [n, t] : c.inputs) {
-      const bool act = n == "q" || n == "k" || n == "v";
-      in.emplace_back(n, t.to(act ? dtype::bf16 : dtype::f32).value().to(device::cuda()).value());
-    }
+    const named_tensors in = on_cuda(c, dtype::bf16);
     const auto x = da::inputs_of(in);
     const ops::decay_attn_state init = da::state_of(in, "s0", "n0", "m0");
     const tensor d_o = x.v.to(dtype::f32).value().to(dtype::bf16).value();  // any upstream gradient
@@ -321,11 +317,6 @@ TEST(decay_attn_cuda, into_buffers) {
     EXPECT_EQ(gr->dv.raw_data(), o.into_dv.raw_data());
     // The same values as fresh results: exactly for the forward; for dq, dk up to one bf16 rounding of
     // the largest value (GLA's fp32 kernels add dq, dk over V tiles with atomics in run-dependent order).
-    auto max_abs = [](const tensor& t) {
-      double m = 0;
-      for (double v : t.to(device::cpu()).value().to_doubles()) m = std::max(m, std::fabs(v));
-      return m;
-    };
     EXPECT_EQ(max_abs_diff(out->o, fresh->o), 0.0);
     EXPECT_LE(max_abs_diff(gr->dq, gfresh->dq), 8e-3 * max_abs(gfresh->dq));
     EXPECT_LE(max_abs_diff(gr->dk, gfresh->dk), 8e-3 * max_abs(gfresh->dk));
