@@ -352,7 +352,7 @@ result<decay_attn_grads> backward_cpu(const decay_attn_spec& spec, const decay_a
   std::vector<A> dob_raw;
   const A* dov = load<A>(d_o_in, dob_raw);
   std::vector<A> dop;  // gradient of the core's output [tokens, H, Vp]
-  std::vector<A> dm_local;  // stabilised: the token's own d L / d m_t (stabiliser_local_grad)
+  std::vector<A> dm_local;  // stabilised: the token's own d L / d m_t (the stabiliser backward below)
   std::vector<A> s_final;   // stabilised: the core's final state, for <S_T, dS_T>
   if (spec.normalizer) {
     std::vector<A> ob(tokens * H * Vp);
