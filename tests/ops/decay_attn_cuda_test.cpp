@@ -235,7 +235,8 @@ TEST(decay_attn_cuda, current_stream) {
 
 // The normaliser's saved forward: output_den gives den = s n.q per token (the tensor-core forward's
 // own in bf16, o' 's column in f32: the two agree), and the backward with saved_o / saved_den (which
-// skips its forward pass on the tensor-core path) gives the gradients of the backward without them.
+// skips its forward pass on the tensor-core path, so a wrong den shows there) gives the gradients of
+// the backward without them.
 TEST(decay_attn_cuda, saved_forward) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (variant v : {variant::mlstm, variant::mlstm_sig}) {
@@ -271,6 +272,17 @@ TEST(decay_attn_cuda, saved_forward) {
         // Equal up to the order of fp32 atomic additions (decay_attn_cuda.current_stream).
         EXPECT_LE(max_abs_diff(ab.first, ab.second), 1e-4 * max_abs(ab.first))
             << da::variant_name(v) << " " << dtype_name(t) << " " << name;
+      }
+      if (t == dtype::bf16) {
+        // On the tensor-core path the backward does use them (it does not recompute): a wrong den
+        // (doubled) moves dq far beyond the tolerance above.
+        std::vector<float> d2;
+        for (double d : den.to_doubles()) d2.push_back(static_cast<float>(2 * d));
+        ops::decay_attn_options wrong = so;
+        wrong.saved_den = tensor::from_vector(d2, den.shape(), dtype::f32).to(device::cuda()).value();
+        auto wg = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, wrong);
+        ASSERT_TRUE(wg.ok()) << wg.error().message();
+        EXPECT_GT(max_abs_diff(wg->dq, plain->dq), 1e-2 * max_abs(plain->dq)) << da::variant_name(v);
       }
       // Bad saved tensors are clear errors.
       ops::decay_attn_options bad = p.options;
