@@ -123,14 +123,17 @@ int64_t finish_scratch_floats(const core_args& a);
 
 // mLSTM stabiliser: m_t = max(gs_t + m_{t-1}, i_t); g~ = min(0, gs + m_{t-1} - m_t), b~ = min(0, i - m_t).
 // gs from g per gate mode (g_none: 0, g_scalar: [tokens, H], g_head: [H]). mT [N, H] or null.
-int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
-                    float* m, float* gt, float* bt, float* mT);
+int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const float* g, int gmode, const float* i,
+                    const float* m0, float* m, float* gt, float* bt, float* mT, float* scratch);
 // Backward through the stabiliser (decay_attn.cpp's loop): dgs_out, di per token, dm0 [N, H].
 // dm_local [tokens, H]: each token's own d L / d m_t (normaliser backward); F [N, H, K] (bwd_io::F,
 // <S_T, dS_T> per key) or null without a final-state gradient.
-int stabiliser_backward(int N, int H, int K, const int32_t* offsets, const float* g, int gmode, const float* i,
-                        const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                        const float* dmT, const float* F, float* dgs_out, float* di, float* dm0);
+int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* offsets, const float* g, int gmode,
+                        const float* i, const float* m0, const float* m, const float* dg, const float* db,
+                        const float* dm_local, const float* dmT, const float* F, float* dgs_out, float* di, float* dm0,
+                        float* scratch);
+// Floats of either's scratch (max_len: the longest sequence).
+int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len);
 // dst[r] = src[r * ld + col] for r < rows (the normaliser column of o').
 int copy_column(int64_t rows, int ld, int col, const float* src, float* dst);
 // Normaliser: o = o'[:V] / (max(|o'[V]|, floor) + eps), floor = exp(-m) (m non-null) or 1.

@@ -12,75 +12,119 @@ __device__ __forceinline__ float gate_at(const float* g, int gmode, int64_t t, i
   return gmode == g_head ? g[h] : gmode == g_scalar ? g[t * H + h] : 0.f;
 }
 
-// The stabiliser's recurrences, one CTA of kST threads per (sequence, head), as two-level scans:
-// each thread takes a contiguous segment of tokens, its segment's map is composed (forward
-// m -> max(m + A, B), a max-plus affine map; backward carry -> P carry + Q with P in {0, 1}), a CTA
-// scan of the segment maps gives every segment's incoming value, then each thread runs its segment.
-constexpr int kST = 256;
-
-struct seg_span {
-  int64_t tb, te;
-};
-__device__ __forceinline__ seg_span thread_segment(const int32_t* offsets, int n) {
-  const int64_t sb = offsets[n], se = offsets[n + 1];
-  const int64_t len = (se - sb + kST - 1) / kST;
-  const int64_t tb = sb + threadIdx.x * len < se ? sb + threadIdx.x * len : se;
-  return {tb, tb + len < se ? tb + len : se};
-}
-
-// Each thread walks its segment in batches of kSB tokens whose loads are all issued before the
-// batch's sequential steps: the backward 168 -> 139 us at B = 2, T = 16384, the scan unchanged at
-// ~98 us (profiles of two device runs). Both are bound by their H-strided loads (one 32-byte sector
-// per token) on N x H CTAs; branch wip/stab-tiled reads all heads per CTA instead.
+// The stabiliser's recurrences (decay_attn.cpp) as three-phase scans over blocks of kBL tokens of
+// a sequence, all heads at once: a CTA per (block, sequence) splits its block into NS segments per
+// head, thread (segment s, head h) with h fastest, so a warp's loads of [tokens, H] rows are
+// contiguous (one CTA per (sequence, head) read them H-strided, one sector per token, and left
+// B = 2, T = 16384 on 32 SMs: ~100 us per scan). Phase 1 composes each block's map per head
+// (forward m -> max(m + A, B), a max-plus affine map; backward carry -> P carry + Q, P in {0, 1}),
+// phase 2 runs over a sequence's blocks per head (tiny), phase 3 recomposes the segment maps from
+// the block's entry value and runs the segments. Loads in batches of kSB tokens, all issued before
+// the batch's sequential steps.
+constexpr int kBT = 256;  // threads per CTA
+constexpr int kBL = 256;  // tokens per block
 constexpr int kSB = 16;
 
-__global__ void stab_scan_kernel(int H, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
-                                 const float* __restrict__ in, const float* __restrict__ m0, float* __restrict__ m,
-                                 float* __restrict__ gt, float* __restrict__ bt, float* __restrict__ mT) {
-  const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
-  const seg_span sp = thread_segment(offsets, n);
+__host__ __device__ __forceinline__ int stab_segs(int H) { return H >= kBT ? 1 : kBT / H; }
+
+struct stab_blk {
+  int64_t sb, se, bb, be;  // sequence [sb, se), block [bb, be)
+  int NS, SL;              // segments per head, tokens per segment
+  __device__ stab_blk(const int32_t* offsets, int H) {
+    const int n = blockIdx.y;
+    sb = offsets[n], se = offsets[n + 1];
+    bb = sb + static_cast<int64_t>(blockIdx.x) * kBL;
+    be = bb + kBL < se ? bb + kBL : se;
+    NS = stab_segs(H), SL = (kBL + NS - 1) / NS;
+  }
+  __device__ bool idle() const { return bb >= se; }
+  __device__ int64_t seg_begin(int s) const { return bb + s * SL < be ? bb + s * SL : be; }
+  __device__ int64_t seg_end(int s) const { return bb + (s + 1) * SL < be ? bb + (s + 1) * SL : be; }
+};
+
+// The forward map of tokens [tb, te) of head h; with m non-null also runs them from m_in, writing m, gt, bt.
+__device__ __forceinline__ void stab_fwd_segment(const float* __restrict__ g, int gmode, const float* __restrict__ in, int H,
+                                                 int h, int64_t tb, int64_t te, float& A, float& B, float m_in,
+                                                 float* __restrict__ m, float* __restrict__ gt, float* __restrict__ bt) {
   float gs[kSB], iv[kSB];
-  auto load = [&](int64_t t0, int nb) {
+  A = 0.f, B = -INFINITY;
+  float mp = m_in;
+  for (int64_t t0 = tb; t0 < te; t0 += kSB) {
+    const int nb = static_cast<int>(te - t0 < kSB ? te - t0 : kSB);
 #pragma unroll
     for (int r = 0; r < kSB; ++r)
       if (r < nb) gs[r] = gate_at(g, gmode, t0 + r, H, h), iv[r] = in[(t0 + r) * H + h];
-  };
-  // This segment's map m -> max(m + A, B).
-  float A = 0.f, B = -INFINITY;
-  for (int64_t t0 = sp.tb; t0 < sp.te; t0 += kSB) {
-    const int nb = static_cast<int>(sp.te - t0 < kSB ? sp.te - t0 : kSB);
-    load(t0, nb);
-#pragma unroll
-    for (int r = 0; r < kSB; ++r)
-      if (r < nb) A += gs[r], B = fmaxf(B + gs[r], iv[r]);
-  }
-  __shared__ float sA[kST], sB[kST], sIn[kST];
-  sA[j] = A, sB[j] = B;
-  __syncthreads();
-  if (j == 0) {
-    float cur = m0 ? m0[idx] : 0.f;
-    for (int x = 0; x < kST; ++x) {
-      sIn[x] = cur;
-      cur = fmaxf(cur + sA[x], sB[x]);
-    }
-    if (mT) mT[idx] = cur;
-  }
-  __syncthreads();
-  float mp = sIn[j];
-  for (int64_t t0 = sp.tb; t0 < sp.te; t0 += kSB) {
-    const int nb = static_cast<int>(sp.te - t0 < kSB ? sp.te - t0 : kSB);
-    load(t0, nb);
 #pragma unroll
     for (int r = 0; r < kSB; ++r) {
       if (r >= nb) break;
-      const int64_t o = (t0 + r) * H + h;
-      const float mt = fmaxf(gs[r] + mp, iv[r]);
-      m[o] = mt;
-      gt[o] = fminf(0.f, gs[r] + mp - mt);
-      bt[o] = fminf(0.f, iv[r] - mt);
-      mp = mt;
+      if (m) {
+        const int64_t o = (t0 + r) * H + h;
+        const float mt = fmaxf(gs[r] + mp, iv[r]);
+        m[o] = mt;
+        gt[o] = fminf(0.f, gs[r] + mp - mt);
+        bt[o] = fminf(0.f, iv[r] - mt);
+        mp = mt;
+      } else {
+        A += gs[r], B = fmaxf(B + gs[r], iv[r]);
+      }
     }
   }
+}
+
+// Phase 1 / 3 of the forward (maps null: phase 3, from entry). maps, entry [N][nblk][H] ({A, B}, m_in).
+__global__ void stab_fwd_blocks(int H, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
+                                const float* __restrict__ in, float2* __restrict__ maps, const float* __restrict__ entry,
+                                float* __restrict__ m, float* __restrict__ gt, float* __restrict__ bt) {
+  const stab_blk k(offsets, H);
+  if (k.idle()) return;
+  extern __shared__ float sm_st[];
+  float* sA = sm_st;                // [NS][H]
+  float* sB = sA + k.NS * H;        // [NS][H]
+  const int P = k.NS * H;
+  const size_t row = (static_cast<size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * H;
+  for (int p = threadIdx.x; p < P; p += blockDim.x) {
+    const int s = p / H, h = p % H;
+    stab_fwd_segment(g, gmode, in, H, h, k.seg_begin(s), k.seg_end(s), sA[p], sB[p], 0.f, nullptr, nullptr, nullptr);
+  }
+  __syncthreads();
+  // Per head, the segments in order: the block's map (phase 1) or each segment's entry value (phase 3).
+  for (int h = threadIdx.x; h < H; h += blockDim.x) {
+    float A = 0.f, B = -INFINITY, cur = maps ? 0.f : entry[row + h];
+    for (int s = 0; s < k.NS; ++s) {
+      const float a = sA[s * H + h], b = sB[s * H + h];
+      if (maps) {
+        A += a, B = fmaxf(B + a, b);
+      } else {
+        sA[s * H + h] = cur;
+        cur = fmaxf(cur + a, b);
+      }
+    }
+    if (maps) maps[row + h] = make_float2(A, B);
+  }
+  if (maps) return;
+  __syncthreads();
+  for (int p = threadIdx.x; p < P; p += blockDim.x) {
+    const int s = p / H, h = p % H;
+    float A, B;
+    stab_fwd_segment(g, gmode, in, H, h, k.seg_begin(s), k.seg_end(s), A, B, sA[p], m, gt, bt);
+  }
+}
+
+// Phase 2 of the forward: per (sequence, head) over its blocks from m0 (or 0): entry values, m_T.
+__global__ void stab_fwd_carry(int N, int H, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
+                               const float* __restrict__ m0, float* __restrict__ entry, float* __restrict__ mT) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= N * H) return;
+  const int n = idx / H, h = idx % H;
+  const int nb = static_cast<int>((offsets[n + 1] - offsets[n] + kBL - 1) / kBL);
+  float cur = m0 ? m0[idx] : 0.f;
+  for (int b = 0; b < nb; ++b) {
+    const size_t o = (static_cast<size_t>(n) * nblk + b) * H + h;
+    entry[o] = cur;
+    const float2 ab = maps[o];
+    cur = fmaxf(cur + ab.x, ab.y);
+  }
+  if (mT) mT[idx] = cur;
 }
 
 // Backward through the stabiliser, per token from the last (decay_attn.cpp): dm = carry + dm_local,
@@ -88,75 +132,119 @@ __global__ void stab_scan_kernel(int H, const int32_t* __restrict__ offsets, con
 // gets dm where m took the decay branch (g + m_prev >= i), else the input gate's does; the carry to
 // the previous token is dm on the decay branch, else 0. d m0 = dg at the first token (its exact
 // anchor <S_0, dS_0>) + the carry out of it; dmT for an empty sequence.
-__global__ void stab_bwd_kernel(int H, int K, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
-                                const float* __restrict__ in, const float* __restrict__ m0, const float* __restrict__ m,
-                                const float* __restrict__ dg, const float* __restrict__ db, const float* __restrict__ dm_local,
-                                const float* __restrict__ dmT, const float* __restrict__ F, float* __restrict__ dgs_out,
-                                float* __restrict__ di, float* __restrict__ dm0) {
-  const int idx = blockIdx.x, h = idx % H, n = idx / H, j = threadIdx.x;
-  const int64_t sb = offsets[n], se = offsets[n + 1];
-  const float mfirst = m0 ? m0[idx] : 0.f;
-  const seg_span sp = thread_segment(offsets, n);
-  // Batches from the segment's end: token t1 - 1 - r for r < nb.
+struct stab_bwd_args {
+  int H;
+  const int32_t* offsets;
+  const float *g, *in, *m0, *m, *dg, *db, *dm_local;
+  int gmode;
+  float *dgs_out, *di;
+};
+
+// Tokens [tb, te) of head h from the last: the map carry -> P carry + Q (out null), or the run from
+// carry writing dgs_out, di.
+__device__ __forceinline__ void stab_bwd_segment(const stab_bwd_args& a, int64_t sb, int h, int64_t tb, int64_t te,
+                                                 float& P, float& Q, float carry, bool run) {
+  const int H = a.H;
+  const float mfirst = a.m0 ? a.m0[blockIdx.y * H + h] : 0.f;
   bool dec[kSB];
   float dml[kSB];
-  auto load = [&](int64_t t1, int nb) {
+  P = 1.f, Q = 0.f;
+  for (int64_t t1 = te; t1 > tb; t1 -= kSB) {
+    const int nb = static_cast<int>(t1 - tb < kSB ? t1 - tb : kSB);
 #pragma unroll
     for (int r = 0; r < kSB; ++r)
       if (r < nb) {
         const int64_t t = t1 - 1 - r, o = t * H + h;
-        dec[r] = gate_at(g, gmode, t, H, h) + (t > sb ? m[o - H] : mfirst) >= in[o];
-        dml[r] = dm_local[o];
+        dec[r] = gate_at(a.g, a.gmode, t, H, h) + (t > sb ? a.m[o - H] : mfirst) >= a.in[o];
+        dml[r] = a.dm_local[o];
       }
-  };
-  // This segment's map carry_in (after its last token) -> P carry_in + Q (before its first).
-  float P = 1.f, Q = 0.f;
-  for (int64_t t1 = sp.te; t1 > sp.tb; t1 -= kSB) {
-    const int nb = static_cast<int>(t1 - sp.tb < kSB ? t1 - sp.tb : kSB);
-    load(t1, nb);
+    if (!run) {
 #pragma unroll
-    for (int r = 0; r < kSB; ++r)
-      if (r < nb) {
-        if (dec[r]) Q += dml[r];
-        else P = Q = 0.f;
-      }
-  }
-  __shared__ float sP[kST], sQ[kST], sIn[kST];
-  sP[j] = P, sQ[j] = Q;
-  __syncthreads();
-  if (j == 0) {
-    const float up = dmT ? dmT[idx] : 0.f;
-    float cur = up;
-    if (F)
-      for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
-    for (int x = kST - 1; x >= 0; --x) {
-      sIn[x] = cur;
-      cur = sP[x] * cur + sQ[x];
+      for (int r = 0; r < kSB; ++r)
+        if (r < nb) {
+          if (dec[r]) Q += dml[r];
+          else P = Q = 0.f;
+        }
+      continue;
     }
-    if (dm0) dm0[idx] = se > sb ? (dg ? dg[sb * H + h] : 0.f) + cur : up;
-  }
-  __syncthreads();
-  float carry = sIn[j];
-  for (int64_t t1 = sp.te; t1 > sp.tb; t1 -= kSB) {
-    const int nb = static_cast<int>(t1 - sp.tb < kSB ? t1 - sp.tb : kSB);
-    load(t1, nb);
     float dgv[kSB], dbv[kSB];
 #pragma unroll
     for (int r = 0; r < kSB; ++r)
       if (r < nb) {
         const int64_t o = (t1 - 1 - r) * H + h;
-        dgv[r] = dg ? dg[o] : 0.f, dbv[r] = db[o];
+        dgv[r] = a.dg ? a.dg[o] : 0.f, dbv[r] = a.db[o];
       }
 #pragma unroll
     for (int r = 0; r < kSB; ++r) {
       if (r >= nb) break;
       const int64_t o = (t1 - 1 - r) * H + h;
       const float dm = carry + dml[r];
-      dgs_out[o] = dgv[r] + (dec[r] ? dm : 0.f);
-      di[o] = dbv[r] + (dec[r] ? 0.f : dm);
+      a.dgs_out[o] = dgv[r] + (dec[r] ? dm : 0.f);
+      a.di[o] = dbv[r] + (dec[r] ? 0.f : dm);
       carry = dec[r] ? dm : 0.f;
     }
   }
+}
+
+// Phase 1 / 3 of the backward (maps null: phase 3, from entry = the carry into the block's end).
+__global__ void stab_bwd_blocks(stab_bwd_args a, float2* __restrict__ maps, const float* __restrict__ entry) {
+  const int H = a.H;
+  const stab_blk k(a.offsets, H);
+  if (k.idle()) return;
+  extern __shared__ float sm_st[];
+  float* sP = sm_st;
+  float* sQ = sP + k.NS * H;
+  const int Pn = k.NS * H;
+  const size_t row = (static_cast<size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * H;
+  for (int p = threadIdx.x; p < Pn; p += blockDim.x) {
+    const int s = p / H, h = p % H;
+    stab_bwd_segment(a, k.sb, h, k.seg_begin(s), k.seg_end(s), sP[p], sQ[p], 0.f, false);
+  }
+  __syncthreads();
+  // Per head, the segments from the last: the block's map (phase 1) or each segment's carry in (phase 3).
+  for (int h = threadIdx.x; h < H; h += blockDim.x) {
+    float P = 1.f, Q = 0.f, cur = maps ? 0.f : entry[row + h];
+    for (int s = k.NS - 1; s >= 0; --s) {
+      const float ps = sP[s * H + h], qs = sQ[s * H + h];
+      if (maps) {
+        Q = ps * Q + qs, P = ps * P;
+      } else {
+        sP[s * H + h] = cur;
+        cur = ps * cur + qs;
+      }
+    }
+    if (maps) maps[row + h] = make_float2(P, Q);
+  }
+  if (maps) return;
+  __syncthreads();
+  for (int p = threadIdx.x; p < Pn; p += blockDim.x) {
+    const int s = p / H, h = p % H;
+    float P, Q;
+    stab_bwd_segment(a, k.sb, h, k.seg_begin(s), k.seg_end(s), P, Q, sP[p], true);
+  }
+}
+
+// Phase 2 of the backward: per (sequence, head) over its blocks from the last: the carry into each
+// block's end, d m0.
+__global__ void stab_bwd_carry(int N, int H, int K, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
+                               const float* __restrict__ dmT, const float* __restrict__ F, const float* __restrict__ dg,
+                               float* __restrict__ entry, float* __restrict__ dm0) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= N * H) return;
+  const int n = idx / H, h = idx % H;
+  const int64_t sb = offsets[n], se = offsets[n + 1];
+  const int nb = static_cast<int>((se - sb + kBL - 1) / kBL);
+  const float up = dmT ? dmT[idx] : 0.f;
+  float cur = up;
+  if (F)
+    for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
+  for (int b = nb - 1; b >= 0; --b) {
+    const size_t o = (static_cast<size_t>(n) * nblk + b) * H + h;
+    entry[o] = cur;
+    const float2 pq = maps[o];
+    cur = pq.x * cur + pq.y;
+  }
+  if (dm0) dm0[idx] = se > sb ? (dg ? dg[sb * H + h] : 0.f) + cur : up;
 }
 
 template <typename TO>
@@ -256,20 +344,49 @@ unsigned blocks(int64_t n, int per) { return static_cast<unsigned>((n + per - 1)
 
 }  // namespace
 
-int stabiliser_scan(int N, int H, const int32_t* offsets, const float* g, int gmode, const float* i, const float* m0,
-                    float* m, float* gt, float* bt, float* mT) {
+int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len) {
+  return 3 * static_cast<int64_t>(N) * H * std::max<int64_t>(1, (max_len + kBL - 1) / kBL);
+}
+
+namespace {
+struct stab_grid {
+  dim3 grid;
+  int nblk;
+  size_t smem;
+  stab_grid(int N, int H, int64_t max_len)
+      : grid(static_cast<unsigned>(std::max<int64_t>(1, (max_len + kBL - 1) / kBL)), static_cast<unsigned>(N)),
+        nblk(static_cast<int>(grid.x)), smem(2 * sizeof(float) * stab_segs(H) * H) {}
+};
+}  // namespace
+
+int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const float* g, int gmode, const float* i,
+                    const float* m0, float* m, float* gt, float* bt, float* mT, float* scratch) {
   if (N * H == 0) return 0;
-  stab_scan_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, offsets, g, gmode, i, m0, m, gt, bt, mT);
+  const stab_grid sg(N, H, max_len);
+  if (sg.smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);
+  float2* maps = reinterpret_cast<float2*>(scratch);
+  float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
+  stab_fwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(H, offsets, g, gmode, i, maps, nullptr, nullptr, nullptr, nullptr);
+  stab_fwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, launch_stream()>>>(N, H, sg.nblk, offsets, maps, m0, entry, mT);
+  stab_fwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(H, offsets, g, gmode, i, nullptr, entry, m, gt, bt);
   return static_cast<int>(cudaGetLastError());
 }
 
-int stabiliser_backward(int N, int H, int K, const int32_t* offsets, const float* g, int gmode, const float* i,
-                        const float* m0, const float* m, const float* dg, const float* db, const float* dm_local,
-                        const float* dmT, const float* F, float* dgs_out, float* di, float* dm0) {
+int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* offsets, const float* g, int gmode,
+                        const float* i, const float* m0, const float* m, const float* dg, const float* db,
+                        const float* dm_local, const float* dmT, const float* F, float* dgs_out, float* di, float* dm0,
+                        float* scratch) {
   if (N * H == 0) return 0;
   if (!dm_local || !db) return static_cast<int>(cudaErrorInvalidValue);
-  stab_bwd_kernel<<<static_cast<unsigned>(N * H), kST, 0, launch_stream()>>>(H, K, offsets, g, gmode, i, m0, m, dg, db, dm_local,
-                                                                             dmT, F, dgs_out, di, dm0);
+  const stab_grid sg(N, H, max_len);
+  if (sg.smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);
+  float2* maps = reinterpret_cast<float2*>(scratch);
+  float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
+  stab_bwd_args a{H, offsets, g, i, m0, m, dg, db, dm_local, gmode, dgs_out, di};
+  stab_bwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(a, maps, nullptr);
+  stab_bwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, launch_stream()>>>(N, H, K, sg.nblk, offsets, maps, dmT, F,
+                                                                                        dg, entry, dm0);
+  stab_bwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(a, nullptr, entry);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -48,6 +48,7 @@ struct prepared {
   tensor q, k, v, offsets, g, i, u, s0, n0, m0;
   tensor m, gt, bt;  // stabiliser: m per token, core gates
   tensor gate_tab;   // the tensor-core path's per-token gate table
+  tensor stab_scratch;  // the stabiliser's block maps and entry values
 };
 
 // final_m (stabilised specs): also m_T [N, H] from the stabiliser's scan.
@@ -103,8 +104,9 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
     LRNN_ASSIGN_OR_RETURN(p.gt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
     LRNN_ASSIGN_OR_RETURN(p.bt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
     if (final_m) { LRNN_ASSIGN_OR_RETURN(*final_m, tensor::empty({p.N, p.H}, dtype::f32, p.dev)); }
-    LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m), fpm(p.gt),
-                                       fpm(p.bt), final_m ? fpm(*final_m) : nullptr),
+    LRNN_ASSIGN_OR_RETURN(p.stab_scratch, tensor::empty({cc::stabiliser_scratch_floats(a.N, a.H, a.max_len)}, dtype::f32, p.dev));
+    LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m),
+                                       fpm(p.gt), fpm(p.bt), final_m ? fpm(*final_m) : nullptr, fpm(p.stab_scratch)),
                    "stabiliser scan"));
     a.g = fp(p.gt), a.gmode = cc::g_scalar, a.b = fp(p.bt);
   } else {
@@ -307,8 +309,9 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(dgo, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(di, tensor::empty({p.B, p.T, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
-    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fp(p.m), fp(dgs),
-                                           fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(di), fpm(dm0)),
+    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0),
+                                           fp(p.m), fp(dgs), fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(di),
+                                           fpm(dm0), fpm(p.stab_scratch)),
                    "stabiliser backward"));
     dg_scalar = dgo;
     gr.di = di;
