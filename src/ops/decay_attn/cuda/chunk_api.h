@@ -35,6 +35,9 @@ struct core_args {
   // Device scratch of tc_table_bytes(*this) bytes for the tensor-core path's per-token gate table;
   // null: the call allocates it (stream-ordered).
   void* gate_tab = nullptr;
+  // Backward with the normaliser folded into the tensor-core kernels (bwd_io::rs): [tokens, H] factors
+  // of the gate table's query-side column (scale exp(G) r_i), or null.
+  const float* eq_scale = nullptr;
 };
 
 struct fwd_out {
@@ -55,6 +58,9 @@ struct bwd_io {
   bool do_f32 = false;
   const float* dsf = nullptr;  // [N, H, K, Vin] or null
   const float* dn = nullptr;   // [tokens, H]: with V = Vin + 1 and d_o in `type` [tokens, H, Vin], its column Vin
+  // Tensor-core path, normaliser folded: d_o' = Diag(rs) d_o with d_o the normalised output's gradient
+  // (io.d_o), dn = d_o' 's column Vin / rs, and a.eq_scale = rs (see normalise_backward_rows).
+  const float* rs = nullptr;
   const float* dnf = nullptr;  // [N, H, K] or null
   float* dq = nullptr;         // [tokens, H, K] fp32, zeroed (accumulated with atomics)
   float* dk = nullptr;         // [tokens, H, K] fp32, zeroed
@@ -134,6 +140,11 @@ int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* off
                         float* scratch);
 // Floats of either's scratch (max_len: the longest sequence).
 int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len);
+// The normaliser's backward folded into the tensor-core kernels: per row only rs = 1 / divisor,
+// dn = the gradient of the normaliser column / rs (+-(h . d_o) or 0), dm_local (m non-null); from the
+// normalised o in `type` and den (den non-null) or from o' [rows, Vin + 1] fp32 (den null).
+int normalise_backward_rows(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
+                            const void* d_o, int type, float* rs, float* dn, float* dm_local);
 // dst[r] = src[r * ld + col] for r < rows (the normaliser column of o').
 int copy_column(int64_t rows, int ld, int col, const float* src, float* dst);
 // Normaliser: o = o'[:V] / (max(|o'[V]|, floor) + eps), floor = exp(-m) (m non-null) or 1.
@@ -141,14 +152,6 @@ int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, fl
 // Its backward: dop [rows, Vin + 1] fp32, dm_local [rows] (m non-null).
 int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o, int type,
                        float* dop, float* dm_local);
-// From the normalised o [rows, Vin] in `type` and den [rows] (a fused forward's) instead of o':
-// dop_t [rows, Vin] in `type`, dn [rows], dm_local [rows] (m non-null).
-int normalise_backward_den(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
-                           const void* d_o, int type, void* dop_t, float* dn, float* dm_local);
-// The same with dop split for the tensor-core backward: columns < Vin into dop_t [rows, Vin] in `type`,
-// column Vin into dn [rows] (fp32).
-int normalise_backward_split(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o,
-                             int type, void* dop_t, float* dn, float* dm_local);
 // out[h] = sum over tokens of x[t, h] (per-head-constant decay gradient).
 int sum_tokens(int64_t tokens, int H, const float* x, float* out);
 // out[j] = sum over n of x[n, j] (bonus gradient per sequence -> per head): not needed, du is summed in place.

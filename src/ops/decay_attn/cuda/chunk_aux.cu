@@ -261,64 +261,69 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
 // The end of a row's normaliser backward (lane 0, hd = o . d_o over the row): dm_local[r] (given), the
 // token's own d L / d m_t = -o' . do' + the floor's term = -hd eps / den (decay_attn.cpp), and the
 // returned gradient of the normaliser column.
+__device__ __forceinline__ float norm_col_num(float hd, float dv, float fl) { return fabsf(dv) > fl ? (dv > 0 ? -hd : hd) : 0.f; }
 __device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, float den, float eps, float* dm_local, int64_t r) {
   if (dm_local) dm_local[r] = -hd * eps / den;
-  return fabsf(dv) > fl ? (dv > 0 ? -hd : hd) / den : 0.f;
+  return norm_col_num(hd, dv, fl) / den;
 }
 
-// dop [rows, Vin + 1] fp32 (TO = float, ld Vin + 1), or split (TO = the input type, ld Vin, column
-// Vin into dncol). From o' (TS = float: op [rows, Vin + 1], dsrc null) or from the normalised o
-// (TS = the input type: op [rows, Vin], dsrc = den [rows]).
-// One warp per row (lanes over the columns).
-template <typename TD, typename TO, typename TS = float>
-__global__ void norm_bwd_kernel(int64_t rows, int Vin, const TS* op, const float* m, float eps, const TD* d_o,
-                                TO* dop, float* dncol, float* dm_local, const float* dsrc = nullptr) {
+// normalise_backward_rows (one warp per row): rs = 1 / divisor, dn = the column's gradient x divisor,
+// dm_local. From the normalised o (TS = TD, den given; four columns per lane and load where VEC) or
+// from o' fp32 [rows, Vin + 1] (TS = float, den null).
+template <typename TD, typename TS, bool VEC>
+__global__ void norm_bwd_rows_kernel(int64_t rows, int Vin, const TS* op, const float* den, const float* m, float eps,
+                                     const TD* d_o, float* rs, float* dn, float* dm_local) {
   const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (r >= rows) return;
-  const bool split = dncol != nullptr;
-  const TS* orow = op + r * (dsrc ? Vin : Vin + 1);
+  const TS* orow = op + r * (den ? Vin : Vin + 1);
   const TD* dh = d_o + r * Vin;
-  TO* dn = dop + r * (split ? Vin : Vin + 1);
   const float fl = m ? expf(-m[r]) : 1.f;
-  const float dv = dsrc ? dsrc[r] : ldf(orow + Vin);  // o'[Vin]
-  const float den = norm_divisor(dv, fl, eps);
-  const float os = dsrc ? 1.f : 1.f / den;  // o'[j] -> o[j]
+  const float dv = den ? den[r] : ldf(orow + Vin);
+  const float dd = norm_divisor(dv, fl, eps);
   float hd = 0.f;
-  for (int j = lane; j < Vin; j += 32) {
-    const float x = ldf(dh + j);
-    stf(dn + j, x / den);
-    hd += ldf(orow + j) * os * x;
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
-  if (lane != 0) return;
-  const float last = norm_bwd_row_end(hd, dv, fl, den, eps, dm_local, r);
-  if (split) dncol[r] = last;
-  else stf(dn + Vin, last);
-}
-
-// norm_bwd_kernel from (o, den) for 16-bit types with Vin % 4 == 0: four columns per lane and load.
-template <typename T>
-__global__ void norm_bwd_den_vec(int64_t rows, int Vin, const T* o, const float* den, const float* m, float eps,
-                                 const T* d_o, T* dop, float* dncol, float* dm_local) {
-  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;
-  const float fl = m ? expf(-m[r]) : 1.f;
-  const float dv = den[r], dd = norm_divisor(dv, fl, eps), inv = 1.f / dd;
-  float hd = 0.f;
-  for (int j = 4 * lane; j < Vin; j += 128) {
-    const size_t off = static_cast<size_t>(r) * Vin + j;
-    const uint2 ov = *reinterpret_cast<const uint2*>(o + off), gv = *reinterpret_cast<const uint2*>(d_o + off);
-    const float2 o0 = mma::unpack2<T>(ov.x), o1 = mma::unpack2<T>(ov.y);
-    const float2 g0 = mma::unpack2<T>(gv.x), g1 = mma::unpack2<T>(gv.y);
-    hd += o0.x * g0.x + o0.y * g0.y + o1.x * g1.x + o1.y * g1.y;
-    *reinterpret_cast<uint2*>(dop + off) = make_uint2(mma::pack2<T>(g0.x * inv, g0.y * inv), mma::pack2<T>(g1.x * inv, g1.y * inv));
+  if constexpr (VEC) {
+    for (int j = 4 * lane; j < Vin; j += 128) {
+      const uint2 ov = *reinterpret_cast<const uint2*>(orow + j), gv = *reinterpret_cast<const uint2*>(dh + j);
+      const float2 o0 = mma::unpack2<TD>(ov.x), o1 = mma::unpack2<TD>(ov.y);
+      const float2 g0 = mma::unpack2<TD>(gv.x), g1 = mma::unpack2<TD>(gv.y);
+      hd += o0.x * g0.x + o0.y * g0.y + o1.x * g1.x + o1.y * g1.y;
+    }
+  } else {
+    for (int j = lane; j < Vin; j += 32) hd += ldf(orow + j) * ldf(dh + j);
+    if (!den) hd /= dd;  // (o' -> o)
   }
 #pragma unroll
   for (int x = 16; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
-  if (lane == 0) dncol[r] = norm_bwd_row_end(hd, dv, fl, dd, eps, dm_local, r);
+  if (lane != 0) return;
+  rs[r] = 1.f / dd;
+  dn[r] = norm_col_num(hd, dv, fl);
+  if (dm_local) dm_local[r] = -hd * eps / dd;
+}
+
+// dop [rows, Vin + 1] fp32 from o' [rows, Vin + 1] fp32 (the fp32 kernels' backward). One warp per
+// row (lanes over the columns).
+template <typename TD>
+__global__ void norm_bwd_kernel(int64_t rows, int Vin, const float* op, const float* m, float eps, const TD* d_o,
+                                float* dop, float* dm_local) {
+  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const float* orow = op + r * (Vin + 1);
+  const TD* dh = d_o + r * Vin;
+  float* dn = dop + r * (Vin + 1);
+  const float fl = m ? expf(-m[r]) : 1.f;
+  const float dv = orow[Vin];
+  const float den = norm_divisor(dv, fl, eps);
+  float hd = 0.f;
+  for (int j = lane; j < Vin; j += 32) {
+    const float x = ldf(dh + j);
+    dn[j] = x / den;
+    hd += orow[j] / den * x;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, o);
+  if (lane == 0) dn[Vin] = norm_bwd_row_end(hd, dv, fl, den, eps, dm_local, r);
 }
 
 __global__ void sum_tokens_kernel(int64_t tokens, int H, const float* x, float* out) {
@@ -404,40 +409,35 @@ int normalise_backward(int64_t rows, int Vin, const float* op, const float* m, f
   if (rows == 0) return 0;
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD, float><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
-                                                                              dop, nullptr, dm_local);
+    norm_bwd_kernel<TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
+                                                                            dop, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
-int normalise_backward_den(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
-                           const void* d_o, int type, void* dop_t, float* dn, float* dm_local) {
+int normalise_backward_rows(int64_t rows, int Vin, const void* o, const float* den, const float* m, float eps,
+                            const void* d_o, int type, float* rs, float* dn, float* dm_local) {
   if (rows == 0) return 0;
-  if (!dn || !den) return static_cast<int>(cudaErrorInvalidValue);
+  if (!rs || !dn) return static_cast<int>(cudaErrorInvalidValue);
   return with_type(type, [&](auto* tag) {
     using TD = std::remove_pointer_t<decltype(tag)>;
+    const unsigned nb = blocks(rows * 32, 128);
+    const TD* g = static_cast<const TD*>(d_o);
+    if (!den) {
+      norm_bwd_rows_kernel<TD, float, false><<<nb, 128, 0, launch_stream()>>>(rows, Vin, static_cast<const float*>(o), nullptr, m,
+                                                                             eps, g, rs, dn, dm_local);
+      return static_cast<int>(cudaGetLastError());
+    }
     if constexpr (sizeof(TD) == 2) {
       auto al8 = [](const void* x) { return reinterpret_cast<uintptr_t>(x) % 8 == 0; };
-      if (Vin % 4 == 0 && al8(o) && al8(d_o) && al8(dop_t)) {
-        norm_bwd_den_vec<TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(
-            rows, Vin, static_cast<const TD*>(o), den, m, eps, static_cast<const TD*>(d_o), static_cast<TD*>(dop_t), dn, dm_local);
+      if (Vin % 4 == 0 && al8(o) && al8(d_o)) {
+        norm_bwd_rows_kernel<TD, TD, true><<<nb, 128, 0, launch_stream()>>>(rows, Vin, static_cast<const TD*>(o), den, m, eps,
+                                                                           g, rs, dn, dm_local);
         return static_cast<int>(cudaGetLastError());
       }
     }
-    norm_bwd_kernel<TD, TD, TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(
-        rows, Vin, static_cast<const TD*>(o), m, eps, static_cast<const TD*>(d_o), static_cast<TD*>(dop_t), dn, dm_local, den);
-    return static_cast<int>(cudaGetLastError());
-  });
-}
-
-int normalise_backward_split(int64_t rows, int Vin, const float* op, const float* m, float eps, const void* d_o,
-                             int type, void* dop_t, float* dn, float* dm_local) {
-  if (rows == 0) return 0;
-  if (!dn) return static_cast<int>(cudaErrorInvalidValue);
-  return with_type(type, [&](auto* tag) {
-    using TD = std::remove_pointer_t<decltype(tag)>;
-    norm_bwd_kernel<TD, TD><<<blocks(rows * 32, 128), 128, 0, launch_stream()>>>(rows, Vin, op, m, eps, static_cast<const TD*>(d_o),
-                                                                           static_cast<TD*>(dop_t), dn, dm_local);
+    norm_bwd_rows_kernel<TD, TD, false><<<nb, 128, 0, launch_stream()>>>(rows, Vin, static_cast<const TD*>(o), den, m, eps, g,
+                                                                        rs, dn, dm_local);
     return static_cast<int>(cudaGetLastError());
   });
 }

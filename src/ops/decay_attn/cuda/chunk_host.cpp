@@ -185,7 +185,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   LRNN_ASSIGN_OR_RETURN(tensor d_o_t, d_o_in.to(in.q.type()));
   LRNN_ASSIGN_OR_RETURN(tensor d_o, d_o_t.contiguous());
   cc::bwd_io io;
-  tensor op, dop, dn_col, dm_local, o_re, den;
+  tensor op, dop, dn_col, dm_local, o_re, den, rs;
   if (spec.normalizer && cc::tc_backward_normaliser(a) && cc::tc_forward_fused_norm(a)) {
     if (opt.saved_o.defined()) {
       // The forward's o and den (decay_attn_options::saved_o / saved_den, checked by the caller).
@@ -200,13 +200,14 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
       LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
     }
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
-    LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+    // Folded into the kernels: they read d_o itself, with per-row factors (bwd_io::rs).
+    LRNN_ASSIGN_OR_RETURN(rs, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
-    LRNN_TRY(check(cc::normalise_backward_den(p.tokens * p.H, static_cast<int>(p.Vin), o_re.raw_data(), fp(den),
-                                              p.stabilised ? fp(p.m) : nullptr, static_cast<float>(spec.eps), d_o.raw_data(),
-                                              a.type, dop.raw_data(), fpm(dn_col), fpm(dm_local)),
+    LRNN_TRY(check(cc::normalise_backward_rows(p.tokens * p.H, static_cast<int>(p.Vin), o_re.raw_data(), fp(den),
+                                               p.stabilised ? fp(p.m) : nullptr, static_cast<float>(spec.eps), d_o.raw_data(),
+                                               a.type, fpm(rs), fpm(dn_col), fpm(dm_local)),
                    "normaliser backward"));
-    io.d_o = dop.raw_data(), io.dn = fp(dn_col);
+    io.d_o = d_o.raw_data(), io.dn = fp(dn_col), io.rs = fp(rs), a.eq_scale = fp(rs);
   } else if (spec.normalizer) {
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     cc::fwd_out fo;
@@ -214,14 +215,14 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
     if (cc::tc_backward_normaliser(a)) {
-      // Tensor cores: d_o' in the input dtype, its normaliser column apart in fp32.
-      LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vin}, in.q.type(), dev));
+      // Tensor cores: folded into the kernels as above, from o' in fp32.
+      LRNN_ASSIGN_OR_RETURN(rs, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
       LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
-      LRNN_TRY(check(cc::normalise_backward_split(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,
-                                                  static_cast<float>(spec.eps), d_o.raw_data(), a.type, dop.raw_data(),
-                                                  fpm(dn_col), fpm(dm_local)),
+      LRNN_TRY(check(cc::normalise_backward_rows(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), nullptr,
+                                                 p.stabilised ? fp(p.m) : nullptr, static_cast<float>(spec.eps), d_o.raw_data(),
+                                                 a.type, fpm(rs), fpm(dn_col), fpm(dm_local)),
                      "normaliser backward"));
-      io.d_o = dop.raw_data(), io.dn = fp(dn_col);
+      io.d_o = d_o.raw_data(), io.dn = fp(dn_col), io.rs = fp(rs), a.eq_scale = fp(rs);
     } else {
       LRNN_ASSIGN_OR_RETURN(dop, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
       LRNN_TRY(check(cc::normalise_backward(p.tokens * p.H, static_cast<int>(p.Vin), fp(op), p.stabilised ? fp(p.m) : nullptr,

@@ -78,7 +78,8 @@ struct stage_lay {
   static constexpr size_t tab = dO + (HDO ? 2 * kC * VS : 0);  // float4 {G, beta, Eq, Ek} per row, or (KEY) factors
   static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
   static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
-  static constexpr size_t bytes = dn + (HDN ? 4 * kC : 0);
+  static constexpr size_t rs = dn + (HDN ? 4 * kC : 0);        // (HDN) d_o's row scale (bwd_io::rs)
+  static constexpr size_t bytes = rs + (HDN ? 4 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
@@ -118,6 +119,7 @@ struct loader {
   const TI *q, *k, *v, *dO;
   const float4* tab;
   const float* dn;
+  const float* rs = nullptr;
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc, hh;
   const float* fac = nullptr;
@@ -141,8 +143,10 @@ struct loader {
   __device__ void key_init(const key_io& kio, int n_, int64_t sb_) {
     fac = kio.fac, pd = static_cast<const TI*>(kio.pd), n = n_, sb = sb_, maxch = kio.maxch;
   }
-  __device__ loader(const core_args& a, const void* d_o, const float* dn_in, int h, int v0) : loader(a, d_o, h, v0) {
+  __device__ loader(const core_args& a, const void* d_o, const float* dn_in, int h, int v0, const float* rs_in = nullptr)
+      : loader(a, d_o, h, v0) {
     dn = dn_in ? dn_in + h : nullptr;
+    rs = rs_in ? rs_in + h : nullptr;
   }
   // Issues the copies of chunk [t0, t0 + L) into the stage at `base` (rows >= L become zeros).
   __device__ void issue(unsigned char* base, int64_t t0, int L) const {
@@ -181,7 +185,10 @@ struct loader {
       const int i = threadIdx.x;
       const bool ok = i < L;
       mma::cp16(reinterpret_cast<float4*>(base + st::tab) + i, tab + (t0 + (ok ? i : 0)) * H, ok);
-      if constexpr (HDN) mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
+      if constexpr (HDN) {
+        mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
+        if (rs) mma::cp4(reinterpret_cast<float*>(base + st::rs) + i, rs + (t0 + (ok ? i : 0)) * H, ok);
+      }
     }
     mma::cp_commit();
   }
@@ -254,9 +261,9 @@ __global__ void gate_table_kernel(core_args a, float4* tab) {
   for (int r = 0; r < 2; ++r) {
     const int i = 2 * l + r;
     if (i >= L) continue;
-    tab[static_cast<size_t>(t0 + i) * H + h] =
-        make_float4(static_cast<float>(G[r]), beta[r], a.scale * expf(static_cast<float>(G[r])),
-                    expf(static_cast<float>(total - G[r])) * beta[r]);
+    const size_t o = static_cast<size_t>(t0 + i) * H + h;
+    tab[o] = make_float4(static_cast<float>(G[r]), beta[r], a.scale * expf(static_cast<float>(G[r])) * (a.eq_scale ? a.eq_scale[o] : 1.f),
+                         expf(static_cast<float>(total - G[r])) * beta[r]);
   }
 }
 
@@ -334,7 +341,7 @@ template <typename TI, int KD>
 __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, int stride, int rb, int cb,
                                             const float4* tab, int L, float scale, float* rowsum = nullptr,
                                             const float* rowadd = nullptr, const float (*w)[4] = nullptr,
-                                            float* pair = nullptr) {
+                                            float* pair = nullptr, const float* rowscale = nullptr) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   float acc[2][4];
   block_mma<TI, KD>(acc, X, Y, stride, rb, cb);
@@ -346,6 +353,11 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
     const float a0 = rowadd[i0], a1 = rowadd[i1];
 #pragma unroll
     for (int t = 0; t < 2; ++t) acc[t][0] += a0, acc[t][1] += a0, acc[t][2] += a1, acc[t][3] += a1;
+  }
+  if (rowscale) {  // x a per-row factor (the normaliser folded in: d_o' = Diag(rs) d_o)
+    const float s0 = rowscale[i0], s1 = rowscale[i1];
+#pragma unroll
+    for (int t = 0; t < 2; ++t) acc[t][0] *= s0, acc[t][1] *= s0, acc[t][2] *= s1, acc[t][3] *= s1;
   }
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
@@ -1047,7 +1059,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0, io.rs);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
@@ -1085,6 +1097,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
+    const float* rss = NORM && io.rs ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
     float* ncur = nbuf + (ci & 1) * K;
     float part = 0.f;  // MOM: this chunk's terms
     for (int b = r * C::CG + c; b < 10; b += C::W) {
@@ -1095,7 +1108,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
         block_mma<TI, K>(w, Qs, Ks, QS, rb, cb);
         intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nullptr, w, &part);
       } else {
-        intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
+        intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr, nullptr, nullptr, rss);
       }
     }
     if constexpr (MOM) part += M.dot_product(Qs, QS, Eq, Ds);  // <M, sum_r scale exp(g (r + 1)) q_r do_r^T>
@@ -1165,7 +1178,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   TI* dSb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* Ps = reinterpret_cast<TI*>(sm + lay::ps);
   TI* dPs = Ps + kC * PS;
-  loader<TI, K, VT, true, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0);
+  loader<TI, K, VT, true, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0, io.rs);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
@@ -1230,6 +1243,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
+    // (Normaliser folded: d_o' = Diag(rs) d_o, so P^T d_o' = (Diag(rs) P)^T d_o and dP gets rs too.)
+    const float* rss = NORM && io.rs ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
     float* ncur = nbuf + (it & 1) * K;
     // The products with dS first: dV rows j (block r), columns 32 c..: Ek_j (K dS)_j; dK rows j,
     // columns d0..d0 + KW: Ek_j (V dS^T)_j.
@@ -1246,8 +1261,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
     for (int b = (3 - r) * C::CG + c; b < 20; b += C::W) {
       int rb, cb;
       tri_block(b % 10, rb, cb);
-      if (b < 10) intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale);
-      else intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr);
+      if (b < 10) intra_block<TI, K>(Ps, Qs, Ks, QS, rb, cb, tab, L, a.scale, nullptr, nullptr, nullptr, nullptr, rss);
+      else intra_block<TI, VT>(dPs, Ds, Vs, VS, rb, cb, tab, L, a.scale, nullptr, nrm ? dns : nullptr, nullptr, nullptr, rss);
     }
     __syncthreads();
     // + sum_{i >= j} P_ij dO_i and + sum_{i >= j} dP_ij q_i.

@@ -12,8 +12,8 @@ bool tc_forward_eligible(const core_args& a, const fwd_out& o);
 // Whether the forward normalises itself (fwd_out::den): the normaliser column with one V tile.
 bool tc_forward_fused_norm(const core_args& a);
 bool tc_backward_eligible(const core_args& a, const bwd_io& io);
-// Whether the tensor-core backward takes this call's normaliser column (V = Vin + 1) when given d_o in
-// the input dtype plus its normaliser column in bwd_io::dn (normalise_backward_split).
+// Whether the tensor-core backward takes this call's normaliser column (V = Vin + 1), folded in: d_o
+// in the input dtype with the per-row bwd_io::rs and dn (normalise_backward_rows).
 bool tc_backward_normaliser(const core_args& a);
 int tc_forward(const core_args& a, const fwd_out& o);
 // Bytes of core_args::gate_tab the tensor-core path uses.
