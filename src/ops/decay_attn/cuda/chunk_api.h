@@ -47,7 +47,7 @@ struct fwd_out {
   float* nf = nullptr;  // [N, H, K] or null
   // The normaliser applied in the core (V = Vin + 1, only where tc_forward_fused_norm): o in `type`
   // is o'[:Vin] / (max(|o'[Vin]|, floor) + eps), floor = exp(-m) (m [tokens, H] or null: 1), and
-  // den [tokens, H] gets o'[Vin] (for normalise_backward_den).
+  // den [tokens, H] gets o'[Vin] (for normalise_backward_rows and decay_attn_output::den).
   float* den = nullptr;
   const float* m = nullptr;
   float eps = 0.f;
