@@ -267,35 +267,44 @@ __device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, 
   return norm_col_num(hd, dv, fl) / den;
 }
 
-// normalise_backward_rows (one warp per row): rs = 1 / divisor, dn = the column's gradient x divisor,
-// dm_local. From the normalised o (TS = TD, den given; four columns per lane and load where VEC) or
-// from o' fp32 [rows, Vin + 1] (TS = float, den null).
+// normalise_backward_rows: rs = 1 / divisor, dn = the column's gradient x divisor, dm_local. From the
+// normalised o (TS = TD, den given) or from o' fp32 [rows, Vin + 1] (TS = float, den null). VEC: half a
+// warp per row, eight columns per lane and 16-byte load (two rows per warp: twice the bytes in flight
+// of a warp per row with 8-byte loads, which read o and d_o at 72% of the copy rate); else a warp per
+// row, a column per lane and load.
 template <typename TD, typename TS, bool VEC>
 __global__ void norm_bwd_rows_kernel(int64_t rows, int Vin, const TS* op, const float* den, const float* m, float eps,
                                      const TD* d_o, float* rs, float* dn, float* dm_local) {
-  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;
+  constexpr int LPR = VEC ? 16 : 32;  // lanes per row
+  const int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / LPR;
+  const int lane = threadIdx.x % LPR;
+  const bool live = r < rows;  // (rows past the end keep their half warp's shuffles whole)
+  if (!VEC && !live) return;
   const TS* orow = op + r * (den ? Vin : Vin + 1);
   const TD* dh = d_o + r * Vin;
-  const float fl = m ? expf(-m[r]) : 1.f;
-  const float dv = den ? den[r] : ldf(orow + Vin);
-  const float dd = norm_divisor(dv, fl, eps);
-  float hd = 0.f;
-  if constexpr (VEC) {
-    for (int j = 4 * lane; j < Vin; j += 128) {
-      const uint2 ov = *reinterpret_cast<const uint2*>(orow + j), gv = *reinterpret_cast<const uint2*>(dh + j);
-      const float2 o0 = mma::unpack2<TD>(ov.x), o1 = mma::unpack2<TD>(ov.y);
-      const float2 g0 = mma::unpack2<TD>(gv.x), g1 = mma::unpack2<TD>(gv.y);
-      hd += o0.x * g0.x + o0.y * g0.y + o1.x * g1.x + o1.y * g1.y;
+  float fl = 1.f, dv = 0.f, hd = 0.f;
+  if (live) {
+    fl = m ? expf(-m[r]) : 1.f;
+    dv = den ? den[r] : ldf(orow + Vin);
+    if constexpr (VEC) {
+      for (int j = 8 * lane; j < Vin; j += 8 * LPR) {
+        const uint4 ov = *reinterpret_cast<const uint4*>(orow + j), gv = *reinterpret_cast<const uint4*>(dh + j);
+        const uint32_t oa[4] = {ov.x, ov.y, ov.z, ov.w}, ga[4] = {gv.x, gv.y, gv.z, gv.w};
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const float2 o2 = mma::unpack2<TD>(oa[u]), g2 = mma::unpack2<TD>(ga[u]);
+          hd += o2.x * g2.x + o2.y * g2.y;
+        }
+      }
+    } else {
+      for (int j = lane; j < Vin; j += 32) hd += ldf(orow + j) * ldf(dh + j);
     }
-  } else {
-    for (int j = lane; j < Vin; j += 32) hd += ldf(orow + j) * ldf(dh + j);
-    if (!den) hd /= dd;  // (o' -> o)
   }
 #pragma unroll
-  for (int x = 16; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
-  if (lane != 0) return;
+  for (int x = LPR / 2; x > 0; x >>= 1) hd += __shfl_xor_sync(0xffffffffu, hd, x);
+  if (lane != 0 || !live) return;
+  const float dd = norm_divisor(dv, fl, eps);
+  if (!VEC && !den) hd /= dd;  // (o' -> o)
   rs[r] = 1.f / dd;
   dn[r] = norm_col_num(hd, dv, fl);
   if (dm_local) dm_local[r] = -hd * eps / dd;
@@ -429,10 +438,10 @@ int normalise_backward_rows(int64_t rows, int Vin, const void* o, const float* d
       return static_cast<int>(cudaGetLastError());
     }
     if constexpr (sizeof(TD) == 2) {
-      auto al8 = [](const void* x) { return reinterpret_cast<uintptr_t>(x) % 8 == 0; };
-      if (Vin % 4 == 0 && al8(o) && al8(d_o)) {
-        norm_bwd_rows_kernel<TD, TD, true><<<nb, 128, 0, launch_stream()>>>(rows, Vin, static_cast<const TD*>(o), den, m, eps,
-                                                                           g, rs, dn, dm_local);
+      auto al16 = [](const void* x) { return reinterpret_cast<uintptr_t>(x) % 16 == 0; };
+      if (Vin % 8 == 0 && al16(o) && al16(d_o)) {
+        norm_bwd_rows_kernel<TD, TD, true><<<blocks(rows * 16, 256), 256, 0, launch_stream()>>>(
+            rows, Vin, static_cast<const TD*>(o), den, m, eps, g, rs, dn, dm_local);
         return static_cast<int>(cudaGetLastError());
       }
     }

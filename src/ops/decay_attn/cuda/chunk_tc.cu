@@ -768,19 +768,26 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
 }
 
 // One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
-// gate table (strided by 4), f per row (or 1). Every thread of the CTA calls it.
-template <typename TI, int K>
+// gate table (strided by 4), f per row (or 1). Every thread of the CTA (cfg<VT>::T) calls it.
+template <typename TI, int K, int VT>
 __device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
                                             const float* f, float gl) {
   // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
-  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements).
-  const int P = blockDim.x / (K / 2), d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
+  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements). P is
+  // a compile-time constant: the loop unrolls and its loads issue together (with P from blockDim the
+  // loop ran serially, 14% of the NORM forward's warp samples, ncu).
+  constexpr int P = cfg<VT>::T / (K / 2);
+  static_assert(P >= 1 && P <= 32 && (P & (P - 1)) == 0 && kC % P == 0, "norm_update: thread layout");
+  const int d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
   float x0 = 0.f, x1 = 0.f;
-  for (int j = part; j < kC; j += P) {
+#pragma unroll
+  for (int jj = 0; jj < kC / P; ++jj) {
+    const int j = part + jj * P;
     const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
     const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
     x0 += cj * xv.x, x1 += cj * xv.y;
   }
+#pragma unroll
   for (int o = 1; o < P; o <<= 1) {
     x0 += __shfl_xor_sync(0xffffffffu, x0, o);
     x1 += __shfl_xor_sync(0xffffffffu, x1, o);
@@ -804,10 +811,14 @@ __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv
 // of a row reads its 16-byte pieces part, part + 8, ...: a quarter warp's eight loads cover the 32
 // banks once (2-byte loads of contiguous pieces conflicted up to 8-way: +7M shared wavefronts per
 // forward at B = 8, T = 4096, measured).
-template <typename TI, int K, typename Fn>
+template <typename TI, int K, int VT, typename Fn>
 __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n, Fn&& fn) {
   static_assert(K % 64 == 0, "rows_dot_n: K a multiple of 64");
-  for (int e = threadIdx.x; e < 8 * kC; e += blockDim.x) {
+  constexpr int T = cfg<VT>::T;
+  static_assert((8 * kC) % T == 0, "rows_dot_n: thread layout");
+#pragma unroll
+  for (int e0 = 0; e0 < 8 * kC; e0 += T) {
+    const int e = e0 + threadIdx.x;
     const int i = e / 8, part = e % 8;
     float x = 0.f;
 #pragma unroll
@@ -827,15 +838,15 @@ __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n,
 // The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
 // den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
 // the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j.
-template <typename TI, int K>
+template <typename TI, int K, int VT>
 __device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
                                           const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
                                           int col, int L) {
-  rows_dot_n<TI, K>(Qs, QS, n, [&](int i, float x) {
+  rows_dot_n<TI, K, VT>(Qs, QS, n, [&](int i, float x) {
     if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + psum[i];
     psum[i] = 0.f;
   });
-  norm_update<TI, K>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
+  norm_update<TI, K, VT>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
 
 // Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
@@ -1000,7 +1011,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     zero(o);
     mul_rows<TI, 4, K, true>(o, Qs, QS, r, Sb, VS, 32 * c);
     scale_rows(o, Eq, r);
-    if (fuse) rows_dot_n<TI, K>(Qs, QS, nbuf + (ci & 1) * K, [&](int i, float x) { qn[i] = tab[i].z * x; });
+    if (fuse) rows_dot_n<TI, K, VT>(Qs, QS, nbuf + (ci & 1) * K, [&](int i, float x) { qn[i] = tab[i].z * x; });
     __syncthreads();
     mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
     if (fuse) {
@@ -1015,10 +1026,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
         if (i0 < L) out.den[t0h + static_cast<size_t>(i0) * H] = den0;
         if (i1 < L) out.den[t0h + static_cast<size_t>(i1) * H] = den1;
       }
-      norm_update<TI, K>(nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
+      norm_update<TI, K, VT>(nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     } else if constexpr (NORM) {
       store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
-      if (nrm) norm_step<TI, K>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
+      if (nrm) norm_step<TI, K, VT>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
                                 static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
     } else {
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
@@ -1130,7 +1141,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
-    if (nrm) norm_update<TI, K>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
+    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     if constexpr (MOM) {
       M.moment_carry(gl, S, L);
       M.update(1.f, Ks, QS, Ek, Vs, L);
@@ -1276,7 +1287,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
-    if (nrm) norm_update<TI, K>(ncur, nbuf + ((it + 1) & 1) * K, Qs, QS, Eq, dns, gl);
+    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((it + 1) & 1) * K, Qs, QS, Eq, dns, gl);
     dS.update(gl, Qs, QS, Eq, Ds);
     dS.to_smem(dSb);
   }
@@ -1335,7 +1346,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
     glsum += gL;
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
     if (nrm)
-      norm_update<TI, K>(nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K, Ks, QS, FWD ? &tab[0].w : &tab[0].z,
+      norm_update<TI, K, VT>(nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K, Ks, QS, FWD ? &tab[0].w : &tab[0].z,
                          FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn), expf(gL));
     S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
   }
