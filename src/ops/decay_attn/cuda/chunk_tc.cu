@@ -94,11 +94,10 @@ struct cta_lay {
   static constexpr size_t fl = ps + NP * 2 * kC * PS;
   static constexpr size_t total = fl + 4 * NF;
 };
-// The forward's floats with the normaliser column: row sums of P twice [2][64] (the fused
-// normalisation reads one while the next chunk's is cleared), its state n twice [2][K], the rows'
-// scale exp(G_i) q_i.n [64].
+// The forward's floats with the normaliser column: the 16 x 16 blocks' row sums of P [4][64] (by
+// column block; part_rowsum), its state n twice [2][K], the rows' scale exp(G_i) q_i.n [64].
 template <int K, bool NORM>
-constexpr int norm_floats = NORM ? 3 * kC + 2 * K : 0;
+constexpr int norm_floats = NORM ? 5 * kC + 2 * K : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
@@ -375,17 +374,15 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
                static_cast<float>(i1 - j) * w[t][2] * p10 + static_cast<float>(i1 - j - 1) * w[t][3] * p11;
     acc[t][0] = p00 + p01, acc[t][2] = p10 + p11;
   }
-  // Row sums of the (unrounded) block, added to rowsum[i] (shared memory).
+  // Row sums of the (unrounded) block into rowsum[cb kC + i] (shared memory; part_rowsum adds the
+  // blocks of a row: no atomics, which compiled to compare-and-swap loops, and a fixed order).
   if (rowsum) {
     float s0 = acc[0][0] + acc[1][0], s1 = acc[0][2] + acc[1][2];
     s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
     s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
     s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
     s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-    if (qc == 0) {
-      atomicAdd(rowsum + i0, s0);
-      atomicAdd(rowsum + i1, s1);
-    }
+    if (qc == 0) rowsum[cb * kC + i0] = s0, rowsum[cb * kC + i1] = s1;
   }
 }
 
@@ -835,16 +832,22 @@ __device__ __forceinline__ void rows_dot_n(const TI* Qs, int QS, const float* n,
     if (part == 0) fn(i, x);
   }
 }
-// The normaliser column of one chunk (after the barrier that publishes psum, the P row sums):
-// den_i = scale exp(G_i) q_i.n + psum_i into column col of o (fp32, row stride ld), psum cleared for
-// the next chunk; n_next = exp(G_L) n + sum_j Ek_j k_j.
+// Row i's sum of P from intra_block's per-block row sums ps [4][kC] (blocks cb <= i / 16).
+__device__ __forceinline__ float part_rowsum(const float* ps, int i) {
+  float s = ps[i];
+  for (int cb = 1; cb <= i / 16; ++cb) s += ps[cb * kC + i];
+  return s;
+}
+
+// The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
+// of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
+// n_next = exp(G_L) n + sum_j Ek_j k_j.
 template <typename TI, int K, int VT>
 __device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
                                           const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
                                           int col, int L) {
   rows_dot_n<TI, K, VT>(Qs, QS, n, [&](int i, float x) {
-    if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + psum[i];
-    psum[i] = 0.f;
+    if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + part_rowsum(psum, i);
   });
   norm_update<TI, K, VT>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
@@ -953,11 +956,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
   const bool nrm = NORM && blockIdx.x == 0;
   const bool fuse = NORM && out.den != nullptr;
   float* psum = reinterpret_cast<float*>(sm + lay::fl);
-  float* nbuf = psum + 2 * kC;
+  float* nbuf = psum + 4 * kC;
   float* qn = nbuf + 2 * K;
   const int tid = threadIdx.x;
   if (nrm) {
-    if (tid < 2 * kC) psum[tid] = 0.f;
     if (tid < K) nbuf[tid] = norm_boundary(a, sg, sr, srow, h, tid, a.n0, false);
   }
 
@@ -990,8 +992,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
       return;
     }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
-    float* ps = fuse ? psum + (ci & 1) * kC : psum;
-    if (fuse && tid < kC) psum[((ci + 1) & 1) * kC + tid] = 0.f;  // (the previous chunk's, read before this chunk's barrier)
+    float* ps = psum;  // (every block's row sums are rewritten per chunk, after the barrier that ends the last reads)
     // Fused: this thread's rows' floors exp(-m_i), loaded now (used after P V).
     const int i0 = 16 * r + (tid % 32) / 4, i1 = i0 + 8;
     const size_t t0h = static_cast<size_t>(t0) * H + h;
@@ -1016,7 +1017,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     mul_p<TI, 4>(o, Ps, r, Vs, VS, 32 * c);
     if (fuse) {
       // den_i = scale exp(G_i) q_i.n + sum_j P_ij; o_i / (max(|den_i|, exp(-m_i)) + eps).
-      const float den0 = qn[i0] + ps[i0], den1 = qn[i1] + ps[i1];
+      const float den0 = qn[i0] + part_rowsum(ps, i0), den1 = qn[i1] + part_rowsum(ps, i1);
       fl0 = out.m ? expf(-fl0) : 1.f, fl1 = out.m ? expf(-fl1) : 1.f;
       const float s0 = 1.f / norm_divisor(den0, fl0, out.eps), s1 = 1.f / norm_divisor(den1, fl1, out.eps);
 #pragma unroll
