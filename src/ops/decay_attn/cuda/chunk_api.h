@@ -61,6 +61,19 @@ struct bwd_io {
   // Tensor-core path, normaliser folded: d_o' = Diag(rs) d_o with d_o the normalised output's gradient
   // (io.d_o), dn = d_o' 's column Vin / rs, and a.eq_scale = rs (see normalise_backward_rows).
   const float* rs = nullptr;
+  // The rows above computed by the core itself (bf16/f16 with the saved, normalised o): rs and dn
+  // above are then its outputs rs_out, dn_out (with dm_local), and a.eq_scale = rs_out. Without
+  // segments and with one V tile the dq sweep computes them per chunk from o and its staged d_o (no
+  // pass of its own over o and d_o); otherwise normalise_backward_rows runs first.
+  struct norm_rows {
+    const void* o = nullptr;  // [tokens, H, Vin] in `type`; null: rs, dn are inputs
+    const float* den = nullptr;
+    const float* m = nullptr;  // stabiliser or null
+    float eps = 0.f;
+    float* rs_out = nullptr;
+    float* dn_out = nullptr;
+    float* dm_local = nullptr;  // or null
+  } rows;
   const float* dnf = nullptr;  // [N, H, K] or null
   float* dq = nullptr;         // [tokens, H, K] fp32, zeroed (accumulated with atomics)
   float* dk = nullptr;         // [tokens, H, K] fp32, zeroed

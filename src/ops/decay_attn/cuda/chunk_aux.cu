@@ -261,7 +261,6 @@ __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const fl
 // The end of a row's normaliser backward (lane 0, hd = o . d_o over the row): dm_local[r] (given), the
 // token's own d L / d m_t = -o' . do' + the floor's term = -hd eps / den (decay_attn.cpp), and the
 // returned gradient of the normaliser column.
-__device__ __forceinline__ float norm_col_num(float hd, float dv, float fl) { return fabsf(dv) > fl ? (dv > 0 ? -hd : hd) : 0.f; }
 __device__ __forceinline__ float norm_bwd_row_end(float hd, float dv, float fl, float den, float eps, float* dm_local, int64_t r) {
   if (dm_local) dm_local[r] = -hd * eps / den;
   return norm_col_num(hd, dv, fl) / den;

@@ -256,6 +256,9 @@ struct cta {
 // The normaliser's divisor of a row: max(|den|, floor) + eps (floor = exp(-m), or 1 without the
 // stabiliser); den = o'[Vin], the normaliser column.
 __device__ __forceinline__ float norm_divisor(float den, float floor, float eps) { return fmaxf(fabsf(den), floor) + eps; }
+// The normaliser column's gradient times the divisor, from hd = o . d_o (o normalised), the row's den
+// and floor: d|den| / d den is the sign where |den| wins the max, 0 where the floor does.
+__device__ __forceinline__ float norm_col_num(float hd, float dv, float fl) { return fabsf(dv) > fl ? (dv > 0 ? -hd : hd) : 0.f; }
 
 // Sum of v over the CTA into *out (fixed order: deterministic). Every thread calls it (a barrier).
 __device__ __forceinline__ void cta_sum(double v, float* out) {

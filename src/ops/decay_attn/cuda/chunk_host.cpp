@@ -200,14 +200,14 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
       LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
     }
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
-    // Folded into the kernels: they read d_o itself, with per-row factors (bwd_io::rs).
+    // Folded into the kernels: they read d_o itself, with per-row factors (bwd_io::rs), which the core
+    // computes from o and den (in its dq sweep where it can, else a pass of their own: bwd_io::rows).
     LRNN_ASSIGN_OR_RETURN(rs, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dn_col, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
-    LRNN_TRY(check(cc::normalise_backward_rows(p.tokens * p.H, static_cast<int>(p.Vin), o_re.raw_data(), fp(den),
-                                               p.stabilised ? fp(p.m) : nullptr, static_cast<float>(spec.eps), d_o.raw_data(),
-                                               a.type, fpm(rs), fpm(dn_col), fpm(dm_local)),
-                   "normaliser backward"));
-    io.d_o = d_o.raw_data(), io.dn = fp(dn_col), io.rs = fp(rs), a.eq_scale = fp(rs);
+    io.d_o = d_o.raw_data(), io.dn = fp(dn_col), io.rs = fp(rs);
+    io.rows.o = o_re.raw_data(), io.rows.den = fp(den), io.rows.m = p.stabilised ? fp(p.m) : nullptr;
+    io.rows.eps = static_cast<float>(spec.eps), io.rows.rs_out = fpm(rs), io.rows.dn_out = fpm(dn_col);
+    io.rows.dm_local = fpm(dm_local);
   } else if (spec.normalizer) {
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     cc::fwd_out fo;

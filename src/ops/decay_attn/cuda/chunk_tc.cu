@@ -67,8 +67,9 @@ constexpr int kFac = 15, kFacQ = 6, kFacK = 10, kFacS = 14;
 __host__ __device__ constexpr int offd(int rb, int cb) { return rb * (rb - 1) / 2 + cb; }
 
 // One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows
-// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit).
-template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false>
+// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO: also the
+// normalised o tile and den, m per row (the dq sweep computing the normaliser's rows, bwd_io::rows).
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
@@ -79,14 +80,16 @@ struct stage_lay {
   static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
   static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
   static constexpr size_t rs = dn + (HDN ? 4 * kC : 0);        // (HDN) d_o's row scale (bwd_io::rs)
-  static constexpr size_t bytes = rs + (HDN ? 4 * kC : 0);
+  static constexpr size_t o = rs + (HDN ? 4 * kC : 0);         // (HO) the normalised o, V-wide
+  static constexpr size_t den = o + (HO ? 2 * kC * VS : 0);    // (HO) den, then m, per row
+  static constexpr size_t bytes = den + (HO ? 8 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, bool HO = false>
 struct cta_lay {
-  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr size_t stage0 = 0;
   static constexpr size_t stage1 = st::bytes;
   static constexpr size_t sb = 2 * st::bytes;
@@ -110,15 +113,17 @@ struct key_io {
   int maxch = 0;               // chunks of the longest sequence
 };
 
-template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false>
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
 struct loader {
-  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY>;
+  using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
   static_assert(T % KC8 == 0 && kC % KR == 0 && T % VC8 == 0 && kC % VR == 0, "loader tiling");
   const TI *q, *k, *v, *dO;
   const float4* tab;
   const float* dn;
   const float* rs = nullptr;
+  const TI* on = nullptr;  // (HO) the normalised o, den and m (or null) of bwd_io::rows; null: not staged
+  const float *den = nullptr, *mm = nullptr;
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc, hh;
   const float* fac = nullptr;
@@ -147,6 +152,12 @@ struct loader {
     dn = dn_in ? dn_in + h : nullptr;
     rs = rs_in ? rs_in + h : nullptr;
   }
+  // HO: stage the normalised o (same layout as d_o), den and m of the normaliser's rows.
+  __device__ void rows_init(const bwd_io::norm_rows& nr, int h, int v0) {
+    on = nr.o ? static_cast<const TI*>(nr.o) + static_cast<int64_t>(h) * vs / H + v0 + vc : nullptr;
+    den = nr.den ? nr.den + h : nullptr;
+    mm = nr.m ? nr.m + h : nullptr;
+  }
   // Issues the copies of chunk [t0, t0 + L) into the stage at `base` (rows >= L become zeros).
   __device__ void issue(unsigned char* base, int64_t t0, int L) const {
     constexpr int QS = st::QS, VS = cfg<VT>::VS;
@@ -169,6 +180,9 @@ struct loader {
       const int64_t off = (t0 + (ok ? i : 0)) * vs;
       mma::cp16(Vs + i * VS + vc, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
+      if constexpr (HO) {
+        if (on) mma::cp16(reinterpret_cast<TI*>(base + st::o) + i * VS + vc, on + off, ok);
+      }
     }
     if constexpr (KEY) {
       const int64_t ci = (t0 - sb) / kC;
@@ -187,6 +201,12 @@ struct loader {
       if constexpr (HDN) {
         mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
         if (rs) mma::cp4(reinterpret_cast<float*>(base + st::rs) + i, rs + (t0 + (ok ? i : 0)) * H, ok);
+      }
+      if constexpr (HO) {
+        if (on) {
+          mma::cp4(reinterpret_cast<float*>(base + st::den) + i, den + (t0 + (ok ? i : 0)) * H, ok);
+          mma::cp4(reinterpret_cast<float*>(base + st::den) + kC + i, mm + (t0 + (ok ? i : 0)) * H, ok && mm);
+        }
       }
     }
     mma::cp_commit();
@@ -839,6 +859,35 @@ __device__ __forceinline__ float part_rowsum(const float* ps, int i) {
   return s;
 }
 
+// fn(i, x_i . y_i) for the chunk's rows of two V-wide tiles (row stride S; eight threads per row,
+// 16-byte pieces interleaved as in rows_dot_n; every thread of the CTA calls it).
+template <typename TI, int VT, typename Fn>
+__device__ __forceinline__ void rows_dot_vv(const TI* X, const TI* Y, int S, Fn&& fn) {
+  static_assert(VT % 64 == 0, "rows_dot_vv: VT a multiple of 64");
+  constexpr int T = cfg<VT>::T;
+  static_assert((8 * kC) % T == 0, "rows_dot_vv: thread layout");
+#pragma unroll
+  for (int e0 = 0; e0 < 8 * kC; e0 += T) {
+    const int e = e0 + threadIdx.x, i = e / 8, part = e % 8;
+    float x = 0.f;
+#pragma unroll
+    for (int k = 0; k < VT / 64; ++k) {
+      const int d = 8 * (part + 8 * k);
+      const uint4 xv = *reinterpret_cast<const uint4*>(X + i * S + d), yv = *reinterpret_cast<const uint4*>(Y + i * S + d);
+      const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w}, ys[4] = {yv.x, yv.y, yv.z, yv.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 a = mma::unpack2<TI>(xs[u]), b = mma::unpack2<TI>(ys[u]);
+        x += a.x * b.x + a.y * b.y;
+      }
+    }
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    if (part == 0) fn(i, x);
+  }
+}
+
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
 // of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
 // n_next = exp(G_L) n + sum_j Ek_j k_j.
@@ -1059,7 +1108,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY, NORM>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -1071,7 +1120,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY> ld(a, io.d_o, io.dn, h, v0, io.rs);
+  // rows: this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile, no segments).
+  const bool rows = NORM && io.rows.o != nullptr;
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, NORM> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
+  if constexpr (NORM) ld.rows_init(io.rows, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
@@ -1109,8 +1161,33 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     }
     const auto [tab, Eq, Ek, gl, Qs, Ks, Vs, Ds] = view_of<TI, st>(stg, L);
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
-    const float* rss = NORM && io.rs ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
+    const float* rss = NORM && (io.rs || rows) ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
     float* ncur = nbuf + (ci & 1) * K;
+    if constexpr (NORM) {
+      if (rows) {
+        // The normaliser's rows from hd = o . d_o (normalise_backward_rows' formulas) into the stage
+        // (dn', rs; the table's Eq scaled to Eq' = Eq rs) and to memory for the dkv sweep and the
+        // stabiliser (rs_out, dn_out, dm_local; Eq' into the gate table, which only this CTA reads).
+        float* dnw = reinterpret_cast<float*>(stg + st::dn);
+        float* rsw = reinterpret_cast<float*>(stg + st::rs);
+        float* tabw = reinterpret_cast<float*>(stg + st::tab);
+        const float* dv = reinterpret_cast<const float*>(stg + st::den);
+        const float* mv = dv + kC;
+        const bwd_io::norm_rows& nr = io.rows;
+        rows_dot_vv<TI, VT>(reinterpret_cast<const TI*>(stg + st::o), Ds, VS, [&](int i, float hd) {
+          const float fl = nr.m ? expf(-mv[i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
+          const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
+          rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
+          if (i < L) {
+            const size_t row = static_cast<size_t>(t0 + i) * H + h;
+            nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
+            if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
+            reinterpret_cast<float*>(a.gate_tab)[4 * row + 2] = eq;
+          }
+        });
+        __syncthreads();
+      }
+    }
     float part = 0.f;  // MOM: this chunk's terms
     for (int b = r * C::CG + c; b < 10; b += C::W) {
       int rb, cb;
@@ -1857,7 +1934,7 @@ template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
 int bwd_k(const core_args& args, const bwd_io& io_in) {
   core_args a = args;
   bwd_io io = io_in;
-  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM>::total;
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, false, NORM>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
   auto qkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>;
   auto kkern = tc_dkv<TI, K, VT, NORM>;
@@ -1867,6 +1944,27 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
+  if constexpr (NORM) {
+    // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows of every
+    // chunk in order (one V tile, no segments: tc_seg's reverse pass would need them first), else a
+    // pass of their own; the gate table's Eq' = Eq rs comes from either.
+    if (io.rows.o) {
+      if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
+      io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
+      // (LRNN_DA_ROWS_PASS=1: always the pass, for tests and A/B timing.)
+      const char* pass = getenv("LRNN_DA_ROWS_PASS");
+      const bool in_dq = !(pass && pass[0] == '1') && a.Vin == VT && choose_segments(a, VT, occ_q < occ_k ? occ_q : occ_k).nseg == 1;
+      if (in_dq) {
+        a.eq_scale = nullptr;
+      } else {
+        if (int e = normalise_backward_rows(a.tokens * a.H, a.Vin, io.rows.o, io.rows.den, io.rows.m, io.rows.eps, io.d_o,
+                                            a.type, io.rows.rs_out, io.rows.dn_out, io.rows.dm_local))
+          return e;
+        a.eq_scale = io.rows.rs_out;
+        io.rows = bwd_io::norm_rows{};
+      }
+    }
+  }
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
