@@ -1105,10 +1105,13 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
 // sums into io.dgh_part (bwd_k sums them per head).
-template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false>
+// HO (NORM): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile, no
+// segments), staging o, den and m next to d_o; without it they come from normalise_backward_rows.
+template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
+  static_assert(!HO || NORM, "HO: the normaliser's rows");
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY, NORM>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY, HO>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -1120,10 +1123,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  // rows: this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile, no segments).
-  const bool rows = NORM && io.rows.o != nullptr;
-  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, NORM> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
-  if constexpr (NORM) ld.rows_init(io.rows, h, v0);
+  const bool rows = HO && io.rows.o != nullptr;
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
+  if constexpr (HO) ld.rows_init(io.rows, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
@@ -1163,7 +1165,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     const float* rss = NORM && (io.rs || rows) ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
     float* ncur = nbuf + (ci & 1) * K;
-    if constexpr (NORM) {
+    if constexpr (HO) {
       if (rows) {
         // The normaliser's rows from hd = o . d_o (normalise_backward_rows' formulas) into the stage
         // (dn', rs; the table's Eq scaled to Eq' = Eq rs) and to memory for the dkv sweep and the
@@ -1934,16 +1936,19 @@ template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
 int bwd_k(const core_args& args, const bwd_io& io_in) {
   core_args a = args;
   bwd_io io = io_in;
-  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, false, NORM>::total;
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM>::total;
+  constexpr size_t hbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, false, NORM>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
   auto qkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>;
+  auto hkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>;  // (the normaliser's rows in the sweep)
   auto kkern = tc_dkv<TI, K, VT, NORM>;
-  const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>>(cfg<VT>::T, qbytes);
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, NORM>>(cfg<VT>::T, kbytes);
+  int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>>(cfg<VT>::T, qbytes);
   if (int e = tc_smem(qkern, qbytes)) return e;
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
+  bool in_dq = false;
   if constexpr (NORM) {
     // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows of every
     // chunk in order (one V tile, no segments: tc_seg's reverse pass would need them first), else a
@@ -1952,9 +1957,14 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
       // (LRNN_DA_ROWS_PASS=1: always the pass, for tests and A/B timing.)
+      // The sweep's larger stage must fit the GPU (not at 163 KB, sm_80); -1: it does not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
-      const bool in_dq = !(pass && pass[0] == '1') && a.Vin == VT && choose_segments(a, VT, occ_q < occ_k ? occ_q : occ_k).nseg == 1;
+      const int occ_h = hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>>(cfg<VT>::T, hbytes) : 0;
+      in_dq = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
+              choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg == 1;
       if (in_dq) {
+        if (int e = tc_smem(hkern, hbytes)) return e;
+        occ_q = occ_h;
         a.eq_scale = nullptr;
       } else {
         if (int e = normalise_backward_rows(a.tokens * a.H, a.Vin, io.rows.o, io.rows.den, io.rows.m, io.rows.eps, io.d_o,
@@ -1974,7 +1984,8 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     // (Idle CTAs, segments past their sequence's end, leave their partial at 0.)
     if (int e = static_cast<int>(cudaMemsetAsync(io.dgh_part, 0, np * a.H * sizeof(float), launch_stream()))) return e;
   }
-  qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
+  if (in_dq) hkern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(a, io, sg, key_io{});
+  else qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if constexpr (MOM) {
     if (int e = sum_tokens(np, a.H, io.dgh_part, io.dgh)) return e;
