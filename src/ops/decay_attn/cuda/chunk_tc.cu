@@ -224,6 +224,9 @@ struct seg_io {
   float* rbuf = nullptr;   // [N, nseg, H, K, V] reverse: dS contribution of segment s, then dS before it
   float* decay = nullptr;  // [N, nseg, H] exp(sum of the segment's log decays)
   const float* dn = nullptr;  // reverse pass with the normaliser column (NORM): d_o's column Vin [tokens, H]
+  // Reverse pass (NORM, HO): computes the normaliser's rows of segments s > 0 (bwd_io::rows; the dq
+  // sweep those of segment 0) instead of reading dn.
+  bwd_io::norm_rows rows;
 };
 
 struct seg_range {
@@ -888,6 +891,32 @@ __device__ __forceinline__ void rows_dot_vv(const TI* X, const TI* Y, int S, Fn&
   }
 }
 
+// The normaliser's rows of one chunk [t0, t0 + L) from hd = o . d_o (normalise_backward_rows'
+// formulas; o and den, m staged by the loader's HO copies, d_o at Ds): into the stage (dn', rs, and
+// the table's Eq scaled to Eq' = Eq rs) and to memory (rs_out, dn_out, dm_local, Eq' into the gate
+// table: the rows' only other readers are later kernels). Every thread calls it; ends with a barrier.
+template <typename TI, typename St, int VT>
+__device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds, const bwd_io::norm_rows& nr, void* gate_tab,
+                                                int64_t t0, int L, int H, int h) {
+  float* dnw = reinterpret_cast<float*>(stg + St::dn);
+  float* rsw = reinterpret_cast<float*>(stg + St::rs);
+  float* tabw = reinterpret_cast<float*>(stg + St::tab);
+  const float* dv = reinterpret_cast<const float*>(stg + St::den);
+  const float* mv = dv + kC;
+  rows_dot_vv<TI, VT>(reinterpret_cast<const TI*>(stg + St::o), Ds, cfg<VT>::VS, [&](int i, float hd) {
+    const float fl = nr.m ? expf(-mv[i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
+    const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
+    rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
+    if (i < L) {
+      const size_t row = static_cast<size_t>(t0 + i) * H + h;
+      nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
+      if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
+      reinterpret_cast<float*>(gate_tab)[4 * row + 2] = eq;
+    }
+  });
+  __syncthreads();
+}
+
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
 // of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
 // n_next = exp(G_L) n + sum_j Ek_j k_j.
@@ -1105,8 +1134,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
 // sums into io.dgh_part (bwd_k sums them per head).
-// HO (NORM): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile, no
-// segments), staging o, den and m next to d_o; without it they come from normalise_backward_rows.
+// HO (NORM): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile; with
+// segments those of segment 0, tc_seg's reverse pass the others), staging o, den and m next to d_o;
+// without it they come from normalise_backward_rows.
 template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   static_assert(!HO || NORM, "HO: the normaliser's rows");
@@ -1123,7 +1153,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  const bool rows = HO && io.rows.o != nullptr;
+  const bool rows = HO && io.rows.o != nullptr && sr.s == 0;  // (segments s > 0: tc_seg's reverse pass)
   loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
   if constexpr (HO) ld.rows_init(io.rows, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
@@ -1167,27 +1197,8 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     float* ncur = nbuf + (ci & 1) * K;
     if constexpr (HO) {
       if (rows) {
-        // The normaliser's rows from hd = o . d_o (normalise_backward_rows' formulas) into the stage
-        // (dn', rs; the table's Eq scaled to Eq' = Eq rs) and to memory for the dkv sweep and the
-        // stabiliser (rs_out, dn_out, dm_local; Eq' into the gate table, which only this CTA reads).
-        float* dnw = reinterpret_cast<float*>(stg + st::dn);
-        float* rsw = reinterpret_cast<float*>(stg + st::rs);
-        float* tabw = reinterpret_cast<float*>(stg + st::tab);
-        const float* dv = reinterpret_cast<const float*>(stg + st::den);
-        const float* mv = dv + kC;
-        const bwd_io::norm_rows& nr = io.rows;
-        rows_dot_vv<TI, VT>(reinterpret_cast<const TI*>(stg + st::o), Ds, VS, [&](int i, float hd) {
-          const float fl = nr.m ? expf(-mv[i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
-          const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
-          rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
-          if (i < L) {
-            const size_t row = static_cast<size_t>(t0 + i) * H + h;
-            nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
-            if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
-            reinterpret_cast<float*>(a.gate_tab)[4 * row + 2] = eq;
-          }
-        });
-        __syncthreads();
+        // The normaliser's rows, for this sweep and the dkv sweep and the stabiliser after it.
+        norm_rows_chunk<TI, st, VT>(stg, Ds, io.rows, a.gate_tab, t0, L, H, h);
       }
     }
     float part = 0.f;  // MOM: this chunk's terms
@@ -1387,16 +1398,20 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // segment's decay per key into sg.decay [N, nseg, H, K].
 // NORM: V tile 0 also sweeps the normaliser's state (n = exp(G_L) n + sum_j Ek_j k_j; reverse: dn_s =
 // exp(G_L) dn_s + sum_i Eq_i dn_i q_i with dn = sg.dn) into column Vin of the segment's state.
-template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false>
+// HO (reverse, NORM, one V tile): computes the normaliser's rows of its chunks (sg.rows) first.
+template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
-  using lay = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM && !FWD, KEY>;
+  static_assert(!HO || (NORM && !FWD), "HO: the reverse pass's normaliser rows");
+  using lay = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM && !FWD, KEY, HO>;
   using st = typename lay::st;
   constexpr int QS = st::QS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
-  loader<TI, K, VT, false, false, NORM && !FWD, KEY> ld(a, nullptr, sg.dn, h, v0);
+  const bool rows = HO && sg.rows.o != nullptr;
+  loader<TI, K, VT, false, false, NORM && !FWD, KEY, HO> ld(a, nullptr, rows ? nullptr : sg.dn, h, v0);
+  if constexpr (HO) ld.rows_init(sg.rows, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   float kdec = 1.f;  // KEY: this thread's key (threads < K)
   const bool nrm = NORM && blockIdx.x == 0;
@@ -1420,6 +1435,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
       S.update_key(fac + kFacS * K, reinterpret_cast<const TI*>(stg + st::k), QS, fac + (FWD ? kFacK : kFacQ) * K,
                    reinterpret_cast<const TI*>(stg + st::v));
       continue;
+    }
+    if constexpr (HO) {
+      if (rows) norm_rows_chunk<TI, st, VT>(stg, reinterpret_cast<const TI*>(stg + st::v), sg.rows, a.gate_tab,
+                                            chunk_t0(chunk_at(it)), L, a.H, h);
     }
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float gL = tab[L - 1].x;
@@ -1895,6 +1914,7 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   seg_io sg = sg_in;
   constexpr size_t fbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, false, KEY>::total;
   constexpr size_t rbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM, KEY>::total;
+  constexpr size_t hbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM, KEY, NORM>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
@@ -1908,9 +1928,21 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
     core_args r = a;
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
-    auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
-    if (int e = tc_smem(kern, rbytes)) return e;
-    kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
+    bool rows = false;
+    if constexpr (NORM) {
+      if (io->rows.o) {  // (bwd_k chose the normaliser's rows in the sweeps)
+        rows = true;
+        sg.rows = io->rows;
+        auto kern = tc_seg<TI, K, VT, false, KEY, NORM, true>;
+        if (int e = tc_smem(kern, hbytes)) return e;
+        kern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(r, sg, kio);
+      }
+    }
+    if (!rows) {
+      auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
+      if (int e = tc_smem(kern, rbytes)) return e;
+      kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
+    }
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
@@ -1948,21 +1980,23 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
-  bool in_dq = false;
+  bool in_sweeps = false;
   if constexpr (NORM) {
-    // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows of every
-    // chunk in order (one V tile, no segments: tc_seg's reverse pass would need them first), else a
-    // pass of their own; the gate table's Eq' = Eq rs comes from either.
+    // The normaliser's rows (bwd_io::rows): in the sweeps where one CTA sees whole rows (one V tile):
+    // the dq sweep's (segment 0) and, with segments, tc_seg's reverse pass (segments s > 0, which
+    // run first); else a pass of their own. The gate table's Eq' = Eq rs comes from either.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
-      // (LRNN_DA_ROWS_PASS=1: always the pass, for tests and A/B timing.)
-      // The sweep's larger stage must fit the GPU (not at 163 KB, sm_80); -1: it does not.
+      // (LRNN_DA_ROWS_PASS=1: always the pass; 2: the pass with segments. For tests and A/B timing.)
+      // The sweeps' larger stages must fit the GPU (not at 163 KB, sm_80); -1: they do not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
       const int occ_h = hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>>(cfg<VT>::T, hbytes) : 0;
-      in_dq = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
-              choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg == 1;
-      if (in_dq) {
+      constexpr size_t sbytes = cta_lay<K, VT, false, false, 0, 2 * K, true, false, true>::total;  // (seg_passes' reverse)
+      const int nseg = occ_h > 0 ? choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg : 0;
+      in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
+              (nseg == 1 || (sbytes <= smem_limit() && !(pass && pass[0] == '2')));
+      if (in_sweeps) {
         if (int e = tc_smem(hkern, hbytes)) return e;
         occ_q = occ_h;
         a.eq_scale = nullptr;
@@ -1984,7 +2018,7 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     // (Idle CTAs, segments past their sequence's end, leave their partial at 0.)
     if (int e = static_cast<int>(cudaMemsetAsync(io.dgh_part, 0, np * a.H * sizeof(float), launch_stream()))) return e;
   }
-  if (in_dq) hkern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(a, io, sg, key_io{});
+  if (in_sweeps) hkern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(a, io, sg, key_io{});
   else qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if constexpr (MOM) {
