@@ -1155,7 +1155,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
   const bool rows = HO && io.rows.o != nullptr && sr.s == 0;  // (segments s > 0: tc_seg's reverse pass)
   loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
-  if constexpr (HO) ld.rows_init(io.rows, h, v0);
+  if constexpr (HO) {
+    if (rows) ld.rows_init(io.rows, h, v0);  // (segments s > 0 leave o unstaged)
+  }
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
   float* nbuf = reinterpret_cast<float*>(sm + lay::fl);
@@ -1411,7 +1413,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
   const bool rows = HO && sg.rows.o != nullptr;
   loader<TI, K, VT, false, false, NORM && !FWD, KEY, HO> ld(a, nullptr, rows ? nullptr : sg.dn, h, v0);
-  if constexpr (HO) ld.rows_init(sg.rows, h, v0);
+  if constexpr (HO) {
+    if (rows) ld.rows_init(sg.rows, h, v0);
+  }
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   float kdec = 1.f;  // KEY: this thread's key (threads < K)
   const bool nrm = NORM && blockIdx.x == 0;
