@@ -1401,11 +1401,21 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // NORM: V tile 0 also sweeps the normaliser's state (n = exp(G_L) n + sum_j Ek_j k_j; reverse: dn_s =
 // exp(G_L) dn_s + sum_i Eq_i dn_i q_i with dn = sg.dn) into column Vin of the segment's state.
 // HO (reverse, NORM, one V tile): computes the normaliser's rows of its chunks (sg.rows) first.
+// Three stages (seg_lay): the pass only streams its chunks through the state, so two are in flight.
+template <int K, int VT, bool FWD, bool KEY, bool NORM, bool HO>
+struct seg_lay {
+  using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY, HO>;
+  static constexpr int NS = 3;
+  static constexpr size_t fl = NS * st::bytes;          // (NORM: n twice)
+  static constexpr size_t total = fl + (NORM ? 8 * K : 0);
+};
+
 template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
   static_assert(!HO || (NORM && !FWD), "HO: the reverse pass's normaliser rows");
-  using lay = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM && !FWD, KEY, HO>;
+  using lay = seg_lay<K, VT, FWD, KEY, NORM, HO>;
   using st = typename lay::st;
+  constexpr int NS = lay::NS;
   constexpr int QS = st::QS;
   extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
@@ -1428,11 +1438,21 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   auto chunk_L = [&](int ci) { return rows_left(sr.te - chunk_t0(ci)); };
   auto chunk_at = [&](int it) { return FWD ? it : nch - 1 - it; };
   double glsum = 0.0;
-  if (nch > 0) ld.issue(sm + lay::stage0, chunk_t0(chunk_at(0)), chunk_L(chunk_at(0)));
+  // (one commit group per chunk, empty past the last, so that waiting for all but the newest NS - 2
+  // groups means chunk it has landed)
+#pragma unroll
+  for (int j = 0; j < NS - 1; ++j) {
+    if (j < nch) ld.issue(sm + j * st::bytes, chunk_t0(chunk_at(j)), chunk_L(chunk_at(j)));
+    else mma::cp_commit();
+  }
   for (int it = 0; it < nch; ++it) {
     const int L = chunk_L(chunk_at(it));
-    const int cn = chunk_at(it + 1 < nch ? it + 1 : it);
-    unsigned char* stg = pipeline_step<decltype(ld), lay>(ld, sm, it, nch, chunk_t0(cn), chunk_L(cn));
+    mma::cp_wait<NS - 2>();
+    __syncthreads();  // (every warp is done with chunk it - 1, whose stage the next copies reuse)
+    const int nx = it + NS - 1;
+    if (nx < nch) ld.issue(sm + (nx % NS) * st::bytes, chunk_t0(chunk_at(nx)), chunk_L(chunk_at(nx)));
+    else mma::cp_commit();
+    unsigned char* stg = sm + (it % NS) * st::bytes;
     if constexpr (KEY) {
       const float* fac = reinterpret_cast<const float*>(stg + st::tab);
       if (threadIdx.x < K) kdec *= fac[kFacS * K + threadIdx.x];
@@ -1916,9 +1936,9 @@ template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}) {
   if (sg_in.nseg == 1) return 0;
   seg_io sg = sg_in;
-  constexpr size_t fbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, false, KEY>::total;
-  constexpr size_t rbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM, KEY>::total;
-  constexpr size_t hbytes = cta_lay<K, VT, false, false, 0, NORM ? 2 * K : 0, NORM, KEY, NORM>::total;
+  constexpr size_t fbytes = seg_lay<K, VT, true, KEY, NORM, false>::total;
+  constexpr size_t rbytes = seg_lay<K, VT, false, KEY, NORM, false>::total;
+  constexpr size_t hbytes = seg_lay<K, VT, false, KEY, NORM, NORM>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
@@ -1996,7 +2016,7 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
       // The sweeps' larger stages must fit the GPU (not at 163 KB, sm_80); -1: they do not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
       const int occ_h = hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>>(cfg<VT>::T, hbytes) : 0;
-      constexpr size_t sbytes = cta_lay<K, VT, false, false, 0, 2 * K, true, false, true>::total;  // (seg_passes' reverse)
+      constexpr size_t sbytes = seg_lay<K, VT, false, false, true, true>::total;  // (seg_passes' reverse)
       const int nseg = occ_h > 0 ? choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg : 0;
       in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
               (nseg == 1 || (sbytes <= smem_limit() && !(pass && pass[0] == '2')));
