@@ -659,11 +659,14 @@ __device__ __forceinline__ void store_rows(const float (&acc)[NT][4], TI* dst, i
                                            int r, int L) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   const int i0 = 16 * r + qr, i1 = i0 + 8;
+  const bool ok0 = i0 < L, ok1 = i1 < L;
+  // (two row pointers, the columns as constant offsets: predicated stores, no per-store address math)
+  TI* p0 = dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c0 + qc;
+  TI* p1 = p0 + static_cast<size_t>(8) * H * ld;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    const int c = c0 + 8 * t + qc;
-    if (i0 < L) *reinterpret_cast<uint32_t*>(dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c) = mma::pack2<TI>(acc[t][0], acc[t][1]);
-    if (i1 < L) *reinterpret_cast<uint32_t*>(dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c) = mma::pack2<TI>(acc[t][2], acc[t][3]);
+    if (ok0) *reinterpret_cast<uint32_t*>(p0 + 8 * t) = mma::pack2<TI>(acc[t][0], acc[t][1]);
+    if (ok1) *reinterpret_cast<uint32_t*>(p1 + 8 * t) = mma::pack2<TI>(acc[t][2], acc[t][3]);
   }
 }
 template <int NT>
@@ -671,11 +674,13 @@ __device__ __forceinline__ void add_rows(const float (&acc)[NT][4], float* dst, 
                                          int r, int L) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   const int i0 = 16 * r + qr, i1 = i0 + 8;
+  const bool ok0 = i0 < L, ok1 = i1 < L;
+  float* p0 = dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c0 + qc;
+  float* p1 = p0 + static_cast<size_t>(8) * H * ld;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    const int c = c0 + 8 * t + qc;
-    if (i0 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c, acc[t][0], acc[t][1]);
-    if (i1 < L) mma::red_add2(dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c, acc[t][2], acc[t][3]);
+    if (ok0) mma::red_add2(p0 + 8 * t, acc[t][0], acc[t][1]);
+    if (ok1) mma::red_add2(p1 + 8 * t, acc[t][2], acc[t][3]);
   }
 }
 
@@ -749,17 +754,13 @@ __device__ __forceinline__ void store_rows_f32(const float (&acc)[NT][4], float*
                                                int c0, int r, int L) {
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   const int i0 = 16 * r + qr, i1 = i0 + 8;
+  const bool ok0 = i0 < L, ok1 = i1 < L;
+  float* p0 = dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c0 + qc;
+  float* p1 = p0 + static_cast<size_t>(8) * H * ld;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    const int c = c0 + 8 * t + qc;
-    if (i0 < L) {
-      float* p = dst + (static_cast<size_t>(t0 + i0) * H + h) * ld + c;
-      p[0] = acc[t][0], p[1] = acc[t][1];
-    }
-    if (i1 < L) {
-      float* p = dst + (static_cast<size_t>(t0 + i1) * H + h) * ld + c;
-      p[0] = acc[t][2], p[1] = acc[t][3];
-    }
+    if (ok0) p0[8 * t] = acc[t][0], p0[8 * t + 1] = acc[t][1];
+    if (ok1) p1[8 * t] = acc[t][2], p1[8 * t + 1] = acc[t][3];
   }
 }
 
