@@ -67,9 +67,9 @@ constexpr int kFac = 15, kFacQ = 6, kFacK = 10, kFacS = 14;
 __host__ __device__ constexpr int offd(int rb, int cb) { return rb * (rb - 1) / 2 + cb; }
 
 // One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows
-// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO: also the
-// normalised o tile and den, m per row (the dq sweep computing the normaliser's rows, bwd_io::rows).
-template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
+// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO (the
+// sweeps computing the normaliser's rows, bwd_io::rows): 1 den and m per row, 2 also the normalised o.
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
@@ -80,14 +80,14 @@ struct stage_lay {
   static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
   static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
   static constexpr size_t rs = dn + (HDN ? 4 * kC : 0);        // (HDN) d_o's row scale (bwd_io::rs)
-  static constexpr size_t o = rs + (HDN ? 4 * kC : 0);         // (HO) the normalised o, V-wide
-  static constexpr size_t den = o + (HO ? 2 * kC * VS : 0);    // (HO) den, then m, per row
+  static constexpr size_t o = rs + (HDN ? 4 * kC : 0);         // (HO 2) the normalised o, V-wide
+  static constexpr size_t den = o + (HO == 2 ? 2 * kC * VS : 0);  // (HO) den, then m, per row
   static constexpr size_t bytes = den + (HO ? 8 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, bool HO = false>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, int HO = 0>
 struct cta_lay {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr size_t stage0 = 0;
@@ -101,6 +101,10 @@ struct cta_lay {
 // column block; part_rowsum), its state n twice [2][K], the rows' scale exp(G_i) q_i.n [64].
 template <int K, bool NORM>
 constexpr int norm_floats = NORM ? 5 * kC + 2 * K : 0;
+// The dq sweep's: the normaliser state's gradient twice [2][K]; HO: also dp_pre's row sums hsum
+// [4][kC] and the column groups' parts of q_i . (S^T d_o_i) [4][kC].
+template <int K, bool NORM, bool HO>
+constexpr int dq_floats = NORM ? 2 * K + (HO ? 8 * kC : 0) : 0;
 
 // Copies of one chunk into a stage. Each thread copies fixed 16-byte columns of fixed rows (every
 // KR-th row of the K-wide tiles, every VR-th of the V-wide ones), so a chunk costs one offset.
@@ -113,7 +117,7 @@ struct key_io {
   int maxch = 0;               // chunks of the longest sequence
 };
 
-template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
 struct loader {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
@@ -122,7 +126,7 @@ struct loader {
   const float4* tab;
   const float* dn;
   const float* rs = nullptr;
-  const TI* on = nullptr;  // (HO) the normalised o, den and m (or null) of bwd_io::rows; null: not staged
+  const TI* on = nullptr;  // (HO) the normalised o (HO 2), den and m (or null) of bwd_io::rows; den null: not staged
   const float *den = nullptr, *mm = nullptr;
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc, hh;
@@ -152,9 +156,9 @@ struct loader {
     dn = dn_in ? dn_in + h : nullptr;
     rs = rs_in ? rs_in + h : nullptr;
   }
-  // HO: stage the normalised o (same layout as d_o), den and m of the normaliser's rows.
+  // HO: stage den and m of the normaliser's rows (HO 2: and the normalised o, same layout as d_o).
   __device__ void rows_init(const bwd_io::norm_rows& nr, int h, int v0) {
-    on = nr.o ? static_cast<const TI*>(nr.o) + static_cast<int64_t>(h) * vs / H + v0 + vc : nullptr;
+    if constexpr (HO == 2) on = nr.o ? static_cast<const TI*>(nr.o) + static_cast<int64_t>(h) * vs / H + v0 + vc : nullptr;
     den = nr.den ? nr.den + h : nullptr;
     mm = nr.m ? nr.m + h : nullptr;
   }
@@ -180,7 +184,7 @@ struct loader {
       const int64_t off = (t0 + (ok ? i : 0)) * vs;
       mma::cp16(Vs + i * VS + vc, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
-      if constexpr (HO) {
+      if constexpr (HO == 2) {
         if (on) mma::cp16(reinterpret_cast<TI*>(base + st::o) + i * VS + vc, on + off, ok);
       }
     }
@@ -202,8 +206,8 @@ struct loader {
         mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
         if (rs) mma::cp4(reinterpret_cast<float*>(base + st::rs) + i, rs + (t0 + (ok ? i : 0)) * H, ok);
       }
-      if constexpr (HO) {
-        if (on) {
+      if constexpr (HO != 0) {
+        if (den) {
           mma::cp4(reinterpret_cast<float*>(base + st::den) + i, den + (t0 + (ok ? i : 0)) * H, ok);
           mma::cp4(reinterpret_cast<float*>(base + st::den) + kC + i, mm + (t0 + (ok ? i : 0)) * H, ok && mm);
         }
@@ -406,6 +410,55 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
     s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
     s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
     if (qc == 0) rowsum[cb * kC + i0] = s0, rowsum[cb * kC + i1] = s1;
+  }
+}
+
+// The dq sweep's normaliser rows without o (tc_dq HO): hd_i = o_i . d_o_i = rs_i (Eq_i q_i . (S^T d_o_i)
+// + sum_j P_ij X_ij), X_ij = d_o_i . v_j, P_ij = scale exp(G_i - G_j) beta_j q_i . k_j (the forward's
+// terms of o_i before its division). dp_pre: block (rb, cb) of X decayed (X D, D the masked decay
+// scale exp(G_i - G_j) beta_j, kept) and the row sums of P X into hsum[cb kC + i]; dp_post, once rs
+// and dn' are known: dP = rs (X + dn') D into Pm, as intra_block makes it.
+template <typename TI, int K, int VT>
+__device__ __forceinline__ void dp_pre(float (&X)[2][4], float (&D)[2][4], const TI* Ds, const TI* Vs, const TI* Qs,
+                                       const TI* Ks, int rb, int cb, const float4* tab, int L, float scale, float* hsum) {
+  const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
+  float qk[2][4];
+  block_mma<TI, VT>(X, Ds, Vs, cfg<VT>::VS, rb, cb);
+  block_mma<TI, K>(qk, Qs, Ks, K + 8, rb, cb);
+  const int i0 = 16 * rb + qr, i1 = i0 + 8;
+  const float g0 = tab[i0].x, g1 = tab[i1].x;
+  const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int j = 16 * cb + 8 * t + qc;
+    const float4 ta = tab[j], tb = tab[j + 1];
+    const float ba = ta.y * scale, bb = tb.y * scale;
+    D[t][0] = j <= lim0 ? __expf(g0 - ta.x) * ba : 0.f;
+    D[t][1] = j + 1 <= lim0 ? __expf(g0 - tb.x) * bb : 0.f;
+    D[t][2] = j <= lim1 ? __expf(g1 - ta.x) * ba : 0.f;
+    D[t][3] = j + 1 <= lim1 ? __expf(g1 - tb.x) * bb : 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) X[t][e] *= D[t][e];
+    s0 += qk[t][0] * X[t][0] + qk[t][1] * X[t][1];
+    s1 += qk[t][2] * X[t][2] + qk[t][3] * X[t][3];
+  }
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+  if (qc == 0) hsum[cb * kC + i0] = s0, hsum[cb * kC + i1] = s1;
+}
+template <typename TI>
+__device__ __forceinline__ void dp_post(TI* Pm, const float (&X)[2][4], const float (&D)[2][4], int rb, int cb,
+                                        const float* rs, const float* dn) {
+  const int l = threadIdx.x % 32, i0 = 16 * rb + l / 4, i1 = i0 + 8, qc = 2 * (l % 4);
+  const float r0 = rs[i0], r1 = rs[i1], a0 = r0 * dn[i0], a1 = r1 * dn[i1];
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int j = 16 * cb + 8 * t + qc;
+    *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(r0 * X[t][0] + a0 * D[t][0], r0 * X[t][1] + a0 * D[t][1]);
+    *reinterpret_cast<uint32_t*>(Pm + i1 * PS + j) = mma::pack2<TI>(r1 * X[t][2] + a1 * D[t][2], r1 * X[t][3] + a1 * D[t][3]);
   }
 }
 
@@ -1135,14 +1188,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
 // sums into io.dgh_part (bwd_k sums them per head).
-// HO (NORM): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile; with
-// segments those of segment 0, tc_seg's reverse pass the others), staging o, den and m next to d_o;
-// without it they come from normalise_backward_rows.
+// HO (NORM, DIRECT): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile;
+// with segments those of segment 0, tc_seg's reverse pass the others) from den, m and its own
+// products (dp_pre; o is not read); without it they come from normalise_backward_rows.
 template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
-  static_assert(!HO || NORM, "HO: the normaliser's rows");
+  static_assert(!HO || (NORM && DIRECT), "HO: the normaliser's rows (q staged)");
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, KEY, HO>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, KEY, HO ? 1 : 0>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -1155,9 +1208,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
   const bool rows = HO && io.rows.o != nullptr && sr.s == 0;  // (segments s > 0: tc_seg's reverse pass)
-  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO ? 1 : 0> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
   if constexpr (HO) {
-    if (rows) ld.rows_init(io.rows, h, v0);  // (segments s > 0 leave o unstaged)
+    if (rows) ld.rows_init(io.rows, h, v0);  // (segments s > 0 stage neither)
   }
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
@@ -1198,14 +1251,69 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     const float* dns = reinterpret_cast<const float*>(stg + st::dn);
     const float* rss = NORM && (io.rs || rows) ? reinterpret_cast<const float*>(stg + st::rs) : nullptr;
     float* ncur = nbuf + (ci & 1) * K;
+    float dq[NQ][4];
+    zero(dq);
+    const int d0 = c * KW;
     if constexpr (HO) {
       if (rows) {
-        // The normaliser's rows, for this sweep and the dkv sweep and the stabiliser after it.
-        norm_rows_chunk<TI, st, VT>(stg, Ds, io.rows, a.gate_tab, t0, L, H, h);
+        // The normaliser's rows (dp_pre), for this sweep and the dkv sweep and the stabiliser after
+        // it: rs, dn' and Eq' = Eq rs into the stage and memory, as norm_rows_chunk writes them.
+        constexpr int NB = (10 + C::W - 1) / C::W;  // blocks per warp
+        float* hsum = nbuf + 2 * K;
+        float* qpart = hsum + 4 * kC;
+        float X[NB][2][4], D[NB][2][4];
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+          const int b = r * C::CG + c + u * C::W;
+          int rb, cb;
+          if (b < 10) tri_block(b, rb, cb), dp_pre<TI, K, VT>(X[u], D[u], Ds, Vs, Qs, Ks, rb, cb, tab, L, a.scale, hsum);
+        }
+        mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
+        {
+          const int i0 = 16 * r + (tid % 32) / 4, i1 = i0 + 8;
+          float s0, s1;
+          row_parts<TI, NQ>(dq, Qs, QS, d0, i0, i1, s0, s1);
+          s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+          s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+          s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+          s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+          if (tid % 4 == 0) qpart[c * kC + i0] = s0, qpart[c * kC + i1] = s1;
+        }
+        __syncthreads();
+        if (tid < kC) {
+          const int i = tid;
+          float* rsw = reinterpret_cast<float*>(stg + st::rs);
+          float* dnw = reinterpret_cast<float*>(stg + st::dn);
+          float* tabw = reinterpret_cast<float*>(stg + st::tab);
+          const float* dv = reinterpret_cast<const float*>(stg + st::den);
+          const bwd_io::norm_rows& nr = io.rows;
+          float inter = 0.f;
+#pragma unroll
+          for (int g = 0; g < C::CG; ++g) inter += qpart[g * kC + i];
+          const float fl = nr.m ? expf(-dv[kC + i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
+          const float hd = rr * (tabw[4 * i + 2] * inter + part_rowsum(hsum, i));
+          const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
+          rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
+          if (i < L) {
+            const size_t row = static_cast<size_t>(t0 + i) * H + h;
+            nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
+            if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
+            reinterpret_cast<float*>(a.gate_tab)[4 * row + 2] = eq;
+          }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+          const int b = r * C::CG + c + u * C::W;
+          int rb, cb;
+          if (b < 10) tri_block(b, rb, cb), dp_post<TI>(dPs, X[u], D[u], rb, cb, rss, dns);
+        }
+        if (nrm) add_outer(dq, dns, ncur, d0, r);
+        scale_rows(dq, Eq, r);
       }
     }
     float part = 0.f;  // MOM: this chunk's terms
-    for (int b = r * C::CG + c; b < 10; b += C::W) {
+    for (int b = r * C::CG + c; b < 10 && !(HO && rows); b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
       if constexpr (MOM) {
@@ -1217,12 +1325,11 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       }
     }
     if constexpr (MOM) part += M.dot_product(Qs, QS, Eq, Ds);  // <M, sum_r scale exp(g (r + 1)) q_r do_r^T>
-    float dq[NQ][4];
-    zero(dq);
-    const int d0 = c * KW;
-    mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
-    if (nrm) add_outer(dq, dns, ncur, d0, r);
-    scale_rows(dq, Eq, r);
+    if (!(HO && rows)) {
+      mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
+      if (nrm) add_outer(dq, dns, ncur, d0, r);
+      scale_rows(dq, Eq, r);
+    }
     if constexpr (MOM) {
       part += rowdot_pos<TI, NQ>(dq, Qs, QS, d0, r);  // sum_r (r + 1) scale exp(g (r + 1)) q_r^T S do_r
       dg += part;
@@ -1405,7 +1512,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // Three stages (seg_lay): the pass only streams its chunks through the state, so two are in flight.
 template <int K, int VT, bool FWD, bool KEY, bool NORM, bool HO>
 struct seg_lay {
-  using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY, HO>;
+  using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY, HO ? 2 : 0>;
   static constexpr int NS = 3;
   static constexpr size_t fl = NS * st::bytes;          // (NORM: n twice)
   static constexpr size_t total = fl + (NORM ? 8 * K : 0);
@@ -1423,7 +1530,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
   const bool rows = HO && sg.rows.o != nullptr;
-  loader<TI, K, VT, false, false, NORM && !FWD, KEY, HO> ld(a, nullptr, rows ? nullptr : sg.dn, h, v0);
+  loader<TI, K, VT, false, false, NORM && !FWD, KEY, HO ? 2 : 0> ld(a, nullptr, rows ? nullptr : sg.dn, h, v0);
   if constexpr (HO) {
     if (rows) ld.rows_init(sg.rows, h, v0);
   }
@@ -1993,11 +2100,12 @@ template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
 int bwd_k(const core_args& args, const bwd_io& io_in) {
   core_args a = args;
   bwd_io io = io_in;
-  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM>::total;
-  constexpr size_t hbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, NORM ? 2 * K : 0, NORM, false, NORM>::total;
+  constexpr bool HO = NORM && DIRECT;  // (the normaliser's rows in the dq sweep need q staged)
+  constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, false>, NORM>::total;
+  constexpr size_t hbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, false, HO ? 1 : 0>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
   auto qkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>;
-  auto hkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>;  // (the normaliser's rows in the sweep)
+  auto hkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, HO>;  // (the normaliser's rows in the sweep)
   auto kkern = tc_dkv<TI, K, VT, NORM>;
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, NORM>>(cfg<VT>::T, kbytes);
   int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>>(cfg<VT>::T, qbytes);
@@ -2016,7 +2124,7 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
       // (LRNN_DA_ROWS_PASS=1: always the pass; 2: the pass with segments. For tests and A/B timing.)
       // The sweeps' larger stages must fit the GPU (not at 163 KB, sm_80); -1: they do not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
-      const int occ_h = hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, NORM>>(cfg<VT>::T, hbytes) : 0;
+      const int occ_h = HO && hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, HO>>(cfg<VT>::T, hbytes) : 0;
       constexpr size_t sbytes = seg_lay<K, VT, false, false, true, true>::total;  // (seg_passes' reverse)
       const int nseg = occ_h > 0 ? choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg : 0;
       in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
