@@ -298,6 +298,41 @@ TEST(decay_attn_cuda, saved_forward) {
   }
 }
 
+// mLSTM's normaliser rows (rs, dn', dm per token) two ways: in the dq sweep from its own products
+// (the default with one V tile; o is not read) and in normalise_backward_rows from the saved o
+// (LRNN_DA_ROWS_PASS=1): the same gradients up to bf16 rounding (o and the products round
+// differently), with and without segments. Both also meet the f64 reference in the other tests.
+TEST(decay_attn_cuda, normaliser_rows) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const char* segs : {"1", "3"}) {
+    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    for (variant v : {variant::mlstm, variant::mlstm_sig}) {
+      op_case c = sized(v, 2, 333, 128, 128, true);
+      auto p = std::any_cast<da::params>(c.params);
+      const named_tensors in = on_cuda(c, dtype::bf16);
+      const auto x = da::inputs_of(in);
+      const auto init = da::state_of(in, "s0", "n0", "m0");
+      const tensor d_o = x.v.to(dtype::f32).value().to(dtype::bf16).value();
+      auto sweep = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+      setenv("LRNN_DA_ROWS_PASS", "1", 1);
+      auto pass = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+      unsetenv("LRNN_DA_ROWS_PASS");
+      ASSERT_TRUE(sweep.ok() && pass.ok()) << (sweep.ok() ? pass.error().message() : sweep.error().message());
+      const std::vector<std::pair<const char*, std::pair<tensor, tensor>>> pairs = {
+          {"dq", {pass->dq, sweep->dq}}, {"dk", {pass->dk, sweep->dk}}, {"dv", {pass->dv, sweep->dv}},
+          {"dg", {pass->dg, sweep->dg}}, {"di", {pass->di, sweep->di}}, {"ds0", {pass->d_initial_state.s, sweep->d_initial_state.s}},
+          {"dn0", {pass->d_initial_state.n, sweep->d_initial_state.n}}};
+      for (const auto& [name, ab] : pairs) {
+        ASSERT_TRUE(ab.first.defined() && ab.second.defined()) << name;
+        EXPECT_GT(max_abs(ab.first), 0.0) << name;
+        EXPECT_LE(max_abs_diff(ab.first, ab.second), 2e-2 * max_abs(ab.first))
+            << "segments " << segs << " " << da::variant_name(v) << " " << name;
+      }
+    }
+  }
+  unsetenv("LRNN_DA_SEGMENTS");
+}
+
 // options.into_*: results written into the caller's tensors where they fit (same values as fresh
 // results, the returned tensors are the given ones); a tensor that does not fit is ignored.
 TEST(decay_attn_cuda, into_buffers) {

@@ -63,10 +63,9 @@ struct bwd_io {
   const float* rs = nullptr;
   // The rows above computed by the core itself (bf16/f16 with the saved, normalised o): rs and dn
   // above are then its outputs rs_out, dn_out (with dm_local), and a.eq_scale = rs_out. With one V
-  // tile the sweeps compute them per chunk (no pass of its own over o and d_o): the dq sweep from
-  // its own products, without reading o (with segments: segment 0's rows), and tc_seg's reverse pass
-  // from o and its staged d_o (segments s > 0); otherwise (several V tiles, or stages too large for
-  // the GPU) normalise_backward_rows runs first.
+  // tile the dq sweep computes them per chunk from its own products (o is not read; the reverse
+  // segment pass runs after it); otherwise (several V tiles, or a stage too large for the GPU)
+  // normalise_backward_rows runs first, from o and d_o.
   struct norm_rows {
     const void* o = nullptr;  // [tokens, H, Vin] in `type`; null: rs, dn are inputs
     const float* den = nullptr;

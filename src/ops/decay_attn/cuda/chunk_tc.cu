@@ -67,9 +67,9 @@ constexpr int kFac = 15, kFacQ = 6, kFacK = 10, kFacS = 14;
 __host__ __device__ constexpr int offd(int rb, int cb) { return rb * (rb - 1) / 2 + cb; }
 
 // One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows
-// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO (the
-// sweeps computing the normaliser's rows, bwd_io::rows): 1 den and m per row, 2 also the normalised o.
-template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
+// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO: also den
+// and m per row (the dq sweep computing the normaliser's rows, bwd_io::rows).
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
@@ -80,14 +80,13 @@ struct stage_lay {
   static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
   static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
   static constexpr size_t rs = dn + (HDN ? 4 * kC : 0);        // (HDN) d_o's row scale (bwd_io::rs)
-  static constexpr size_t o = rs + (HDN ? 4 * kC : 0);         // (HO 2) the normalised o, V-wide
-  static constexpr size_t den = o + (HO == 2 ? 2 * kC * VS : 0);  // (HO) den, then m, per row
+  static constexpr size_t den = rs + (HDN ? 4 * kC : 0);       // (HO) den, then m, per row
   static constexpr size_t bytes = den + (HO ? 8 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, int HO = 0>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, bool HO = false>
 struct cta_lay {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr size_t stage0 = 0;
@@ -117,7 +116,7 @@ struct key_io {
   int maxch = 0;               // chunks of the longest sequence
 };
 
-template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
 struct loader {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
@@ -126,8 +125,7 @@ struct loader {
   const float4* tab;
   const float* dn;
   const float* rs = nullptr;
-  const TI* on = nullptr;  // (HO) the normalised o (HO 2), den and m (or null) of bwd_io::rows; den null: not staged
-  const float *den = nullptr, *mm = nullptr;
+  const float *den = nullptr, *mm = nullptr;  // (HO) den and m (or null) of bwd_io::rows; den null: not staged
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc, hh;
   const float* fac = nullptr;
@@ -156,9 +154,8 @@ struct loader {
     dn = dn_in ? dn_in + h : nullptr;
     rs = rs_in ? rs_in + h : nullptr;
   }
-  // HO: stage den and m of the normaliser's rows (HO 2: and the normalised o, same layout as d_o).
-  __device__ void rows_init(const bwd_io::norm_rows& nr, int h, int v0) {
-    if constexpr (HO == 2) on = nr.o ? static_cast<const TI*>(nr.o) + static_cast<int64_t>(h) * vs / H + v0 + vc : nullptr;
+  // HO: stage den and m of the normaliser's rows.
+  __device__ void rows_init(const bwd_io::norm_rows& nr, int h) {
     den = nr.den ? nr.den + h : nullptr;
     mm = nr.m ? nr.m + h : nullptr;
   }
@@ -184,9 +181,6 @@ struct loader {
       const int64_t off = (t0 + (ok ? i : 0)) * vs;
       mma::cp16(Vs + i * VS + vc, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
-      if constexpr (HO == 2) {
-        if (on) mma::cp16(reinterpret_cast<TI*>(base + st::o) + i * VS + vc, on + off, ok);
-      }
     }
     if constexpr (KEY) {
       const int64_t ci = (t0 - sb) / kC;
@@ -206,7 +200,7 @@ struct loader {
         mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
         if (rs) mma::cp4(reinterpret_cast<float*>(base + st::rs) + i, rs + (t0 + (ok ? i : 0)) * H, ok);
       }
-      if constexpr (HO != 0) {
+      if constexpr (HO) {
         if (den) {
           mma::cp4(reinterpret_cast<float*>(base + st::den) + i, den + (t0 + (ok ? i : 0)) * H, ok);
           mma::cp4(reinterpret_cast<float*>(base + st::den) + kC + i, mm + (t0 + (ok ? i : 0)) * H, ok && mm);
@@ -228,9 +222,6 @@ struct seg_io {
   float* rbuf = nullptr;   // [N, nseg, H, K, V] reverse: dS contribution of segment s, then dS before it
   float* decay = nullptr;  // [N, nseg, H] exp(sum of the segment's log decays)
   const float* dn = nullptr;  // reverse pass with the normaliser column (NORM): d_o's column Vin [tokens, H]
-  // Reverse pass (NORM, HO): computes the normaliser's rows of segments s > 0 (bwd_io::rows; the dq
-  // sweep those of segment 0) instead of reading dn.
-  bwd_io::norm_rows rows;
 };
 
 struct seg_range {
@@ -916,61 +907,6 @@ __device__ __forceinline__ float part_rowsum(const float* ps, int i) {
   return s;
 }
 
-// fn(i, x_i . y_i) for the chunk's rows of two V-wide tiles (row stride S; eight threads per row,
-// 16-byte pieces interleaved as in rows_dot_n; every thread of the CTA calls it).
-template <typename TI, int VT, typename Fn>
-__device__ __forceinline__ void rows_dot_vv(const TI* X, const TI* Y, int S, Fn&& fn) {
-  static_assert(VT % 64 == 0, "rows_dot_vv: VT a multiple of 64");
-  constexpr int T = cfg<VT>::T;
-  static_assert((8 * kC) % T == 0, "rows_dot_vv: thread layout");
-#pragma unroll
-  for (int e0 = 0; e0 < 8 * kC; e0 += T) {
-    const int e = e0 + threadIdx.x, i = e / 8, part = e % 8;
-    float x = 0.f;
-#pragma unroll
-    for (int k = 0; k < VT / 64; ++k) {
-      const int d = 8 * (part + 8 * k);
-      const uint4 xv = *reinterpret_cast<const uint4*>(X + i * S + d), yv = *reinterpret_cast<const uint4*>(Y + i * S + d);
-      const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w}, ys[4] = {yv.x, yv.y, yv.z, yv.w};
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const float2 a = mma::unpack2<TI>(xs[u]), b = mma::unpack2<TI>(ys[u]);
-        x += a.x * b.x + a.y * b.y;
-      }
-    }
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    x += __shfl_xor_sync(0xffffffffu, x, 2);
-    x += __shfl_xor_sync(0xffffffffu, x, 4);
-    if (part == 0) fn(i, x);
-  }
-}
-
-// The normaliser's rows of one chunk [t0, t0 + L) from hd = o . d_o (normalise_backward_rows'
-// formulas; o and den, m staged by the loader's HO copies, d_o at Ds): into the stage (dn', rs, and
-// the table's Eq scaled to Eq' = Eq rs) and to memory (rs_out, dn_out, dm_local, Eq' into the gate
-// table: the rows' only other readers are later kernels). Every thread calls it; ends with a barrier.
-template <typename TI, typename St, int VT>
-__device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds, const bwd_io::norm_rows& nr, void* gate_tab,
-                                                int64_t t0, int L, int H, int h) {
-  float* dnw = reinterpret_cast<float*>(stg + St::dn);
-  float* rsw = reinterpret_cast<float*>(stg + St::rs);
-  float* tabw = reinterpret_cast<float*>(stg + St::tab);
-  const float* dv = reinterpret_cast<const float*>(stg + St::den);
-  const float* mv = dv + kC;
-  rows_dot_vv<TI, VT>(reinterpret_cast<const TI*>(stg + St::o), Ds, cfg<VT>::VS, [&](int i, float hd) {
-    const float fl = nr.m ? expf(-mv[i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
-    const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
-    rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
-    if (i < L) {
-      const size_t row = static_cast<size_t>(t0 + i) * H + h;
-      nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
-      if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
-      reinterpret_cast<float*>(gate_tab)[4 * row + 2] = eq;
-    }
-  });
-  __syncthreads();
-}
-
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
 // of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
 // n_next = exp(G_L) n + sum_j Ek_j k_j.
@@ -1188,14 +1124,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
 // sums into io.dgh_part (bwd_k sums them per head).
-// HO (NORM, DIRECT): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile;
-// with segments those of segment 0, tc_seg's reverse pass the others) from den, m and its own
-// products (dp_pre; o is not read); without it they come from normalise_backward_rows.
+// HO (NORM, DIRECT): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile)
+// from den, m and its own products (dp_pre; o is not read); without it they come from
+// normalise_backward_rows. (tc_seg's reverse pass, which reads them, then runs after this sweep.)
 template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, bool HO = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
   static_assert(!HO || (NORM && DIRECT), "HO: the normaliser's rows (q staged)");
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, KEY, HO ? 1 : 0>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, KEY, HO>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -1207,10 +1143,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  const bool rows = HO && io.rows.o != nullptr && sr.s == 0;  // (segments s > 0: tc_seg's reverse pass)
-  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO ? 1 : 0> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
+  const bool rows = HO && io.rows.den != nullptr;
+  loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
   if constexpr (HO) {
-    if (rows) ld.rows_init(io.rows, h, v0);  // (segments s > 0 stage neither)
+    if (rows) ld.rows_init(io.rows, h);
   }
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
@@ -1257,7 +1193,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     if constexpr (HO) {
       if (rows) {
         // The normaliser's rows (dp_pre), for this sweep and the dkv sweep and the stabiliser after
-        // it: rs, dn' and Eq' = Eq rs into the stage and memory, as norm_rows_chunk writes them.
+        // it: rs, dn' and Eq' = Eq rs into the stage and memory (normalise_backward_rows' formulas).
         constexpr int NB = (10 + C::W - 1) / C::W;  // blocks per warp
         float* hsum = nbuf + 2 * K;
         float* qpart = hsum + 4 * kC;
@@ -1508,20 +1444,18 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // segment's decay per key into sg.decay [N, nseg, H, K].
 // NORM: V tile 0 also sweeps the normaliser's state (n = exp(G_L) n + sum_j Ek_j k_j; reverse: dn_s =
 // exp(G_L) dn_s + sum_i Eq_i dn_i q_i with dn = sg.dn) into column Vin of the segment's state.
-// HO (reverse, NORM, one V tile): computes the normaliser's rows of its chunks (sg.rows) first.
 // Three stages (seg_lay): the pass only streams its chunks through the state, so two are in flight.
-template <int K, int VT, bool FWD, bool KEY, bool NORM, bool HO>
+template <int K, int VT, bool FWD, bool KEY, bool NORM>
 struct seg_lay {
-  using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY, HO ? 2 : 0>;
+  using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY>;
   static constexpr int NS = 3;
   static constexpr size_t fl = NS * st::bytes;          // (NORM: n twice)
   static constexpr size_t total = fl + (NORM ? 8 * K : 0);
 };
 
-template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false, bool HO = false>
+template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
-  static_assert(!HO || (NORM && !FWD), "HO: the reverse pass's normaliser rows");
-  using lay = seg_lay<K, VT, FWD, KEY, NORM, HO>;
+  using lay = seg_lay<K, VT, FWD, KEY, NORM>;
   using st = typename lay::st;
   constexpr int NS = lay::NS;
   constexpr int QS = st::QS;
@@ -1529,11 +1463,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
-  const bool rows = HO && sg.rows.o != nullptr;
-  loader<TI, K, VT, false, false, NORM && !FWD, KEY, HO ? 2 : 0> ld(a, nullptr, rows ? nullptr : sg.dn, h, v0);
-  if constexpr (HO) {
-    if (rows) ld.rows_init(sg.rows, h, v0);
-  }
+  loader<TI, K, VT, false, false, NORM && !FWD, KEY> ld(a, nullptr, sg.dn, h, v0);
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   float kdec = 1.f;  // KEY: this thread's key (threads < K)
   const bool nrm = NORM && blockIdx.x == 0;
@@ -1567,10 +1497,6 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
       S.update_key(fac + kFacS * K, reinterpret_cast<const TI*>(stg + st::k), QS, fac + (FWD ? kFacK : kFacQ) * K,
                    reinterpret_cast<const TI*>(stg + st::v));
       continue;
-    }
-    if constexpr (HO) {
-      if (rows) norm_rows_chunk<TI, st, VT>(stg, reinterpret_cast<const TI*>(stg + st::v), sg.rows, a.gate_tab,
-                                            chunk_t0(chunk_at(it)), L, a.H, h);
     }
     const float4* tab = reinterpret_cast<const float4*>(stg + st::tab);
     const float gL = tab[L - 1].x;
@@ -2039,42 +1965,30 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   return segment_buffers(a, sg, sc, reverse);
 }
 
-// The segment passes: forward, and with io (the backward) the reverse one.
+// The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
-int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}) {
+int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
+               bool rev = true) {
   if (sg_in.nseg == 1) return 0;
   seg_io sg = sg_in;
-  constexpr size_t fbytes = seg_lay<K, VT, true, KEY, NORM, false>::total;
-  constexpr size_t rbytes = seg_lay<K, VT, false, KEY, NORM, false>::total;
-  constexpr size_t hbytes = seg_lay<K, VT, false, KEY, NORM, NORM>::total;
+  constexpr size_t fbytes = seg_lay<K, VT, true, KEY, NORM>::total;
+  constexpr size_t rbytes = seg_lay<K, VT, false, KEY, NORM>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
-  {
+  if (fwd) {
     auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
     if (int e = tc_smem(kern, fbytes)) return e;
     kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
   }
-  if (io) {
+  if (io && rev) {
     core_args r = a;
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
-    bool rows = false;
-    if constexpr (NORM) {
-      if (io->rows.o) {  // (bwd_k chose the normaliser's rows in the sweeps)
-        rows = true;
-        sg.rows = io->rows;
-        auto kern = tc_seg<TI, K, VT, false, KEY, NORM, true>;
-        if (int e = tc_smem(kern, hbytes)) return e;
-        kern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(r, sg, kio);
-      }
-    }
-    if (!rows) {
-      auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
-      if (int e = tc_smem(kern, rbytes)) return e;
-      kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
-    }
+    auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
+    if (int e = tc_smem(kern, rbytes)) return e;
+    kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
@@ -2115,20 +2029,17 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   scratch_scope sc;
   bool in_sweeps = false;
   if constexpr (NORM) {
-    // The normaliser's rows (bwd_io::rows): in the sweeps where one CTA sees whole rows (one V tile):
-    // the dq sweep's (segment 0) and, with segments, tc_seg's reverse pass (segments s > 0, which
-    // run first); else a pass of their own. The gate table's Eq' = Eq rs comes from either.
+    // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows (one V tile,
+    // q staged: DIRECT), from its own products; else a pass of their own over o and d_o. The gate
+    // table's Eq' = Eq rs comes from either.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
-      // (LRNN_DA_ROWS_PASS=1: always the pass; 2: the pass with segments. For tests and A/B timing.)
-      // The sweeps' larger stages must fit the GPU (not at 163 KB, sm_80); -1: they do not.
+      // (LRNN_DA_ROWS_PASS=1: always the pass, for tests and A/B timing.) The sweep's larger stage must
+      // fit the GPU; -1: it does not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
       const int occ_h = HO && hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, HO>>(cfg<VT>::T, hbytes) : 0;
-      constexpr size_t sbytes = seg_lay<K, VT, false, false, true, true>::total;  // (seg_passes' reverse)
-      const int nseg = occ_h > 0 ? choose_segments(a, VT, occ_h < occ_k ? occ_h : occ_k).nseg : 0;
-      in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0 &&
-              (nseg == 1 || (sbytes <= smem_limit() && !(pass && pass[0] == '2')));
+      in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0;
       if (in_sweeps) {
         if (int e = tc_smem(hkern, hbytes)) return e;
         occ_q = occ_h;
@@ -2143,7 +2054,9 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     }
   }
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
-  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io)) return e;
+  // (With the rows in the dq sweep, the reverse segment pass, which reads them, runs after it; only
+  // MOM's dq sweep reads the reverse pass's boundaries.)
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, true, !in_sweeps)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
   if constexpr (MOM) {
@@ -2156,6 +2069,9 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if constexpr (MOM) {
     if (int e = sum_tokens(np, a.H, io.dgh_part, io.dgh)) return e;
+  }
+  if (in_sweeps) {
+    if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, false, true)) return e;
   }
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
