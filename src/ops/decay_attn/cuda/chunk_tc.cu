@@ -1107,7 +1107,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
     S.to_smem(Sb);
   });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
-  if (nrm && out.nf && te == sr.se && tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
+  if (nrm && out.nf && te == sr.se) {
+    __syncthreads();  // (the last norm_update's writes: other threads' columns; racecheck)
+    if (tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
+  }
 }
 
 // ---- backward, forward sweep: dq (DIRECT: written in the input dtype, with q.dq per token) ----
@@ -1300,7 +1303,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   }
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
-    if (nrm && io.dnf && tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
+    if (nrm && io.dnf) {
+      __syncthreads();  // (the last norm_update's writes)
+      if (tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
+    }
   }
 }
 
@@ -1431,6 +1437,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
   if (sr.s > 0) return;
   if (io.ds0) dS.for_each([&](float& x, int d, int col) { io.ds0[(srow + d) * Vin + v0 + col] = x; });
   if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
+  if (nrm) __syncthreads();  // (the last norm_update's writes)
   if (nrm && tid < K) {
     const float dn0 = nbuf[(nch & 1) * K + tid];
     if (io.dn0) io.dn0[srow + tid] = dn0;
