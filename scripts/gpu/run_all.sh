@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one GPU run, on the device machine: unpacks what scripts/gpu/pack.sh built (carry `.carry`),
-# runs the CUDA tests, compute-sanitizer memcheck on small cases, then the decay_attn benchmark
+# runs the CUDA tests, compute-sanitizer memcheck (and racecheck) on small cases, then the decay_attn benchmark
 # (bench/gpu/bench_decay_attn.py: lrnn through its C ABI vs fla, mlstm_kernels TFLA and SDPA flash,
 # same process), and writes report.md (plus logs) to $OUT.
 #   bash scripts/gpu/run_all.sh [pack name (default gpu)] [gtest filter]
@@ -55,9 +55,13 @@ if [ -x "$san" ]; then
   LRNN_DA_SEGMENTS=3 "$san" --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" \
     --gtest_filter='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.varlen_k64_v64' >"$out/memcheck_segments.log" 2>&1
   rc_seg=$?
+  # racecheck (shared-memory hazards) on the normaliser's sweeps, with forced segments.
+  LRNN_DA_SEGMENTS=3 "$san" --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
+    --gtest_filter='decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_mlstm_sig.t1000_init_k64_v64' >"$out/racecheck.log" 2>&1
+  rc_race=$?
   {
-    echo; echo "## compute-sanitizer memcheck: exit $rc_san, with forced segments $rc_seg, $(( $(date +%s) - start )) s"; echo
-    echo '```'; grep -hE 'ERROR SUMMARY|Invalid|PASSED|FAILED' "$out/memcheck.log" "$out/memcheck_segments.log" | head -20; echo '```'
+    echo; echo "## compute-sanitizer memcheck: exit $rc_san, with forced segments $rc_seg; racecheck: exit $rc_race; $(( $(date +%s) - start )) s"; echo
+    echo '```'; grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|PASSED|FAILED' "$out/memcheck.log" "$out/memcheck_segments.log" "$out/racecheck.log" | head -20; echo '```'
   } >>"$report"
 else
   echo -e "\n## compute-sanitizer: not found at $san" >>"$report"
