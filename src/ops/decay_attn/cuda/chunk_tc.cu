@@ -350,6 +350,15 @@ __device__ __forceinline__ void add_diag_f32(const float (&acc)[2][4], float* ds
   }
 }
 
+// s0, s1 summed over the four lanes of a quad (the threads holding one row of an m16n8 fragment);
+// every lane of the quad gets the sums.
+__device__ __forceinline__ void quad_sum2(float& s0, float& s1) {
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+}
+
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 // pair given: *pair += sum_ij (i - j) w_ij m_ij over the block's masked, scaled, unrounded elements
@@ -396,10 +405,7 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
   // blocks of a row: no atomics, which compiled to compare-and-swap loops, and a fixed order).
   if (rowsum) {
     float s0 = acc[0][0] + acc[1][0], s1 = acc[0][2] + acc[1][2];
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-    s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+    quad_sum2(s0, s1);
     if (qc == 0) rowsum[cb * kC + i0] = s0, rowsum[cb * kC + i1] = s1;
   }
 }
@@ -434,10 +440,7 @@ __device__ __forceinline__ void dp_pre(float (&X)[2][4], float (&D)[2][4], const
     s0 += qk[t][0] * X[t][0] + qk[t][1] * X[t][1];
     s1 += qk[t][2] * X[t][2] + qk[t][3] * X[t][3];
   }
-  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+  quad_sum2(s0, s1);
   if (qc == 0) hsum[cb * kC + i0] = s0, hsum[cb * kC + i1] = s1;
 }
 template <typename TI>
@@ -754,10 +757,7 @@ __device__ __forceinline__ void add_rowdot(const float (&acc)[NT][4], const TI* 
   const int i0 = 16 * r + qr, i1 = i0 + 8;
   float s0, s1;
   row_parts<TI, NT>(acc, X, XS, c0, i0, i1, s0, s1);
-  s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-  s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-  s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-  s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+  quad_sum2(s0, s1);
   if (qc == 0) {
     if (i0 < L) atomicAdd(dst + 2 * ((t0 + i0) * H + h), s0);
     if (i1 < L) atomicAdd(dst + 2 * ((t0 + i1) * H + h), s1);
@@ -1212,10 +1212,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
           const int i0 = 16 * r + (tid % 32) / 4, i1 = i0 + 8;
           float s0, s1;
           row_parts<TI, NQ>(dq, Qs, QS, d0, i0, i1, s0, s1);
-          s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-          s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-          s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-          s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+          quad_sum2(s0, s1);
           if (tid % 4 == 0) qpart[c * kC + i0] = s0, qpart[c * kC + i1] = s1;
         }
         __syncthreads();
