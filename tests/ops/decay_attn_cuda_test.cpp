@@ -298,10 +298,12 @@ TEST(decay_attn_cuda, saved_forward) {
   }
 }
 
-// mLSTM's normaliser rows (rs, dn', dm per token) two ways: in the dq sweep from its own products
-// (the default with one V tile; o is not read) and in normalise_backward_rows from the saved o
-// (LRNN_DA_ROWS_PASS=1): the same gradients up to bf16 rounding (o and the products round
-// differently), with and without segments. Both also meet the f64 reference in the other tests.
+// mLSTM's normaliser rows (rs, dn', dm per token) three ways: in the dq sweep from its own products
+// (LRNN_DA_ROWS_MODE=1; the default with segments; o is not read) or from the staged o (=2; the
+// default without segments), and in normalise_backward_rows (LRNN_DA_ROWS_PASS=1): the same
+// gradients up to bf16 rounding (o and the products round differently), with and without segments.
+// All also meet the f64 reference in the other tests (the defaults) and the runs with those
+// variables set.
 TEST(decay_attn_cuda, normaliser_rows) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
@@ -313,20 +315,25 @@ TEST(decay_attn_cuda, normaliser_rows) {
       const auto x = da::inputs_of(in);
       const auto init = da::state_of(in, "s0", "n0", "m0");
       const tensor d_o = x.v.to(dtype::f32).value().to(dtype::bf16).value();
-      auto sweep = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
       setenv("LRNN_DA_ROWS_PASS", "1", 1);
       auto pass = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
       unsetenv("LRNN_DA_ROWS_PASS");
-      ASSERT_TRUE(sweep.ok() && pass.ok()) << (sweep.ok() ? pass.error().message() : sweep.error().message());
-      const std::vector<std::pair<const char*, std::pair<tensor, tensor>>> pairs = {
-          {"dq", {pass->dq, sweep->dq}}, {"dk", {pass->dk, sweep->dk}}, {"dv", {pass->dv, sweep->dv}},
-          {"dg", {pass->dg, sweep->dg}}, {"di", {pass->di, sweep->di}}, {"ds0", {pass->d_initial_state.s, sweep->d_initial_state.s}},
-          {"dn0", {pass->d_initial_state.n, sweep->d_initial_state.n}}};
-      for (const auto& [name, ab] : pairs) {
-        ASSERT_TRUE(ab.first.defined() && ab.second.defined()) << name;
-        EXPECT_GT(max_abs(ab.first), 0.0) << name;
-        EXPECT_LE(max_abs_diff(ab.first, ab.second), 2e-2 * max_abs(ab.first))
-            << "segments " << segs << " " << da::variant_name(v) << " " << name;
+      ASSERT_TRUE(pass.ok()) << pass.error().message();
+      for (const char* mode : {"1", "2"}) {
+        setenv("LRNN_DA_ROWS_MODE", mode, 1);
+        auto sweep = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+        unsetenv("LRNN_DA_ROWS_MODE");
+        ASSERT_TRUE(sweep.ok()) << sweep.error().message();
+        const std::vector<std::pair<const char*, std::pair<tensor, tensor>>> pairs = {
+            {"dq", {pass->dq, sweep->dq}}, {"dk", {pass->dk, sweep->dk}}, {"dv", {pass->dv, sweep->dv}},
+            {"dg", {pass->dg, sweep->dg}}, {"di", {pass->di, sweep->di}}, {"ds0", {pass->d_initial_state.s, sweep->d_initial_state.s}},
+            {"dn0", {pass->d_initial_state.n, sweep->d_initial_state.n}}};
+        for (const auto& [name, ab] : pairs) {
+          ASSERT_TRUE(ab.first.defined() && ab.second.defined()) << name;
+          EXPECT_GT(max_abs(ab.first), 0.0) << name;
+          EXPECT_LE(max_abs_diff(ab.first, ab.second), 2e-2 * max_abs(ab.first))
+              << "segments " << segs << " rows mode " << mode << " " << da::variant_name(v) << " " << name;
+        }
       }
     }
   }

@@ -67,9 +67,9 @@ constexpr int kFac = 15, kFacQ = 6, kFacK = 10, kFacS = 14;
 __host__ __device__ constexpr int offd(int rb, int cb) { return rb * (rb - 1) / 2 + cb; }
 
 // One pipeline stage: the chunk's tiles (only those the kernel reads) and its gate table rows
-// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO: also den
-// and m per row (the dq sweep computing the normaliser's rows, bwd_io::rows).
-template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
+// (KEY: the chunk's factor table and the diagonal 16 x 16 blocks of P, [64][16] 16-bit). HO (the dq
+// sweep computing the normaliser's rows, bwd_io::rows): 1 den and m per row, 2 also the normalised o.
+template <int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
 struct stage_lay {
   static constexpr int QS = K + 8, VS = cfg<VT>::VS;
   static constexpr size_t q = 0;
@@ -80,13 +80,14 @@ struct stage_lay {
   static constexpr size_t pd = tab + (KEY ? 4 * kFac * K : 16 * kC);
   static constexpr size_t dn = pd + (KEY ? 2 * kC * 16 : 0);  // the normaliser column of d_o per row
   static constexpr size_t rs = dn + (HDN ? 4 * kC : 0);        // (HDN) d_o's row scale (bwd_io::rs)
-  static constexpr size_t den = rs + (HDN ? 4 * kC : 0);       // (HO) den, then m, per row
+  static constexpr size_t o = rs + (HDN ? 4 * kC : 0);            // (HO 2) the normalised o, V-wide
+  static constexpr size_t den = o + (HO == 2 ? 2 * kC * VS : 0);  // (HO) den, then m, per row
   static constexpr size_t bytes = den + (HO ? 8 * kC : 0);
 };
 
 // Whole CTA: two stages, the 16-bit state copy, NP 16-bit chunk matrices (P, dP) and NF floats
 // (the normaliser's row sums and state).
-template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, bool HO = false>
+template <int K, int VT, bool HQ, bool HDO, int NP, int NF = 0, bool HDN = false, bool KEY = false, int HO = 0>
 struct cta_lay {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr size_t stage0 = 0;
@@ -116,7 +117,7 @@ struct key_io {
   int maxch = 0;               // chunks of the longest sequence
 };
 
-template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, bool HO = false>
+template <typename TI, int K, int VT, bool HQ, bool HDO, bool HDN = false, bool KEY = false, int HO = 0>
 struct loader {
   using st = stage_lay<K, VT, HQ, HDO, HDN, KEY, HO>;
   static constexpr int T = cfg<VT>::T, KC8 = K / 8, VC8 = VT / 8, KR = T / KC8, VR = T / VC8;
@@ -125,6 +126,7 @@ struct loader {
   const float4* tab;
   const float* dn;
   const float* rs = nullptr;
+  const TI* on = nullptr;                     // (HO 2) the normalised o of bwd_io::rows
   const float *den = nullptr, *mm = nullptr;  // (HO) den and m (or null) of bwd_io::rows; den null: not staged
   int64_t ks, vs;  // token strides (elements) of the K-wide and V-wide inputs
   int H, kr, kc, vr, vc, hh;
@@ -154,8 +156,9 @@ struct loader {
     dn = dn_in ? dn_in + h : nullptr;
     rs = rs_in ? rs_in + h : nullptr;
   }
-  // HO: stage den and m of the normaliser's rows.
-  __device__ void rows_init(const bwd_io::norm_rows& nr, int h) {
+  // HO: stage den and m of the normaliser's rows (HO 2: and the normalised o, same layout as d_o).
+  __device__ void rows_init(const bwd_io::norm_rows& nr, int h, int v0) {
+    if constexpr (HO == 2) on = nr.o ? static_cast<const TI*>(nr.o) + static_cast<int64_t>(h) * vs / H + v0 + vc : nullptr;
     den = nr.den ? nr.den + h : nullptr;
     mm = nr.m ? nr.m + h : nullptr;
   }
@@ -181,6 +184,9 @@ struct loader {
       const int64_t off = (t0 + (ok ? i : 0)) * vs;
       mma::cp16(Vs + i * VS + vc, v + off, ok);
       if constexpr (HDO) mma::cp16(Ds + i * VS + vc, dO + off, ok);
+      if constexpr (HO == 2) {
+        if (on) mma::cp16(reinterpret_cast<TI*>(base + st::o) + i * VS + vc, on + off, ok);
+      }
     }
     if constexpr (KEY) {
       const int64_t ci = (t0 - sb) / kC;
@@ -200,7 +206,7 @@ struct loader {
         mma::cp4(reinterpret_cast<float*>(base + st::dn) + i, dn + (t0 + (ok ? i : 0)) * H, ok && dn);
         if (rs) mma::cp4(reinterpret_cast<float*>(base + st::rs) + i, rs + (t0 + (ok ? i : 0)) * H, ok);
       }
-      if constexpr (HO) {
+      if constexpr (HO != 0) {
         if (den) {
           mma::cp4(reinterpret_cast<float*>(base + st::den) + i, den + (t0 + (ok ? i : 0)) * H, ok);
           mma::cp4(reinterpret_cast<float*>(base + st::den) + kC + i, mm + (t0 + (ok ? i : 0)) * H, ok && mm);
@@ -907,6 +913,61 @@ __device__ __forceinline__ float part_rowsum(const float* ps, int i) {
   return s;
 }
 
+// fn(i, x_i . y_i) for the chunk's rows of two V-wide tiles (row stride S; eight threads per row,
+// 16-byte pieces interleaved as in rows_dot_n; every thread of the CTA calls it).
+template <typename TI, int VT, typename Fn>
+__device__ __forceinline__ void rows_dot_vv(const TI* X, const TI* Y, int S, Fn&& fn) {
+  static_assert(VT % 64 == 0, "rows_dot_vv: VT a multiple of 64");
+  constexpr int T = cfg<VT>::T;
+  static_assert((8 * kC) % T == 0, "rows_dot_vv: thread layout");
+#pragma unroll
+  for (int e0 = 0; e0 < 8 * kC; e0 += T) {
+    const int e = e0 + threadIdx.x, i = e / 8, part = e % 8;
+    float x = 0.f;
+#pragma unroll
+    for (int k = 0; k < VT / 64; ++k) {
+      const int d = 8 * (part + 8 * k);
+      const uint4 xv = *reinterpret_cast<const uint4*>(X + i * S + d), yv = *reinterpret_cast<const uint4*>(Y + i * S + d);
+      const uint32_t xs[4] = {xv.x, xv.y, xv.z, xv.w}, ys[4] = {yv.x, yv.y, yv.z, yv.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 a = mma::unpack2<TI>(xs[u]), b = mma::unpack2<TI>(ys[u]);
+        x += a.x * b.x + a.y * b.y;
+      }
+    }
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    if (part == 0) fn(i, x);
+  }
+}
+
+// The normaliser's rows of one chunk [t0, t0 + L) from hd = o . d_o (normalise_backward_rows'
+// formulas; o and den, m staged by the loader's HO 2 copies, d_o at Ds): into the stage (dn', rs, and
+// the table's Eq scaled to Eq' = Eq rs) and to memory (rs_out, dn_out, dm_local, Eq' into the gate
+// table: the rows' only other readers are later kernels). Every thread calls it; ends with a barrier.
+template <typename TI, typename St, int VT>
+__device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds, const bwd_io::norm_rows& nr, void* gate_tab,
+                                                int64_t t0, int L, int H, int h) {
+  float* dnw = reinterpret_cast<float*>(stg + St::dn);
+  float* rsw = reinterpret_cast<float*>(stg + St::rs);
+  float* tabw = reinterpret_cast<float*>(stg + St::tab);
+  const float* dv = reinterpret_cast<const float*>(stg + St::den);
+  const float* mv = dv + kC;
+  rows_dot_vv<TI, VT>(reinterpret_cast<const TI*>(stg + St::o), Ds, cfg<VT>::VS, [&](int i, float hd) {
+    const float fl = nr.m ? expf(-mv[i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
+    const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
+    rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
+    if (i < L) {
+      const size_t row = static_cast<size_t>(t0 + i) * H + h;
+      nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
+      if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
+      reinterpret_cast<float*>(gate_tab)[4 * row + 2] = eq;
+    }
+  });
+  __syncthreads();
+}
+
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
 // of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
 // n_next = exp(G_L) n + sum_j Ek_j k_j.
@@ -1127,14 +1188,15 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
 // (M + L S) + sum_j (L - 1 - j) Ek_j k_j v_j^T. With segments M starts at 0 per segment and its last
 // value meets dS after the segment (rbuf), which accounts for pairs across segments. Per-CTA partial
 // sums into io.dgh_part (bwd_k sums them per head).
-// HO (NORM, DIRECT): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile)
-// from den, m and its own products (dp_pre; o is not read); without it they come from
-// normalise_backward_rows. (tc_seg's reverse pass, which reads them, then runs after this sweep.)
-template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, bool HO = false>
+// HO (NORM, DIRECT): this sweep computes the normaliser's rows per chunk (bwd_io::rows; one V tile):
+// 1 from den, m and its own products (dp_pre; o is not read), 2 from the staged o (norm_rows_chunk;
+// o's bytes cost less than the products where there are no segments, H100); without it they come
+// from normalise_backward_rows. (tc_seg's reverse pass, which reads them, then runs after this sweep.)
+template <typename TI, int K, int VT, bool DIRECT, bool NORM = false, bool KEY = false, bool MOM = false, int HO = 0>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, seg_io sg, key_io kio) {
-  static_assert(!HO || (NORM && DIRECT), "HO: the normaliser's rows (q staged)");
+  static_assert(HO == 0 || (NORM && DIRECT), "HO: the normaliser's rows (q staged)");
   using C = cfg<VT>;
-  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, KEY, HO>;
+  using lay = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO == 1>, NORM, KEY, HO>;
   using st = typename lay::st;
   constexpr int QS = st::QS, VS = C::VS, KW = K / C::CG, NQ = KW / 8;  // dq columns / tiles per warp
   extern __shared__ __align__(128) unsigned char sm[];
@@ -1146,10 +1208,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   const int64_t te = sr.te;
   TI* Sb = reinterpret_cast<TI*>(sm + lay::sb);
   TI* dPs = reinterpret_cast<TI*>(sm + lay::ps);
-  const bool rows = HO && io.rows.den != nullptr;
+  const bool rows = HO != 0 && io.rows.den != nullptr;
   loader<TI, K, VT, DIRECT || MOM, true, NORM, KEY, HO> ld(a, io.d_o, rows ? nullptr : io.dn, h, v0, rows ? nullptr : io.rs);
-  if constexpr (HO) {
-    if (rows) ld.rows_init(io.rows, h);
+  if constexpr (HO != 0) {
+    if (rows) ld.rows_init(io.rows, h, v0);
   }
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   const bool nrm = NORM && blockIdx.x == 0;
@@ -1193,7 +1255,10 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     float dq[NQ][4];
     zero(dq);
     const int d0 = c * KW;
-    if constexpr (HO) {
+    if constexpr (HO == 2) {
+      if (rows) norm_rows_chunk<TI, st, VT>(stg, Ds, io.rows, a.gate_tab, t0, L, H, h);
+    }
+    if constexpr (HO == 1) {
       if (rows) {
         // The normaliser's rows (dp_pre), for this sweep and the dkv sweep and the stabiliser after
         // it: rs, dn' and Eq' = Eq rs into the stage and memory (normalise_backward_rows' formulas).
@@ -1249,7 +1314,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       }
     }
     float part = 0.f;  // MOM: this chunk's terms
-    for (int b = r * C::CG + c; b < 10 && !(HO && rows); b += C::W) {
+    for (int b = r * C::CG + c; b < 10 && !(HO == 1 && rows); b += C::W) {
       int rb, cb;
       tri_block(b, rb, cb);
       if constexpr (MOM) {
@@ -1261,7 +1326,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       }
     }
     if constexpr (MOM) part += M.dot_product(Qs, QS, Eq, Ds);  // <M, sum_r scale exp(g (r + 1)) q_r do_r^T>
-    if (!(HO && rows)) {
+    if (!(HO == 1 && rows)) {
       mul_rows<TI, NQ, VT, false>(dq, Ds, VS, r, Sb, VS, d0);
       if (nrm) add_outer(dq, dns, ncur, d0, r);
       scale_rows(dq, Eq, r);
@@ -2018,12 +2083,16 @@ template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
 int bwd_k(const core_args& args, const bwd_io& io_in) {
   core_args a = args;
   bwd_io io = io_in;
-  constexpr bool HO = NORM && DIRECT;  // (the normaliser's rows in the dq sweep need q staged)
+  // The normaliser's rows in the dq sweep (they need q staged): from its products (H1) or the staged o (H2).
+  constexpr bool HOK = NORM && DIRECT;
+  constexpr int H1 = HOK ? 1 : 0, H2 = HOK ? 2 : 0;
   constexpr size_t qbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, false>, NORM>::total;
-  constexpr size_t hbytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HO>, NORM, false, HO ? 1 : 0>::total;
+  constexpr size_t h1bytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, HOK>, NORM, false, H1>::total;
+  constexpr size_t h2bytes = cta_lay<K, VT, DIRECT || MOM, true, 1, dq_floats<K, NORM, false>, NORM, false, H2>::total;
   constexpr size_t kbytes = cta_lay<K, VT, true, true, 2, NORM ? 2 * K : 0, NORM>::total;
   auto qkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>;
-  auto hkern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, HO>;  // (the normaliser's rows in the sweep)
+  auto h1kern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H1>;
+  auto h2kern = tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H2>;
   auto kkern = tc_dkv<TI, K, VT, NORM>;
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, NORM>>(cfg<VT>::T, kbytes);
   int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM>>(cfg<VT>::T, qbytes);
@@ -2031,22 +2100,30 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = tc_smem(kkern, kbytes)) return e;
   seg_io sg;
   scratch_scope sc;
-  bool in_sweeps = false;
+  int mode = 0;  // the normaliser's rows: 0 a pass of their own (or none), 1 / 2 in the dq sweep (H1 / H2)
   if constexpr (NORM) {
     // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows (one V tile,
-    // q staged: DIRECT), from its own products; else a pass of their own over o and d_o. The gate
-    // table's Eq' = Eq rs comes from either.
+    // q staged: DIRECT): from the staged o without segments (run 13: -61 us on tc_dq at B=8 T=4096
+    // against -100 from the products), from its products with segments (the reverse segment pass
+    // needs them, so it runs after the dq sweep; staging o there cost more); else a pass of their own
+    // over o and d_o. The gate table's Eq' = Eq rs comes from any of them.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
-      // (LRNN_DA_ROWS_PASS=1: always the pass, for tests and A/B timing.) The sweep's larger stage must
-      // fit the GPU; -1: it does not.
+      // (For tests and A/B timing: LRNN_DA_ROWS_PASS=1 always the pass; LRNN_DA_ROWS_MODE=1 or 2 that
+      // sweep where it can run.) The sweep's larger stage must fit the GPU; -1: it does not.
       const char* pass = getenv("LRNN_DA_ROWS_PASS");
-      const int occ_h = HO && hbytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, HO>>(cfg<VT>::T, hbytes) : 0;
-      in_sweeps = !(pass && pass[0] == '1') && a.Vin == VT && occ_h > 0;
-      if (in_sweeps) {
-        if (int e = tc_smem(hkern, hbytes)) return e;
-        occ_q = occ_h;
+      const char* force = getenv("LRNN_DA_ROWS_MODE");
+      const int fm = force ? atoi(force) : 0;
+      const bool can = HOK && !(pass && pass[0] == '1') && a.Vin == VT;
+      const int occ_1 = can && h1bytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H1>>(cfg<VT>::T, h1bytes) : 0;
+      const int occ_2 = can && h2bytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H2>>(cfg<VT>::T, h2bytes) : 0;
+      const bool one_seg = occ_2 > 0 && choose_segments(a, VT, occ_2 < occ_k ? occ_2 : occ_k).nseg == 1;
+      if (occ_2 > 0 && fm != 1 && (one_seg || fm == 2)) mode = 2;
+      else if (occ_1 > 0 && fm != 2) mode = 1;
+      if (mode != 0) {
+        if (int e = mode == 1 ? tc_smem(h1kern, h1bytes) : tc_smem(h2kern, h2bytes)) return e;
+        occ_q = mode == 1 ? occ_1 : occ_2;
         a.eq_scale = nullptr;
       } else {
         if (int e = normalise_backward_rows(a.tokens * a.H, a.Vin, io.rows.o, io.rows.den, io.rows.m, io.rows.eps, io.d_o,
@@ -2060,7 +2137,7 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
   // (With the rows in the dq sweep, the reverse segment pass, which reads them, runs after it; only
   // MOM's dq sweep reads the reverse pass's boundaries.)
-  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, true, !in_sweeps)) return e;
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, true, mode == 0)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
   if constexpr (MOM) {
@@ -2068,13 +2145,14 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     // (Idle CTAs, segments past their sequence's end, leave their partial at 0.)
     if (int e = static_cast<int>(cudaMemsetAsync(io.dgh_part, 0, np * a.H * sizeof(float), launch_stream()))) return e;
   }
-  if (in_sweeps) hkern<<<grid, cfg<VT>::T, hbytes, launch_stream()>>>(a, io, sg, key_io{});
+  if (mode == 1) h1kern<<<grid, cfg<VT>::T, h1bytes, launch_stream()>>>(a, io, sg, key_io{});
+  else if (mode == 2) h2kern<<<grid, cfg<VT>::T, h2bytes, launch_stream()>>>(a, io, sg, key_io{});
   else qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, key_io{});
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   if constexpr (MOM) {
     if (int e = sum_tokens(np, a.H, io.dgh_part, io.dgh)) return e;
   }
-  if (in_sweeps) {
+  if (mode != 0) {
     if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, false, true)) return e;
   }
   kkern<<<grid, cfg<VT>::T, kbytes, launch_stream()>>>(a, io, sg, key_io{});
