@@ -449,11 +449,11 @@ __device__ __forceinline__ void dp_pre(float (&X)[2][4], float (&D)[2][4], const
   quad_sum2(s0, s1);
   if (qc == 0) hsum[cb * kC + i0] = s0, hsum[cb * kC + i1] = s1;
 }
+// (r0, a0 = rs dn' of this thread's first row of the block, r1, a1 of its second)
 template <typename TI>
 __device__ __forceinline__ void dp_post(TI* Pm, const float (&X)[2][4], const float (&D)[2][4], int rb, int cb,
-                                        const float* rs, const float* dn) {
+                                        float r0, float a0, float r1, float a1) {
   const int l = threadIdx.x % 32, i0 = 16 * rb + l / 4, i1 = i0 + 8, qc = 2 * (l % 4);
-  const float r0 = rs[i0], r1 = rs[i1], a0 = r0 * dn[i0], a1 = r1 * dn[i1];
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
     const int j = 16 * cb + 8 * t + qc;
@@ -1261,7 +1261,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     if constexpr (HO == 1) {
       if (rows) {
         // The normaliser's rows (dp_pre), for this sweep and the dkv sweep and the stabiliser after
-        // it: rs, dn' and Eq' = Eq rs into the stage and memory (normalise_backward_rows' formulas).
+        // it: rs, dn' and Eq' = Eq rs (normalise_backward_rows' formulas) in registers and memory.
         constexpr int NB = (10 + C::W - 1) / C::W;  // blocks per warp
         float* hsum = nbuf + 2 * K;
         float* qpart = hsum + 4 * kC;
@@ -1281,36 +1281,56 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
           if (tid % 4 == 0) qpart[c * kC + i0] = s0, qpart[c * kC + i1] = s1;
         }
         __syncthreads();
-        if (tid < kC) {
-          const int i = tid;
-          float* rsw = reinterpret_cast<float*>(stg + st::rs);
-          float* dnw = reinterpret_cast<float*>(stg + st::dn);
-          float* tabw = reinterpret_cast<float*>(stg + st::tab);
-          const float* dv = reinterpret_cast<const float*>(stg + st::den);
-          const bwd_io::norm_rows& nr = io.rows;
+        // Every thread forms the rows it needs from the published sums (its blocks' rows for dP, its
+        // two rows of block r for dq): no second barrier; the warps c = 0 write the rows out.
+        const float* dv = reinterpret_cast<const float*>(stg + st::den);
+        const bwd_io::norm_rows& nr = io.rows;
+        auto row = [&](int i, float& rr, float& dnp, float& hd, float& dd) {
           float inter = 0.f;
 #pragma unroll
           for (int g = 0; g < C::CG; ++g) inter += qpart[g * kC + i];
-          const float fl = nr.m ? expf(-dv[kC + i]) : 1.f, dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
-          const float hd = rr * (tabw[4 * i + 2] * inter + part_rowsum(hsum, i));
-          const float dnp = norm_col_num(hd, dv[i], fl), eq = tabw[4 * i + 2] * rr;
-          rsw[i] = rr, dnw[i] = dnp, tabw[4 * i + 2] = eq;
-          if (i < L) {
-            const size_t row = static_cast<size_t>(t0 + i) * H + h;
-            nr.rs_out[row] = rr, nr.dn_out[row] = dnp;
-            if (nr.dm_local) nr.dm_local[row] = -hd * nr.eps / dd;
-            reinterpret_cast<float*>(a.gate_tab)[4 * row + 2] = eq;
-          }
-        }
-        __syncthreads();
+          const float fl = nr.m ? expf(-dv[kC + i]) : 1.f;
+          dd = norm_divisor(dv[i], fl, nr.eps), rr = 1.f / dd;
+          hd = rr * (tab[i].z * inter + part_rowsum(hsum, i));
+          dnp = norm_col_num(hd, dv[i], fl);
+        };
+        const int lq = (tid % 32) / 4;
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
           const int b = r * C::CG + c + u * C::W;
-          int rb, cb;
-          if (b < 10) tri_block(b, rb, cb), dp_post<TI>(dPs, X[u], D[u], rb, cb, rss, dns);
+          if (b < 10) {
+            int rb, cb;
+            tri_block(b, rb, cb);
+            float r0, n0, r1, n1, hd, dd;
+            row(16 * rb + lq, r0, n0, hd, dd);
+            row(16 * rb + lq + 8, r1, n1, hd, dd);
+            dp_post<TI>(dPs, X[u], D[u], rb, cb, r0, r0 * n0, r1, r1 * n1);
+          }
         }
-        if (nrm) add_outer(dq, dns, ncur, d0, r);
-        scale_rows(dq, Eq, r);
+        const int i0 = 16 * r + lq, i1 = i0 + 8;
+        float r0, n0, hd0, dd0, r1, n1, hd1, dd1;
+        row(i0, r0, n0, hd0, dd0);
+        row(i1, r1, n1, hd1, dd1);
+        const float e0 = tab[i0].z * r0, e1 = tab[i1].z * r1;  // Eq' = Eq rs
+#pragma unroll
+        for (int t = 0; t < NQ; ++t) {  // dq = Eq' (d_o S^T + dn' n)
+          const int col = d0 + 8 * t + 2 * (tid % 4);
+          const float b0 = nrm ? ncur[col] : 0.f, b1 = nrm ? ncur[col + 1] : 0.f;
+          dq[t][0] = (dq[t][0] + n0 * b0) * e0, dq[t][1] = (dq[t][1] + n0 * b1) * e0;
+          dq[t][2] = (dq[t][2] + n1 * b0) * e1, dq[t][3] = (dq[t][3] + n1 * b1) * e1;
+        }
+        if (c == 0 && tid % 4 == 0) {  // (rs, dn', dm and Eq' for the dkv sweep and the stabiliser)
+#pragma unroll
+          for (int k2 = 0; k2 < 2; ++k2) {
+            const int i = k2 ? i1 : i0;
+            if (i < L) {
+              const size_t rw = static_cast<size_t>(t0 + i) * H + h;
+              nr.rs_out[rw] = k2 ? r1 : r0, nr.dn_out[rw] = k2 ? n1 : n0;
+              if (nr.dm_local) nr.dm_local[rw] = -(k2 ? hd1 : hd0) * nr.eps / (k2 ? dd1 : dd0);
+              reinterpret_cast<float*>(a.gate_tab)[4 * rw + 2] = k2 ? e1 : e0;
+            }
+          }
+        }
       }
     }
     float part = 0.f;  // MOM: this chunk's terms
