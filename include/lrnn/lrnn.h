@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define LRNN_ABI_VERSION 2
+#define LRNN_ABI_VERSION 3
 
 typedef enum lrnn_status {
   LRNN_OK = 0,
@@ -85,6 +85,12 @@ typedef struct lrnn_decay_attn_args {
    * forward's o, in `dtype`) and then need not recompute the forward. Both or neither. */
   float* den;
   const void* fwd_o;
+  /* The forward's context for the backward (CUDA; null to opt out): ctx_bytes bytes of device memory,
+   * as lrnn_decay_attn_ctx_bytes gives (0: nothing to keep, ctx may be null). The forward writes it;
+   * the backward of the same inputs reads it instead of recomputing what it holds (mLSTM's stabiliser,
+   * the states at the segment boundaries of long sequences). Only its size is checked. */
+  void* ctx;
+  int64_t ctx_bytes;
 } lrnn_decay_attn_args;
 
 /* Optional fp32 states: s [N, H, K, V], n [N, H, K] (normaliser), m [N, H] (exponential gate). */
@@ -111,6 +117,10 @@ int32_t lrnn_cuda_built(void);
 int32_t lrnn_cuda_device_count(void);
 
 int32_t lrnn_decay_attn_spec_for(int32_t variant, lrnn_decay_attn_spec* spec);
+
+/* Bytes of args->ctx for these args (ctx, ctx_bytes themselves ignored) into *bytes: 0 on the CPU and
+ * where the forward keeps nothing. */
+int32_t lrnn_decay_attn_ctx_bytes(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* args, int64_t* bytes);
 
 /* Chunk-form forward: o [B, T, H, V] in `dtype`. initial_state / final_state may be null (absent:
  * zeros / not written); their n, m are needed as the spec says. On a CUDA device the kernels write

@@ -170,6 +170,25 @@ result<call> make_call(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_a
   return c;
 }
 
+// args.ctx as decay_attn_options::ctx: f32 [ctx_bytes / 4], of the size the call needs.
+status attach_ctx(call& c, const lrnn_decay_attn_args* a) {
+  if (!a->ctx && a->ctx_bytes == 0) return {};
+  LRNN_ASSIGN_OR_RETURN(int64_t n, ops::decay_attn_ctx_floats(c.spec, c.in));
+  if (!a->ctx || a->ctx_bytes != 4 * n)
+    return make_error(status_code::invalid_argument, "args.ctx is {} with ctx_bytes {}, expected {} bytes (lrnn_decay_attn_ctx_bytes){}",
+                      a->ctx ? "given" : "null", a->ctx_bytes, 4 * n, n == 0 ? " or ctx null" : "");
+  if (n > 0) c.options.ctx = wrap(a->ctx, {n}, dtype::f32, c.dev);
+  return {};
+}
+
+status ctx_bytes(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* args, int64_t* bytes) {
+  if (!bytes) return make_error(status_code::invalid_argument, "bytes is a null pointer");
+  LRNN_ASSIGN_OR_RETURN(call c, make_call(spec, args, nullptr));
+  LRNN_ASSIGN_OR_RETURN(int64_t n, ops::decay_attn_ctx_floats(c.spec, c.in));
+  *bytes = 4 * n;
+  return {};
+}
+
 // Copies `src` (any dtype) into caller memory `dst` of dtype t and src's shape, when both exist.
 // Copies a result to the caller's buffer (nothing to do when the op wrote it there: options.into_*).
 status copy_out(void* dst, const tensor& src, dtype t, device dev) {
@@ -186,6 +205,7 @@ status forward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* arg
   c.options.into_o = wrap(o, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
   if (args->den && !c.spec.normalizer) return make_error(status_code::invalid_argument, "args.den is given, but the spec has no normaliser");
   c.options.output_den = args->den != nullptr;
+  LRNN_TRY(attach_ctx(c, args));
   LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(c.spec, c.in, c.init, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(o, out.o, c.dt, c.dev));
   LRNN_TRY(copy_out(args->den, out.den, dtype::f32, c.dev));
@@ -216,6 +236,7 @@ status backward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* ar
     c.options.saved_o = args->fwd_o ? wrap(args->fwd_o, {c.B, c.T, c.H, c.V}, c.dt, c.dev) : tensor();
     c.options.saved_den = args->den ? wrap(args->den, {c.B, c.T, c.H}, dtype::f32, c.dev) : tensor();
   }
+  LRNN_TRY(attach_ctx(c, args));
   LRNN_ASSIGN_OR_RETURN(auto gr, ops::decay_attn_backward(c.spec, c.in, c.init, dO, dfin, ops::decay_attn_form::chunk, c.options));
   LRNN_TRY(copy_out(dq, gr.dq, c.dt, c.dev));
   LRNN_TRY(copy_out(dk, gr.dk, c.dt, c.dev));
@@ -322,6 +343,10 @@ int32_t lrnn_cuda_device_count(void) { return cuda::device_count(); }
 
 int32_t lrnn_decay_attn_spec_for(int32_t variant, lrnn_decay_attn_spec* spec) {
   return guarded("lrnn_decay_attn_spec_for", [&] { return spec_for(variant, spec); });
+}
+
+int32_t lrnn_decay_attn_ctx_bytes(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* args, int64_t* bytes) {
+  return guarded("lrnn_decay_attn_ctx_bytes", [&] { return ctx_bytes(spec, args, bytes).with_context("lrnn_decay_attn_ctx_bytes"); });
 }
 
 int32_t lrnn_decay_attn_forward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* args,

@@ -521,13 +521,36 @@ status check_saved(const decay_attn_spec& spec, const decay_attn_inputs& in, con
   return {};
 }
 
+result<int64_t> ctx_floats(const decay_attn_spec& spec, const decay_attn_inputs& in, const dims& d) {
+  if (in.q.dev().is_cuda()) return detail::decay_attn_ctx_floats_cuda(spec, in, d.offsets);
+  return int64_t{0};
+}
+
+// decay_attn_options::ctx: f32 [ctx_floats] on the inputs' device.
+status check_ctx(const decay_attn_spec& spec, const decay_attn_inputs& in, const dims& d, const decay_attn_options& opt) {
+  if (!opt.ctx.defined()) return {};
+  LRNN_ASSIGN_OR_RETURN(int64_t n, ctx_floats(spec, in, d));
+  LRNN_TRY(expect_device("options.ctx", opt.ctx, in.q.dev()));
+  if (opt.ctx.type() != dtype::f32 || opt.ctx.dim() != 1 || opt.ctx.size(0) != n || !opt.ctx.is_contiguous())
+    return make_error(status_code::invalid_argument,
+                      "decay_attn: options.ctx is {}, expected a contiguous f32[{}] (decay_attn_ctx_floats for these inputs)",
+                      opt.ctx.describe(), n);
+  return {};
+}
+
 }  // namespace
+
+result<int64_t> decay_attn_ctx_floats(const decay_attn_spec& spec, const decay_attn_inputs& in) {
+  LRNN_ASSIGN_OR_RETURN(dims d, validate(spec, in, decay_attn_state{}));
+  return ctx_floats(spec, in, d);
+}
 
 result<decay_attn_output> decay_attn_forward(const decay_attn_spec& spec, const decay_attn_inputs& in,
                                              const decay_attn_state& init, decay_attn_form form,
                                              const decay_attn_options& opt) {
   LRNN_ASSIGN_OR_RETURN(dims d, validate(spec, in, init));
   LRNN_TRY(check_options(opt));
+  LRNN_TRY(check_ctx(spec, in, d, opt));
   // CUDA tensors: the CUDA chunk kernels, whatever the form (cuda/chunk_host.cpp).
   if (in.q.dev().is_cuda()) return detail::decay_attn_forward_cuda(spec, in, init, d.offsets, opt);
   if (form == decay_attn_form::reference) return detail::decay_attn_forward_reference(spec, in, init, opt.output_final_state);
@@ -547,6 +570,7 @@ result<decay_attn_grads> decay_attn_backward(const decay_attn_spec& spec, const 
   if (d_final.n.defined()) LRNN_TRY(expect_shape("d_final_state n", d_final.n, n_shape, "[N, H, K]"));
   if (d_final.m.defined()) LRNN_TRY(expect_shape("d_final_state m", d_final.m, m_shape, "[N, H]"));
   LRNN_TRY(check_saved(spec, in, opt));
+  LRNN_TRY(check_ctx(spec, in, d, opt));
   if (in.q.dev().is_cuda()) {
     using named = std::pair<const char*, const tensor*>;
     for (const named& x : std::initializer_list<named>{{"d_o", &d_o}, {"d_final_state s", &d_final.s},

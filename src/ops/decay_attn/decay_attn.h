@@ -57,6 +57,12 @@ struct decay_attn_options {
   // need o (the CUDA tensor-core path with one V tile); elsewhere they are checked and not used.
   bool output_den = false;
   tensor saved_o, saved_den;
+  // The forward's context for the backward, as an autograd context would keep it (CUDA): an f32
+  // tensor [decay_attn_ctx_floats(spec, inputs)] on the inputs' device. The forward writes it, the
+  // backward of the same inputs reads it instead of recomputing what it holds (mLSTM's stabiliser
+  // per token; the states at the segment boundaries of long sequences). Undefined: not kept. It
+  // must come from the forward of these very inputs (only its size is checked).
+  tensor ctx;
 };
 
 struct decay_attn_output {
@@ -78,6 +84,10 @@ struct decay_attn_grads {
 result<decay_attn_output> decay_attn_forward(const decay_attn_spec& spec, const decay_attn_inputs& in,
                                              const decay_attn_state& initial_state, decay_attn_form form,
                                              const decay_attn_options& options = {});
+
+// Floats of decay_attn_options::ctx for these inputs: 0 where the forward keeps nothing for the
+// backward (CPU tensors; CUDA calls without an exponential input gate and without segments).
+result<int64_t> decay_attn_ctx_floats(const decay_attn_spec& spec, const decay_attn_inputs& in);
 
 // d_o like o; d_final_state parts may be undefined (zero upstream gradient).
 result<decay_attn_grads> decay_attn_backward(const decay_attn_spec& spec, const decay_attn_inputs& in,

@@ -51,6 +51,11 @@ struct fwd_out {
   float* den = nullptr;
   const float* m = nullptr;
   float eps = 0.f;
+  // The forward's context for the backward (tensor-core path with segments, tc_ctx_floats(a) floats):
+  // the states at the segment boundaries, written there by the segment pass; with seg_ready already
+  // there (an earlier forward of the same inputs wrote them) and the pass is skipped.
+  float* seg_ctx = nullptr;
+  bool seg_ready = false;
 };
 
 struct bwd_io {
@@ -100,6 +105,9 @@ struct bwd_io {
   float* rho = nullptr;        // [tokens, H] zeroed: v_t . do_t (bonus only)
   float* ds0 = nullptr;        // [N, H, K, Vin] or null
   float* dn0 = nullptr;        // [N, H, K] or null
+  // A forward's fwd_out::seg_ctx for the same inputs, or null: the backward then skips its forward
+  // segment pass (where its segments are the forward's; otherwise it is not read).
+  const float* seg_ctx = nullptr;
 };
 
 // Shared memory per CTA the kernels may use on the current device (bytes; LRNN_DA_SMEM_LIMIT lowers

@@ -49,28 +49,67 @@ struct prepared {
   tensor m, gt, bt;  // stabiliser: m per token, core gates
   tensor gate_tab;   // the tensor-core path's per-token gate table
   tensor stab_scratch;  // the stabiliser's block maps and entry values
+  float* seg_ctx = nullptr;  // the context's segment states (fwd_out / bwd_io::seg_ctx), or null
+  bool seg_ready = false;
 };
 
-// final_m (stabilised specs): also m_T [N, H] from the stabiliser's scan.
-status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
-               const std::vector<int64_t>& offsets, prepared& p, tensor* final_m = nullptr) {
-  p.dev = in.q.dev();
+// The shape fields of the core's arguments (no pointers but a placeholder for the bonus, whose
+// presence decides the path), on the inputs' device, which becomes the current one.
+status shape_args(const decay_attn_spec& spec, const decay_attn_inputs& in, const std::vector<int64_t>& offsets,
+                  cc::core_args& a) {
   // The kernels launch on the current device (and its current stream: chunk_common.cuh).
-  LRNN_TRY(check(static_cast<int>(cudaSetDevice(p.dev.index)), "cudaSetDevice"));
-  int type = 0;
+  LRNN_TRY(check(static_cast<int>(cudaSetDevice(in.q.dev().index)), "cudaSetDevice"));
   switch (in.q.type()) {
-    case dtype::f32: type = cc::t_f32; break;
-    case dtype::bf16: type = cc::t_bf16; break;
-    case dtype::f16: type = cc::t_f16; break;
+    case dtype::f32: a.type = cc::t_f32; break;
+    case dtype::bf16: a.type = cc::t_bf16; break;
+    case dtype::f16: a.type = cc::t_f16; break;
     default:
       return make_error(status_code::unsupported, "decay_attn: CUDA inputs of dtype {} are not supported (f32, bf16, f16)",
                         dtype_name(in.q.type()));
   }
+  const int64_t K = in.q.size(3);
+  if (K > 128) return make_error(status_code::unsupported, "decay_attn: the CUDA chunk kernels take K <= 128, got K = {}", K);
+  a.N = static_cast<int>(offsets.size()) - 1, a.H = static_cast<int>(in.q.size(2)), a.K = static_cast<int>(K);
+  a.Vin = static_cast<int>(in.v.size(3)), a.V = a.Vin + (spec.normalizer ? 1 : 0);
+  a.tokens = in.q.size(0) * in.q.size(1);
+  for (size_t n = 0; n + 1 < offsets.size(); ++n) a.max_len = std::max<int64_t>(a.max_len, offsets[n + 1] - offsets[n]);
+  a.gmode = spec.input_gate == input_gate_kind::exponential ? cc::g_scalar  // (the stabiliser's g~)
+            : spec.decay == decay_kind::per_head_const      ? cc::g_head
+            : spec.decay == decay_kind::per_token_scalar    ? cc::g_scalar
+            : spec.decay == decay_kind::per_token_key       ? cc::g_key
+                                                            : cc::g_none;
+  static const float placeholder = 0.f;
+  a.u = spec.bonus ? &placeholder : nullptr;
+  return {};
+}
+
+// The forward's context for the backward (decay_attn_options::ctx), in floats: the stabiliser's m,
+// g~, b~ [tokens, H] each (exponential input gate), then the tensor-core forward's segment-boundary
+// states (cc::tc_ctx_floats).
+struct ctx_layout {
+  int64_t stab = 0, seg = 0;
+  int64_t total() const { return stab + seg; }
+};
+ctx_layout ctx_layout_of(const decay_attn_spec& spec, const cc::core_args& a) {
+  ctx_layout c;
+  if (spec.input_gate == input_gate_kind::exponential) c.stab = 3 * a.tokens * a.H;
+  c.seg = cc::tc_ctx_floats(a);
+  return c;
+}
+
+// final_m (stabilised specs): also m_T [N, H] from the stabiliser's scan. ctx (decay_attn_options::ctx,
+// ctx_layout_of's size, or undefined): the stabiliser's outputs and the segment states go there
+// (ctx_ready: they are there already, from the forward: no scan).
+status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const decay_attn_state& init,
+               const std::vector<int64_t>& offsets, prepared& p, tensor* final_m = nullptr, const tensor* ctx = nullptr,
+               bool ctx_ready = false) {
+  p.dev = in.q.dev();
+  LRNN_TRY(shape_args(spec, in, offsets, p.a));
   p.B = in.q.size(0), p.T = in.q.size(1), p.H = in.q.size(2), p.K = in.q.size(3), p.Vin = in.v.size(3);
   p.Vp = p.Vin + (spec.normalizer ? 1 : 0);
   p.N = static_cast<int64_t>(offsets.size()) - 1;
   p.tokens = p.B * p.T;
-  if (p.K > 128) return make_error(status_code::unsupported, "decay_attn: the CUDA chunk kernels take K <= 128, got K = {}", p.K);
+  const int type = p.a.type;
   LRNN_ASSIGN_OR_RETURN(p.q, in.q.contiguous());
   LRNN_ASSIGN_OR_RETURN(p.k, in.k.contiguous());
   LRNN_ASSIGN_OR_RETURN(p.v, in.v.contiguous());
@@ -85,12 +124,7 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
     if (spec.input_gate == input_gate_kind::exponential) { LRNN_ASSIGN_OR_RETURN(p.m0, f32c(init.m)); }
   }
   cc::core_args& a = p.a;
-  a.N = static_cast<int>(p.N), a.H = static_cast<int>(p.H), a.K = static_cast<int>(p.K);
-  a.V = static_cast<int>(p.Vp), a.Vin = static_cast<int>(p.Vin);
-  a.tokens = p.tokens;
-  for (size_t n = 0; n + 1 < offsets.size(); ++n) a.max_len = std::max<int64_t>(a.max_len, offsets[n + 1] - offsets[n]);
   a.offsets = p.offsets.data<int32_t>();
-  a.type = type;
   a.q = p.q.raw_data(), a.k = p.k.raw_data(), a.v = p.v.raw_data();
   a.scale = static_cast<float>(spec.scale > 0 ? spec.scale : 1.0 / std::sqrt(static_cast<double>(p.K)));
   a.u = fp(p.u), a.s0 = fp(p.s0), a.n0 = fp(p.n0);
@@ -99,15 +133,29 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
               : spec.decay == decay_kind::per_token_key ? cc::g_key
                                                          : cc::g_none;
   p.stabilised = spec.input_gate == input_gate_kind::exponential;
+  const ctx_layout cl = ctx && ctx->defined() ? ctx_layout_of(spec, a) : ctx_layout{};
+  if (cl.seg > 0) {
+    LRNN_ASSIGN_OR_RETURN(tensor seg, ctx->slice(0, cl.stab, cl.total()));
+    p.seg_ctx = seg.data<float>(), p.seg_ready = ctx_ready;
+  }
   if (p.stabilised) {
-    LRNN_ASSIGN_OR_RETURN(p.m, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
-    LRNN_ASSIGN_OR_RETURN(p.gt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
-    LRNN_ASSIGN_OR_RETURN(p.bt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    const int64_t th = p.tokens * p.H;
+    if (cl.stab > 0) {  // (m, g~, b~ in the context)
+      LRNN_ASSIGN_OR_RETURN(p.m, ctx->slice(0, 0, th));
+      LRNN_ASSIGN_OR_RETURN(p.gt, ctx->slice(0, th, 2 * th));
+      LRNN_ASSIGN_OR_RETURN(p.bt, ctx->slice(0, 2 * th, 3 * th));
+    } else {
+      LRNN_ASSIGN_OR_RETURN(p.m, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+      LRNN_ASSIGN_OR_RETURN(p.gt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+      LRNN_ASSIGN_OR_RETURN(p.bt, tensor::empty({p.tokens, p.H}, dtype::f32, p.dev));
+    }
     if (final_m) { LRNN_ASSIGN_OR_RETURN(*final_m, tensor::empty({p.N, p.H}, dtype::f32, p.dev)); }
     LRNN_ASSIGN_OR_RETURN(p.stab_scratch, tensor::empty({cc::stabiliser_scratch_floats(a.N, a.H, a.max_len)}, dtype::f32, p.dev));
-    LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m),
-                                       fpm(p.gt), fpm(p.bt), final_m ? fpm(*final_m) : nullptr, fpm(p.stab_scratch)),
-                   "stabiliser scan"));
+    // (The scan also gives m_T: a forward that wants the final state runs it even with a ready context.)
+    if (!(cl.stab > 0 && ctx_ready) || final_m)
+      LRNN_TRY(check(cc::stabiliser_scan(a.N, a.H, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fpm(p.m),
+                                         fpm(p.gt), fpm(p.bt), final_m ? fpm(*final_m) : nullptr, fpm(p.stab_scratch)),
+                     "stabiliser scan"));
     a.g = fp(p.gt), a.gmode = cc::g_scalar, a.b = fp(p.bt);
   } else {
     a.g = fp(p.g), a.gmode = p.gs_mode;
@@ -128,12 +176,19 @@ result<tensor> result_tensor(const tensor& into, const shape_t& shape, dtype t, 
 
 }  // namespace
 
+result<int64_t> decay_attn_ctx_floats_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
+                                           const std::vector<int64_t>& offsets) {
+  cc::core_args a;
+  LRNN_TRY(shape_args(spec, in, offsets, a));
+  return ctx_layout_of(spec, a).total();
+}
+
 result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
                                                   const decay_attn_state& init, const std::vector<int64_t>& offsets,
                                                   const decay_attn_options& opt) {
   prepared p;
   decay_attn_output out;
-  LRNN_TRY(prepare(spec, in, init, offsets, p, opt.output_final_state ? &out.final_state.m : nullptr));
+  LRNN_TRY(prepare(spec, in, init, offsets, p, opt.output_final_state ? &out.final_state.m : nullptr, &opt.ctx));
   LRNN_ASSIGN_OR_RETURN(out.o, result_tensor(opt.into_o, in.v.shape(), in.q.type(), p.dev));
   cc::fwd_out fo;
   tensor op, den;
@@ -148,6 +203,7 @@ result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, c
   } else {
     fo.o = out.o.raw_data();
   }
+  fo.seg_ctx = p.seg_ctx;
   if (opt.output_final_state) {
     LRNN_ASSIGN_OR_RETURN(out.final_state.s, tensor::empty({p.N, p.H, p.K, p.Vin}, dtype::f32, p.dev));
     fo.sf = fpm(out.final_state.s);
@@ -179,7 +235,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
                                                   const decay_attn_state& d_final, const std::vector<int64_t>& offsets,
                                                   const decay_attn_options& opt) {
   prepared p;
-  LRNN_TRY(prepare(spec, in, init, offsets, p));
+  LRNN_TRY(prepare(spec, in, init, offsets, p, nullptr, &opt.ctx, true));
   cc::core_args& a = p.a;
   const device dev = p.dev;
   LRNN_ASSIGN_OR_RETURN(tensor d_o_t, d_o_in.to(in.q.type()));
@@ -197,6 +253,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
       LRNN_ASSIGN_OR_RETURN(den, tensor::empty({p.tokens, p.H}, dtype::f32, dev));
       cc::fwd_out fo;
       fo.o = o_re.raw_data(), fo.den = fpm(den), fo.m = p.stabilised ? fp(p.m) : nullptr, fo.eps = static_cast<float>(spec.eps);
+      fo.seg_ctx = p.seg_ctx, fo.seg_ready = true;
       LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
     }
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
@@ -212,6 +269,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     LRNN_ASSIGN_OR_RETURN(op, tensor::empty({p.tokens, p.H, p.Vp}, dtype::f32, dev));
     cc::fwd_out fo;
     fo.o = op.raw_data(), fo.o_f32 = true;
+    fo.seg_ctx = p.seg_ctx, fo.seg_ready = true;
     LRNN_TRY(check(cc::core_forward(a, fo), "forward kernel (recompute)"));
     if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dm_local, tensor::empty({p.tokens, p.H}, dtype::f32, dev)); }
     if (cc::tc_backward_normaliser(a)) {
@@ -238,6 +296,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   if (spec.normalizer) { LRNN_ASSIGN_OR_RETURN(dnf, f32c(d_final.n)); }
   if (p.stabilised) { LRNN_ASSIGN_OR_RETURN(dmT, f32c(d_final.m)); }
   io.dsf = fp(dsf), io.dnf = fp(dnf);
+  io.seg_ctx = p.seg_ctx;
   tensor dqa, dka, xy, F, F0, rho, ds0, dn0;
   decay_attn_grads gr;
   LRNN_ASSIGN_OR_RETURN(gr.dq, result_tensor(opt.into_dq, in.q.shape(), in.q.type(), dev));
@@ -348,6 +407,9 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
 
 namespace lrnn::ops::detail {
 
+result<int64_t> decay_attn_ctx_floats_cuda(const decay_attn_spec&, const decay_attn_inputs&, const std::vector<int64_t>&) {
+  return make_error(status_code::unsupported, "decay_attn: CUDA tensors given but lrnn was built without CUDA");
+}
 result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec&, const decay_attn_inputs&, const decay_attn_state&,
                                                   const std::vector<int64_t>&, const decay_attn_options&) {
   return make_error(status_code::unsupported, "decay_attn: CUDA tensors given but lrnn was built without CUDA");

@@ -8,6 +8,9 @@
 
 namespace lrnn::ops::detail {
 
+// Floats of decay_attn_options::ctx for these inputs (0: the forward keeps nothing for the backward).
+result<int64_t> decay_attn_ctx_floats_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
+                                           const std::vector<int64_t>& offsets);
 result<decay_attn_output> decay_attn_forward_cuda(const decay_attn_spec& spec, const decay_attn_inputs& in,
                                                   const decay_attn_state& init, const std::vector<int64_t>& offsets,
                                                   const decay_attn_options& options);

@@ -2030,19 +2030,21 @@ struct scratch_scope {
   }
 };
 
-// With segments (choose_segments), their buffers: states, and the segments' decays (per key for
-// per-key gates).
-int segment_buffers(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse) {
+// With segments (choose_segments), their buffers: states (forward: `states` where given, the
+// forward's context), and the segments' decays (per key for per-key gates).
+int segment_buffers(const core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, float* states_in = nullptr) {
   if (sg.nseg == 1) return 0;
   const size_t states = static_cast<size_t>(a.N) * sg.nseg * a.H * a.K * a.V * sizeof(float);
-  sg.buf = static_cast<float*>(sc.get(states));
+  sg.buf = states_in ? states_in : static_cast<float*>(sc.get(states));
   if (reverse) sg.rbuf = static_cast<float*>(sc.get(states));
   sg.decay = static_cast<float*>(sc.get(static_cast<size_t>(a.N) * sg.nseg * a.H * (a.gmode == g_key ? a.K : 1) * sizeof(float)));
   return sc.err;
 }
 
-// Gate table (into a.gate_tab or scratch) and, with segments, their buffers.
-int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm) {
+// Gate table (into a.gate_tab or scratch) and, with segments, their buffers (ctx: the forward's
+// segment-boundary states, used where the segments are the forward's: `fwd` the forward's plan).
+int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, float* ctx = nullptr,
+               const seg_io* fwd = nullptr) {
   if (!a.gate_tab) {
     a.gate_tab = sc.get(static_cast<size_t>(tc_table_bytes(a)));
     if (sc.err) return sc.err;
@@ -2051,7 +2053,8 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = choose_segments(a, vt, per_sm);
-  return segment_buffers(a, sg, sc, reverse);
+  const bool same = !fwd || (fwd->nseg == sg.nseg && fwd->len == sg.len);
+  return segment_buffers(a, sg, sc, reverse, same ? ctx : nullptr);
 }
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
@@ -2083,20 +2086,34 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   return static_cast<int>(cudaGetLastError());
 }
 
+// The forward's shared memory and CTAs per SM, which choose its segments (fwd_plan: what
+// fwd_out::seg_ctx holds).
+template <typename TI, int K, int VT, bool NORM, bool KEY>
+struct fwd_cfg {
+  static constexpr size_t bytes = KEY ? cta_lay<K, VT, true, false, 1, 0, false, true>::total
+                                      : cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>>::total;
+  static int per_sm() { return cached_blocks_per_sm<tc_fwd<TI, K, VT, NORM, KEY>>(cfg<VT>::T, bytes); }
+  static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
+};
+
 template <typename TI, int K, int VT, bool NORM>
 int fwd_k(const core_args& args, const fwd_out& o) {
   core_args a = args;
-  constexpr size_t bytes = cta_lay<K, VT, true, false, 1, norm_floats<K, NORM>>::total;
+  using fc = fwd_cfg<TI, K, VT, NORM, false>;
+  constexpr size_t bytes = fc::bytes;
   auto kern = tc_fwd<TI, K, VT, NORM>;
   seg_io sg;
   scratch_scope sc;
-  const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, NORM>>(cfg<VT>::T, bytes);
-  if (int e = prepare_tc(a, sg, sc, false, VT, per_sm)) return e;
+  if (int e = prepare_tc(a, sg, sc, false, VT, fc::per_sm(), o.seg_ctx)) return e;
   if (int e = tc_smem(kern, bytes)) return e;
-  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr)) return e;
+  const bool ready = o.seg_ctx && o.seg_ready;  // (the states are there: no pass)
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr, {}, !ready)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
+
+// The segments the forward chooses for this call (fwd_cfg::plan; defined below, after dispatch).
+seg_io forward_plan(const core_args& a);
 
 // MOM: a per-head constant decay, its gradient from the dq sweep's pair sums (io.dgh).
 template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
@@ -2154,10 +2171,14 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
       }
     }
   }
-  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k)) return e;
+  // The forward's segment-boundary states (bwd_io::seg_ctx) where the segments are the forward's.
+  const seg_io fplan = io.seg_ctx ? forward_plan(a) : seg_io{};
+  float* ctx = const_cast<float*>(io.seg_ctx);  // (read only: the forward pass does not run then)
+  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, ctx, &fplan)) return e;
+  const bool have = ctx && sg.nseg > 1 && sg.buf == ctx;
   // (With the rows in the dq sweep, the reverse segment pass, which reads them, runs after it; only
   // MOM's dq sweep reads the reverse pass's boundaries.)
-  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, true, mode == 0)) return e;
+  if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, !have, mode == 0)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t np = static_cast<int64_t>(grid.x) * grid.z;  // partials per head
   if constexpr (MOM) {
@@ -2215,10 +2236,9 @@ int fwd_key(const core_args& args, const fwd_out& o) {
   if (int e = key_prepare<TI, K>(a, kio, sc, false)) return e;
   auto kern = tc_fwd<TI, K, VT, false, true>;
   if (int e = tc_smem(kern, bytes)) return e;
-  const int per_sm = cached_blocks_per_sm<tc_fwd<TI, K, VT, false, true>>(cfg<VT>::T, bytes);
-  sg = choose_segments(a, VT, per_sm);
-  if (int e = segment_buffers(a, sg, sc, false)) return e;
-  if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, kio)) return e;
+  sg = fwd_cfg<TI, K, VT, false, true>::plan(a);
+  if (int e = segment_buffers(a, sg, sc, false, o.seg_ctx)) return e;
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, nullptr, kio, !(o.seg_ctx && o.seg_ready))) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, kio);
   return static_cast<int>(cudaGetLastError());
 }
@@ -2241,14 +2261,17 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   const int occ_q = cached_blocks_per_sm<tc_dq<TI, K, VT, false, false, true>>(cfg<VT>::T, qbytes);
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, false, true>>(cfg<VT>::T, kbytes);
   sg = choose_segments(a, VT, occ_q < occ_k ? occ_q : occ_k);
-  if (int e = segment_buffers(a, sg, sc, true)) return e;
+  // The forward's segment-boundary states (bwd_io::seg_ctx) where the segments are the forward's.
+  const seg_io fplan = io.seg_ctx ? forward_plan(a) : seg_io{};
+  const bool have = io.seg_ctx && sg.nseg > 1 && fplan.nseg == sg.nseg && fplan.len == sg.len;
+  if (int e = segment_buffers(a, sg, sc, true, have ? const_cast<float*>(io.seg_ctx) : nullptr)) return e;
   // dQa, dKb: stored by the sweeps with one V tile, summed over several (then zeroed here first).
   if (a.Vin > VT) {
     const size_t bytes = static_cast<size_t>(a.tokens) * a.H * K * sizeof(float);
     if (int e = static_cast<int>(cudaMemsetAsync(io.dq, 0, bytes, launch_stream()))) return e;
     if (int e = static_cast<int>(cudaMemsetAsync(io.dk, 0, bytes, launch_stream()))) return e;
   }
-  if (int e = seg_passes<TI, K, VT, true>(a, sg, &io, kio)) return e;
+  if (int e = seg_passes<TI, K, VT, true>(a, sg, &io, kio, !have)) return e;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   qkern<<<grid, cfg<VT>::T, qbytes, launch_stream()>>>(a, io, sg, kio);
   if (int e = static_cast<int>(cudaGetLastError())) return e;
@@ -2306,7 +2329,26 @@ int dispatch(const core_args& a, bool bwd, Fn&& fn) {
   return a.type == t_bf16 ? with_k(static_cast<__nv_bfloat16*>(nullptr)) : with_k(static_cast<__half*>(nullptr));
 }
 
+seg_io forward_plan(const core_args& a) {
+  seg_io r;
+  dispatch(a, false, [&](auto* ti, auto k, auto vt) {
+    using TI = std::remove_pointer_t<decltype(ti)>;
+    constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
+    if (a.gmode == g_key) r = fwd_cfg<TI, Kc, VTc, false, true>::plan(a);
+    else if (a.V == a.Vin) r = fwd_cfg<TI, Kc, VTc, false, false>::plan(a);
+    else r = fwd_cfg<TI, Kc, VTc, true, false>::plan(a);
+    return 0;
+  });
+  return r;
+}
+
 }  // namespace
+
+int64_t tc_ctx_floats(const core_args& a) {
+  if (!tc_shape(a)) return 0;
+  const seg_io sg = forward_plan(a);
+  return sg.nseg > 1 ? static_cast<int64_t>(a.N) * sg.nseg * a.H * a.K * a.V : 0;
+}
 
 // With the normaliser column: o in fp32 (o', for normalise_forward), or normalised in the input
 // dtype with den (tc_forward_fused_norm); without: o in the input dtype.

@@ -24,6 +24,9 @@ bool tc_backward_direct(const core_args& a, const bwd_io& io);
 // Whether the backward takes per-key gates on tensor cores, finishing the gradients itself (bwd_io::gk).
 bool tc_backward_key(const core_args& a, const bwd_io& io);
 int tc_backward(const core_args& a, const bwd_io& io);
+// Floats of fwd_out::seg_ctx for this call: the forward's segment-boundary states [N, nseg, H, K, V]
+// where the tensor-core forward cuts sequences into segments; 0 otherwise.
+int64_t tc_ctx_floats(const core_args& a);
 // CTAs per SM of the forward, dq and dk/dv kernels (bf16, head size K, V = 128), -1 on error (diagnostics).
 void tc_occupancy(int K, int out[3]);
 
