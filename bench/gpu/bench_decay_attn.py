@@ -119,7 +119,8 @@ class Args(ctypes.Structure):
                 ("device", ctypes.c_int32), ("reserved", ctypes.c_int32), ("q", ctypes.c_void_p),
                 ("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("g", ctypes.c_void_p), ("i", ctypes.c_void_p),
                 ("u", ctypes.c_void_p), ("cu_seqlens", ctypes.c_void_p), ("N", ctypes.c_int64),
-                ("chunk_size", ctypes.c_int64), ("den", ctypes.c_void_p), ("fwd_o", ctypes.c_void_p)]
+                ("chunk_size", ctypes.c_int64), ("den", ctypes.c_void_p), ("fwd_o", ctypes.c_void_p),
+                ("ctx", ctypes.c_void_p), ("ctx_bytes", ctypes.c_int64)]
 
 
 class State(ctypes.Structure):
@@ -196,12 +197,21 @@ class LrnnOp:
         self.dg = torch.empty_like(g, dtype=torch.float32) if g is not None else None
         self.di = torch.empty_like(i, dtype=torch.float32) if i is not None else None
 
-        # Training keeps the normaliser's den from the forward for the backward (as autograd would).
-        # (save=False: the backward recomputes the forward instead, the A/B of that choice.)
+        # Training keeps the normaliser's den and the forward's context (args.ctx: mLSTM's stabiliser,
+        # the segment-boundary states of long sequences) for the backward, as autograd would.
+        # (save=False: the backward recomputes them instead, the A/B of that choice.)
         self.den = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device) if self.spec.normalizer and save else None
         self.at = lrnn_args(q, k, v, g, i)
         if self.den is not None:
             self.at.den, self.at.fwd_o = self.den.data_ptr(), self.o.data_ptr()
+        self.ctx = None
+        if save:
+            nb = ctypes.c_int64(0)
+            if lib.lrnn_decay_attn_ctx_bytes(ctypes.byref(self.spec), ctypes.byref(self.at), ctypes.byref(nb)) != 0:
+                raise RuntimeError(f"lrnn_decay_attn_ctx_bytes: {lrnn_err()}")
+            if nb.value > 0:
+                self.ctx = torch.empty(nb.value, dtype=torch.uint8, device=q.device)
+                self.at.ctx, self.at.ctx_bytes = self.ctx.data_ptr(), nb.value
 
     def fwd(self, a=None):
         rc = lib.lrnn_decay_attn_forward(ctypes.byref(self.spec), ctypes.byref(a or self.a), None, ptr(self.o), None)
@@ -380,6 +390,11 @@ for B, T in shapes:
             if name == "gla":
                 lrnn_gla_out, lrnn_gla_row = op.o.clone(), this_row
             del op
+            if name == "simple_gla":
+                # The same without the forward's context: the backward recomputes the segment states.
+                op = LrnnOp(name, q, k, v, g=g, save=False)
+                bench(f"lrnn_{name}_recompute", B, T, *fl, op.fwd, op.fwdbwd)
+                del op
 
     if ok_fla:
         bench("fla_chunk_gla", B, T, *floors["key"], gla, gla_fb)

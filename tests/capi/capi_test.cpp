@@ -175,6 +175,53 @@ TEST(capi, mlstm_saved_forward) {
   EXPECT_NE(std::string(lrnn_last_error()).find("args.den"), std::string::npos) << lrnn_last_error();
 }
 
+// args.ctx, the forward's context for the backward: nothing to keep on the host (0 bytes; a null ctx
+// with 0 bytes is accepted and changes nothing), a ctx of another size is an error naming it; the
+// CUDA path (where it holds the stabiliser and segment states) in decay_attn_cuda_test.cpp.
+TEST(capi, forward_context_on_host) {
+  const int64_t B = 1, T = 9, H = 2, K = 8, V = 8;
+  const size_t nq = B * T * H * K, nv = B * T * H * V, nt = B * T * H;
+  auto q = randn(nq, 1), k = randn(nq, 2), v = randn(nv, 3), g = logsig(randn(nt, 4, 2.0)), i = randn(nt, 5);
+  lrnn_decay_attn_spec spec;
+  ASSERT_EQ(lrnn_decay_attn_spec_for(LRNN_VARIANT_MLSTM, &spec), LRNN_OK);
+  lrnn_decay_attn_args a{};
+  a.B = B, a.T = T, a.H = H, a.K = K, a.V = V, a.dtype = LRNN_F32, a.gate_dtype = LRNN_F32, a.device = -1;
+  a.q = q.data(), a.k = k.data(), a.v = v.data(), a.g = g.data(), a.i = i.data();
+  int64_t bytes = -1;
+  ASSERT_EQ(lrnn_decay_attn_ctx_bytes(&spec, &a, &bytes), LRNN_OK) << lrnn_last_error();
+  EXPECT_EQ(bytes, 0);
+  EXPECT_EQ(lrnn_decay_attn_ctx_bytes(&spec, &a, nullptr), LRNN_ERROR_INVALID_ARGUMENT);
+  std::vector<float> o(nv), o2(nv), ctx(16);
+  ASSERT_EQ(lrnn_decay_attn_forward(&spec, &a, nullptr, o.data(), nullptr), LRNN_OK) << lrnn_last_error();
+  a.ctx = ctx.data(), a.ctx_bytes = 64;
+  EXPECT_EQ(lrnn_decay_attn_forward(&spec, &a, nullptr, o2.data(), nullptr), LRNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lrnn_last_error()).find("args.ctx"), std::string::npos) << lrnn_last_error();
+  EXPECT_NE(std::string(lrnn_last_error()).find("expected 0 bytes"), std::string::npos) << lrnn_last_error();
+  a.ctx = nullptr, a.ctx_bytes = 4;
+  EXPECT_EQ(lrnn_decay_attn_forward(&spec, &a, nullptr, o2.data(), nullptr), LRNN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lrnn_last_error()).find("args.ctx is null with ctx_bytes 4"), std::string::npos) << lrnn_last_error();
+  for (float* c : {ctx.data(), static_cast<float*>(nullptr)}) {  // (0 bytes: a pointer or none)
+    a.ctx = c, a.ctx_bytes = 0;
+    ASSERT_EQ(lrnn_decay_attn_forward(&spec, &a, nullptr, o2.data(), nullptr), LRNN_OK) << lrnn_last_error();
+    EXPECT_EQ(o, o2);
+  }
+  // The C++ API: options.ctx of the wrong size names itself and the size it needs.
+  ops::decay_attn_spec cs;
+  cs.decay = ops::decay_kind::per_token_scalar, cs.input_gate = ops::input_gate_kind::exponential, cs.normalizer = true;
+  ops::decay_attn_inputs in;
+  in.q = host(q, {B, T, H, K}), in.k = host(k, {B, T, H, K}), in.v = host(v, {B, T, H, V});
+  in.g = host(g, {B, T, H}), in.i = host(i, {B, T, H});
+  auto n = ops::decay_attn_ctx_floats(cs, in);
+  ASSERT_TRUE(n.ok()) << n.error().message();
+  EXPECT_EQ(*n, 0);
+  ops::decay_attn_options opt;
+  opt.ctx = tensor::zeros({3}, dtype::f32).value();
+  auto bad = ops::decay_attn_forward(cs, in, {}, ops::decay_attn_form::chunk, opt);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("options.ctx"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("f32[0]"), std::string::npos) << bad.error().message();
+}
+
 // mLSTM steps through the ABI (host) vs ops::decay_attn_step; then, with a GPU, the CUDA step.
 TEST(capi, step_matches_the_op_on_host_and_cuda) {
   const int64_t B = 2, H = 3, K = 16, V = 12;

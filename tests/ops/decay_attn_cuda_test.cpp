@@ -298,6 +298,86 @@ TEST(decay_attn_cuda, saved_forward) {
   }
 }
 
+// options.ctx, the forward's context for the backward (mLSTM's stabiliser per token, the segment
+// states of long sequences): the forward's o and final state as without it, the backward's gradients
+// as without it (up to the order of fp32 atomics) for every tensor-core variant with and without
+// segments, mLSTM also with its saved o / den; a zeroed context moves them (the backward reads it,
+// no recompute); its size is checked.
+TEST(decay_attn_cuda, forward_context) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const char* segs : {"1", "3"}) {
+    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::mlstm, variant::mlstm_sig}) {
+      const bool mlstm = v == variant::mlstm, norm = mlstm || v == variant::mlstm_sig;
+      op_case c = sized(v, 2, 700, 128, 128, true);
+      auto p = std::any_cast<da::params>(c.params);
+      const named_tensors in = on_cuda(c, dtype::bf16);
+      const auto x = da::inputs_of(in);
+      const auto init = da::state_of(in, "s0", "n0", "m0");
+      const tensor d_o = x.v.to(dtype::f32).value().to(dtype::bf16).value();
+      const std::string what = std::string(da::variant_name(v)) + " segments " + segs;
+      auto n = ops::decay_attn_ctx_floats(p.spec, x);
+      ASSERT_TRUE(n.ok()) << n.error().message();
+      const int64_t stab = mlstm ? 2 * 700 * 2 * 3 : 0, seg = 2 * 3 * 2 * 128 * (128 + (norm ? 1 : 0));
+      EXPECT_EQ(*n, stab + (segs[0] == '3' ? seg : 0)) << what;
+      if (*n == 0) continue;
+      ops::decay_attn_options opt = p.options;
+      opt.ctx = tensor::empty({*n}, dtype::f32, device::cuda()).value();  // (NaN-poisoned: every read part is written)
+      ops::decay_attn_options fo = opt;
+      fo.output_den = norm;
+      auto with = ops::decay_attn_forward(p.spec, x, init, ops::decay_attn_form::chunk, fo);
+      auto without = ops::decay_attn_forward(p.spec, x, init, ops::decay_attn_form::chunk, p.options);
+      ASSERT_TRUE(with.ok() && without.ok()) << (with.ok() ? without.error().message() : with.error().message());
+      EXPECT_EQ(max_abs_diff(with->o, without->o), 0.0) << what;
+      ASSERT_TRUE(with->final_state.s.defined() && without->final_state.s.defined()) << what;
+      EXPECT_EQ(max_abs_diff(with->final_state.s, without->final_state.s), 0.0) << what;
+      if (mlstm) {
+        ASSERT_TRUE(with->final_state.m.defined() && without->final_state.m.defined()) << what;
+        EXPECT_EQ(max_abs_diff(with->final_state.m, without->final_state.m), 0.0) << what;
+      }
+      auto plain = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+      ASSERT_TRUE(plain.ok()) << plain.error().message();
+      auto same = [&](const ops::decay_attn_grads& a, const ops::decay_attn_grads& b, const std::string& how, bool equal) {
+        const std::vector<std::pair<const char*, std::pair<tensor, tensor>>> pairs = {
+            {"dq", {a.dq, b.dq}}, {"dk", {a.dk, b.dk}}, {"dv", {a.dv, b.dv}}, {"dg", {a.dg, b.dg}},
+            {"ds0", {a.d_initial_state.s, b.d_initial_state.s}}};
+        double worst = 0;
+        for (const auto& [name, ab] : pairs) {
+          const double rel = max_abs_diff(ab.first, ab.second) / std::max(max_abs(ab.first), 1e-30);
+          if (equal) {
+            EXPECT_LE(rel, 1e-4) << what << " " << how << " " << name;  // (atomics' order)
+          }
+          worst = std::max(worst, rel);
+        }
+        if (!equal) {
+          EXPECT_GT(worst, 1e-2) << what << " " << how << ": a zeroed context changed nothing";
+        }
+      };
+      auto g1 = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, opt);
+      ASSERT_TRUE(g1.ok()) << g1.error().message();
+      same(*plain, *g1, "ctx", true);
+      if (norm) {
+        ops::decay_attn_options so = opt;
+        so.saved_o = with->o, so.saved_den = with->den;
+        auto g2 = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, so);
+        ASSERT_TRUE(g2.ok()) << g2.error().message();
+        same(*plain, *g2, "ctx + saved o", true);
+      }
+      ops::decay_attn_options zo = p.options;
+      zo.ctx = tensor::zeros({*n}, dtype::f32, device::cuda()).value();
+      auto gz = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, zo);
+      ASSERT_TRUE(gz.ok()) << gz.error().message();
+      same(*plain, *gz, "zeroed ctx", false);
+      ops::decay_attn_options bad = p.options;
+      bad.ctx = tensor::empty({*n + 1}, dtype::f32, device::cuda()).value();
+      auto e = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, bad);
+      ASSERT_FALSE(e.ok()) << what;
+      EXPECT_NE(e.error().message().find("options.ctx"), std::string::npos) << e.error().message();
+    }
+  }
+  unsetenv("LRNN_DA_SEGMENTS");
+}
+
 // mLSTM's normaliser rows (rs, dn', dm per token) three ways: in the dq sweep from its own products
 // (LRNN_DA_ROWS_MODE=1; the default with segments; o is not read) or from the staged o (=2; the
 // default without segments), and in normalise_backward_rows (LRNN_DA_ROWS_PASS=1): the same

@@ -28,6 +28,13 @@ result<var> decay_attn(const ops::decay_attn_spec& spec, const var& q, const var
   // (not when o lives in the caller's buffer options.into_o, which the caller may reuse).
   opt.output_den = spec.normalizer && form != ops::decay_attn_form::reference && !options.into_o.defined();
   opt.saved_o = opt.saved_den = tensor();
+  // The forward's context (mLSTM's stabiliser, the segment states of long sequences on CUDA) spares
+  // the backward recomputing them.
+  opt.ctx = tensor();
+  if (in.q.dev().is_cuda()) {
+    LRNN_ASSIGN_OR_RETURN(int64_t n, ops::decay_attn_ctx_floats(spec, in));
+    if (n > 0) { LRNN_ASSIGN_OR_RETURN(opt.ctx, tensor::empty({n}, dtype::f32, in.q.dev())); }
+  }
   LRNN_ASSIGN_OR_RETURN(auto out, ops::decay_attn_forward(spec, in, ops::decay_attn_state{}, form, opt));
   if (out.den.defined()) opt.saved_o = out.o, opt.saved_den = out.den;
   opt.output_den = false;

@@ -109,7 +109,6 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
   p.Vp = p.Vin + (spec.normalizer ? 1 : 0);
   p.N = static_cast<int64_t>(offsets.size()) - 1;
   p.tokens = p.B * p.T;
-  const int type = p.a.type;
   LRNN_ASSIGN_OR_RETURN(p.q, in.q.contiguous());
   LRNN_ASSIGN_OR_RETURN(p.k, in.k.contiguous());
   LRNN_ASSIGN_OR_RETURN(p.v, in.v.contiguous());
