@@ -379,8 +379,8 @@ TEST(decay_attn_cuda, forward_context) {
 }
 
 // mLSTM's normaliser rows (rs, dn', dm per token) three ways: in the dq sweep from its own products
-// (LRNN_DA_ROWS_MODE=1; the default with segments; o is not read) or from the staged o (=2; the
-// default without segments), and in normalise_backward_rows (LRNN_DA_ROWS_PASS=1): the same
+// (LRNN_DA_ROWS_MODE=1; where the stage of o does not fit; o is not read) or from the staged o (=2;
+// the default), and in normalise_backward_rows (LRNN_DA_ROWS_PASS=1): the same
 // gradients up to bf16 rounding (o and the products round differently), with and without segments.
 // All also meet the f64 reference in the other tests (the defaults) and the runs with those
 // variables set.

@@ -68,8 +68,8 @@ struct bwd_io {
   const float* rs = nullptr;
   // The rows above computed by the core itself (bf16/f16 with the saved, normalised o): rs and dn
   // above are then its outputs rs_out, dn_out (with dm_local), and a.eq_scale = rs_out. With one V
-  // tile the dq sweep computes them per chunk, from the staged o without segments, from its own
-  // products with segments (o not read; the reverse segment pass runs after it); otherwise (several
+  // tile the dq sweep computes them per chunk from the staged o (or, where that stage does not fit,
+  // from its own products; with segments the reverse segment pass runs after it); otherwise (several
   // V tiles, or a stage too large for the GPU) normalise_backward_rows runs first, from o and d_o.
   struct norm_rows {
     const void* o = nullptr;  // [tokens, H, Vin] in `type`; null: rs, dn are inputs

@@ -2140,10 +2140,11 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   int mode = 0;  // the normaliser's rows: 0 a pass of their own (or none), 1 / 2 in the dq sweep (H1 / H2)
   if constexpr (NORM) {
     // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows (one V tile,
-    // q staged: DIRECT): from the staged o without segments (run 13: -61 us on tc_dq at B=8 T=4096
-    // against -100 from the products), from its products with segments (the reverse segment pass
-    // needs them, so it runs after the dq sweep; staging o there cost more); else a pass of their own
-    // over o and d_o. The gate table's Eq' = Eq rs comes from any of them.
+    // q staged: DIRECT), from the staged o (H2; with segments the reverse segment pass, which reads
+    // the rows, runs after it), or from its own products where the larger stage of o does not fit
+    // (H1: o not read; ~80 us slower on tc_dq at B=2, T=16384 and ~60 at B=8, T=4096, device runs 13
+    // and 17); else a pass of their own over o and d_o. The gate table's Eq' = Eq rs comes from any of
+    // them.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
@@ -2155,8 +2156,7 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
       const bool can = HOK && !(pass && pass[0] == '1') && a.Vin == VT;
       const int occ_1 = can && h1bytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H1>>(cfg<VT>::T, h1bytes) : 0;
       const int occ_2 = can && h2bytes <= smem_limit() ? cached_blocks_per_sm<tc_dq<TI, K, VT, DIRECT, NORM, false, MOM, H2>>(cfg<VT>::T, h2bytes) : 0;
-      const bool one_seg = occ_2 > 0 && choose_segments(a, VT, occ_2 < occ_k ? occ_2 : occ_k).nseg == 1;
-      if (occ_2 > 0 && fm != 1 && (one_seg || fm == 2)) mode = 2;
+      if (occ_2 > 0 && fm != 1) mode = 2;
       else if (occ_1 > 0 && fm != 2) mode = 1;
       if (mode != 0) {
         if (int e = mode == 1 ? tc_smem(h1kern, h1bytes) : tc_smem(h2kern, h2bytes)) return e;
