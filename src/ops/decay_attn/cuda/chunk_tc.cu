@@ -2041,10 +2041,21 @@ int segment_buffers(const core_args& a, seg_io& sg, scratch_scope& sc, bool reve
   return sc.err;
 }
 
-// Gate table (into a.gate_tab or scratch) and, with segments, their buffers (ctx: the forward's
-// segment-boundary states, used where the segments are the forward's: `fwd` the forward's plan).
-int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, float* ctx = nullptr,
-               const seg_io* fwd = nullptr) {
+// The segments the forward chooses for this call (fwd_cfg::plan; defined below, after dispatch).
+seg_io forward_plan(const core_args& a);
+
+// A backward's use of the forward's segment-boundary states (bwd_io::seg_ctx, read only): the
+// context where its segments sg are the forward's, else null (its forward segment pass then runs).
+float* forward_states(const core_args& a, const seg_io& sg, const float* ctx) {
+  if (!ctx || sg.nseg == 1) return nullptr;
+  const seg_io f = forward_plan(a);
+  return f.nseg == sg.nseg && f.len == sg.len ? const_cast<float*>(ctx) : nullptr;
+}
+
+// Gate table (into a.gate_tab or scratch) and, with segments, their buffers: the forward's states go
+// to fwd_ctx (fwd_out::seg_ctx) where given; a backward passes bwd_ctx (bwd_io::seg_ctx, forward_states).
+int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, float* fwd_ctx = nullptr,
+               const float* bwd_ctx = nullptr) {
   if (!a.gate_tab) {
     a.gate_tab = sc.get(static_cast<size_t>(tc_table_bytes(a)));
     if (sc.err) return sc.err;
@@ -2053,8 +2064,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = choose_segments(a, vt, per_sm);
-  const bool same = !fwd || (fwd->nseg == sg.nseg && fwd->len == sg.len);
-  return segment_buffers(a, sg, sc, reverse, same ? ctx : nullptr);
+  return segment_buffers(a, sg, sc, reverse, fwd_ctx ? fwd_ctx : forward_states(a, sg, bwd_ctx));
 }
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
@@ -2111,9 +2121,6 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }
-
-// The segments the forward chooses for this call (fwd_cfg::plan; defined below, after dispatch).
-seg_io forward_plan(const core_args& a);
 
 // MOM: a per-head constant decay, its gradient from the dq sweep's pair sums (io.dgh).
 template <typename TI, int K, int VT, bool DIRECT, bool NORM, bool MOM = false>
@@ -2172,10 +2179,8 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     }
   }
   // The forward's segment-boundary states (bwd_io::seg_ctx) where the segments are the forward's.
-  const seg_io fplan = io.seg_ctx ? forward_plan(a) : seg_io{};
-  float* ctx = const_cast<float*>(io.seg_ctx);  // (read only: the forward pass does not run then)
-  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, ctx, &fplan)) return e;
-  const bool have = ctx && sg.nseg > 1 && sg.buf == ctx;
+  if (int e = prepare_tc(a, sg, sc, true, VT, occ_q < occ_k ? occ_q : occ_k, nullptr, io.seg_ctx)) return e;
+  const bool have = io.seg_ctx && sg.nseg > 1 && sg.buf == io.seg_ctx;
   // (With the rows in the dq sweep, the reverse segment pass, which reads them, runs after it; only
   // MOM's dq sweep reads the reverse pass's boundaries.)
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, &io, {}, !have, mode == 0)) return e;
@@ -2262,9 +2267,9 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   const int occ_k = cached_blocks_per_sm<tc_dkv<TI, K, VT, false, true>>(cfg<VT>::T, kbytes);
   sg = choose_segments(a, VT, occ_q < occ_k ? occ_q : occ_k);
   // The forward's segment-boundary states (bwd_io::seg_ctx) where the segments are the forward's.
-  const seg_io fplan = io.seg_ctx ? forward_plan(a) : seg_io{};
-  const bool have = io.seg_ctx && sg.nseg > 1 && fplan.nseg == sg.nseg && fplan.len == sg.len;
-  if (int e = segment_buffers(a, sg, sc, true, have ? const_cast<float*>(io.seg_ctx) : nullptr)) return e;
+  float* fstates = forward_states(a, sg, io.seg_ctx);
+  const bool have = fstates != nullptr;
+  if (int e = segment_buffers(a, sg, sc, true, fstates)) return e;
   // dQa, dKb: stored by the sweeps with one V tile, summed over several (then zeroed here first).
   if (a.Vin > VT) {
     const size_t bytes = static_cast<size_t>(a.tokens) * a.H * K * sizeof(float);
