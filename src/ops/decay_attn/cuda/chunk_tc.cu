@@ -2149,8 +2149,8 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     // The normaliser's rows (bwd_io::rows): in the dq sweep where one CTA sees whole rows (one V tile,
     // q staged: DIRECT), from the staged o (H2; with segments the reverse segment pass, which reads
     // the rows, runs after it), or from its own products where the larger stage of o does not fit
-    // (H1: o not read; ~80 us slower on tc_dq at B=2, T=16384 and ~60 at B=8, T=4096, device runs 13
-    // and 17); else a pass of their own over o and d_o. The gate table's Eq' = Eq rs comes from any of
+    // (H1: o not read; tc_dq ~80 us slower at both B=2, T=16384 and B=8, T=4096: device runs 17 and
+    // 15, one build, LRNN_DA_ROWS_MODE=1 against the default in alternating processes); else a pass of their own over o and d_o. The gate table's Eq' = Eq rs comes from any of
     // them.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
