@@ -84,7 +84,8 @@ status shape_args(const decay_attn_spec& spec, const decay_attn_inputs& in, cons
   a.Vin = static_cast<int>(in.v.size(3)), a.V = a.Vin + (spec.normalizer ? 1 : 0);
   a.tokens = in.q.size(0) * in.q.size(1);
   for (size_t n = 0; n + 1 < offsets.size(); ++n) a.max_len = std::max<int64_t>(a.max_len, offsets[n + 1] - offsets[n]);
-  a.gmode = spec.input_gate == input_gate_kind::exponential ? cc::g_scalar : decay_gate_mode(spec);  // (the stabiliser's g~)
+  // (an exponential input gate: the stabiliser's scalar g~)
+  a.gmode = spec.input_gate == input_gate_kind::exponential ? cc::g_scalar : decay_gate_mode(spec);
   static const float placeholder = 0.f;
   a.u = spec.bonus ? &placeholder : nullptr;
   return {};

@@ -2150,8 +2150,8 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
     // q staged: DIRECT), from the staged o (H2; with segments the reverse segment pass, which reads
     // the rows, runs after it), or from its own products where the larger stage of o does not fit
     // (H1: o not read; tc_dq ~80 us slower at both B=2, T=16384 and B=8, T=4096: device runs 17 and
-    // 15, one build, LRNN_DA_ROWS_MODE=1 against the default in alternating processes); else a pass of their own over o and d_o. The gate table's Eq' = Eq rs comes from any of
-    // them.
+    // 15, one build, LRNN_DA_ROWS_MODE=1 against the default in alternating processes); else a pass
+    // of their own over o and d_o. The gate table's Eq' = Eq rs comes from any of them.
     if (io.rows.o) {
       if (!io.rows.den || !io.rows.rs_out || !io.rows.dn_out) return static_cast<int>(cudaErrorInvalidValue);
       io.rs = io.rows.rs_out, io.dn = io.rows.dn_out;  // (the dkv sweep reads them)
