@@ -505,18 +505,37 @@ struct state_part {
   // (columns of the tile); row a of A scaled by ek[a].
   // (ek strided by 4 floats: a column of the per-row table.)
   // mL > 0: row a's scale is (mL - 1 - a) ek[a] (the moment state's new tokens, mL rows in the chunk).
+  // With nn (the normaliser's state n [K] in shared memory: n_cur, written to nn): nn = e n_cur +
+  // (A^T scaled) f, f [64] per row (null: ones), as one more 8-column mma tile with f in its column 0
+  // on the warps of column group 0 (they hold every row d), from the A fragments the state uses.
+  // Every warp calls it; nn is written by lanes of those warps (readers need a barrier).
   template <typename TI>
-  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y, int mL = 0) {
+  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y, int mL = 0,
+                         const float* n_cur = nullptr, float* nn = nullptr, const float* f = nullptr) {
 #pragma unroll
     for (int t = 0; t < NT; ++t)
 #pragma unroll
       for (int x = 0; x < 4; ++x) s[t][x] *= e;
+    const int l = threadIdx.x % 32, qr = l / 4;
+    const bool nw = nn != nullptr && col0 == 0;  // (warp-uniform)
+    float na[4] = {0.f, 0.f, 0.f, 0.f};          // (column 0 of the tile: lanes l % 4 == 0, na[0] and na[2])
+    if (nw && l % 4 == 0) na[0] = e * n_cur[16 * db + qr], na[2] = e * n_cur[16 * db + qr + 8];
 #pragma unroll
     for (int kb = 0; kb < kC / 16; ++kb) {
       uint32_t fa[4];
       a_frag(fa, X, XS, ek, kb, mL);
       mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
+      if (nw) {
+        uint32_t b0 = 0u, b1 = 0u;  // (B [k][n] = f_k at n = 0: lanes 0..3 hold k = 2 l, 2 l + 1 (+ 8))
+        if (l < 4) {
+          const int k0 = 16 * kb + 2 * l;
+          b0 = f ? mma::pack2<TI>(f[k0], f[k0 + 1]) : mma::pack2<TI>(1.f, 1.f);
+          b1 = f ? mma::pack2<TI>(f[k0 + 8], f[k0 + 9]) : mma::pack2<TI>(1.f, 1.f);
+        }
+        mma::mma16816<TI>(na, fa, b0, b1);
+      }
     }
+    if (nw && l % 4 == 0) nn[16 * db + qr] = na[0], nn[16 * db + qr + 8] = na[2];
   }
   // The A fragment of update's product for k block kb: X^T's rows d of this warp, columns 16 kb..,
   // column a scaled by ek[4 a] (times mL - 1 - a when mL > 0).
@@ -838,34 +857,6 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
   else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
 }
 
-// One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
-// gate table (strided by 4), f per row (or 1). Every thread of the CTA (cfg<VT>::T) calls it.
-template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
-                                            const float* f, float gl) {
-  // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
-  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements). P is
-  // a compile-time constant: the loop unrolls and its loads issue together (with P from blockDim the
-  // loop ran serially, 14% of the NORM forward's warp samples, ncu).
-  constexpr int P = cfg<VT>::T / (K / 2);
-  static_assert(P >= 1 && P <= 32 && (P & (P - 1)) == 0 && kC % P == 0, "norm_update: thread layout");
-  const int d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
-  float x0 = 0.f, x1 = 0.f;
-#pragma unroll
-  for (int jj = 0; jj < kC / P; ++jj) {
-    const int j = part + jj * P;
-    const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
-    const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
-    x0 += cj * xv.x, x1 += cj * xv.y;
-  }
-#pragma unroll
-  for (int o = 1; o < P; o <<= 1) {
-    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
-    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
-  }
-  if (part == 0) n_next[d] = gl * n[d] + x0, n_next[d + 1] = gl * n[d + 1] + x1;
-}
-
 // acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
 template <int NT>
 __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv, const float* colv, int c0, int r) {
@@ -969,16 +960,13 @@ __device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds
 }
 
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
-// of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
-// n_next = exp(G_L) n + sum_j Ek_j k_j.
+// of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld).
 template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
-                                          const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
-                                          int col, int L) {
+__device__ __forceinline__ void norm_rows(float* psum, const float* n, const TI* Qs, int QS, const float4* tab, float* o,
+                                          int64_t t0, int H, int h, int ld, int col, int L) {
   rows_dot_n<TI, K, VT>(Qs, QS, n, [&](int i, float x) {
     if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + part_rowsum(psum, i);
   });
-  norm_update<TI, K, VT>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
 
 // Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
@@ -1156,20 +1144,20 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
         if (i0 < L) out.den[t0h + static_cast<size_t>(i0) * H] = den0;
         if (i1 < L) out.den[t0h + static_cast<size_t>(i1) * H] = den1;
       }
-      norm_update<TI, K, VT>(nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     } else if constexpr (NORM) {
       store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
-      if (nrm) norm_step<TI, K, VT>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
-                                static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
+      if (nrm) norm_rows<TI, K, VT>(psum, nbuf + (ci & 1) * K, Qs, QS, tab, static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
     } else {
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
-    S.update(gl, Ks, QS, Ek, Vs);
+    // (NORM: n = exp(G_L) n + sum_j Ek_j k_j on the state's mma, into the other n buffer)
+    if (nrm) S.update(gl, Ks, QS, Ek, Vs, 0, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K);
+    else S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
   if (nrm && out.nf && te == sr.se) {
-    __syncthreads();  // (the last norm_update's writes: other threads' columns; racecheck)
+    __syncthreads();  // (the last chunk's n, written by other warps; racecheck)
     if (tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
   }
 }
@@ -1363,12 +1351,12 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
-    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     if constexpr (MOM) {
       M.moment_carry(gl, S, L);
       M.update(1.f, Ks, QS, Ek, Vs, L);
     }
-    S.update(gl, Ks, QS, Ek, Vs);
+    if (nrm) S.update(gl, Ks, QS, Ek, Vs, 0, ncur, nbuf + ((ci + 1) & 1) * K);
+    else S.update(gl, Ks, QS, Ek, Vs);
     S.to_smem(Sb);
   });
   if constexpr (MOM) {
@@ -1386,7 +1374,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
     if (nrm && io.dnf) {
-      __syncthreads();  // (the last norm_update's writes)
+      __syncthreads();  // (the last chunk's n, written by other warps)
       if (tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
     }
   }
@@ -1512,14 +1500,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
-    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((it + 1) & 1) * K, Qs, QS, Eq, dns, gl);
-    dS.update(gl, Qs, QS, Eq, Ds);
+    if (nrm) dS.update(gl, Qs, QS, Eq, Ds, 0, ncur, nbuf + ((it + 1) & 1) * K, dns);
+    else dS.update(gl, Qs, QS, Eq, Ds);
     dS.to_smem(dSb);
   }
   if (sr.s > 0) return;
   if (io.ds0) dS.for_each([&](float& x, int d, int col) { io.ds0[(srow + d) * Vin + v0 + col] = x; });
   if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
-  if (nrm) __syncthreads();  // (the last norm_update's writes)
+  if (nrm) __syncthreads();  // (the last chunk's n, written by other warps)
   if (nrm && tid < K) {
     const float dn0 = nbuf[(nch & 1) * K + tid];
     if (io.dn0) io.dn0[srow + tid] = dn0;
@@ -1592,14 +1580,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
     glsum += gL;
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
     if (nrm)
-      norm_update<TI, K, VT>(nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K, Ks, QS, FWD ? &tab[0].w : &tab[0].z,
-                         FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn), expf(gL));
-    S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
+      S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v), 0, nbuf + (it & 1) * K,
+               nbuf + ((it + 1) & 1) * K, FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn));
+    else S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
   if (nrm) {
-    __syncthreads();  // (the last norm_update's writes)
+    __syncthreads();  // (the last chunk's n, written by other warps)
     if (threadIdx.x < K) dst[threadIdx.x * a.V + a.Vin] = nbuf[(nch & 1) * K + threadIdx.x];
   }
   if constexpr (KEY) {
