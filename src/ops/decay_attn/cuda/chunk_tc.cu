@@ -857,6 +857,46 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
   else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
 }
 
+// One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
+// gate table (strided by 4), f per row (or 1). Every thread of the CTA (cfg<VT>::T) calls it. (The
+// way before the state's mma took n, state_part::update; kept for core_args::norm_threads, the A/B.)
+template <typename TI, int K, int VT>
+__device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
+                                            const float* f, float gl) {
+  // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
+  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements). P is
+  // a compile-time constant: the loop unrolls and its loads issue together (with P from blockDim the
+  // loop ran serially, 14% of the NORM forward's warp samples, ncu).
+  constexpr int P = cfg<VT>::T / (K / 2);
+  static_assert(P >= 1 && P <= 32 && (P & (P - 1)) == 0 && kC % P == 0, "norm_update: thread layout");
+  const int d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
+  float x0 = 0.f, x1 = 0.f;
+#pragma unroll
+  for (int jj = 0; jj < kC / P; ++jj) {
+    const int j = part + jj * P;
+    const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
+    const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
+    x0 += cj * xv.x, x1 += cj * xv.y;
+  }
+#pragma unroll
+  for (int o = 1; o < P; o <<= 1) {
+    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
+    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
+  }
+  if (part == 0) n_next[d] = gl * n[d] + x0, n_next[d + 1] = gl * n[d + 1] + x1;
+}
+
+// The state update over a chunk with, on the normaliser's CTAs (nrm), n_next = e n_cur + X^T Diag(ek) f
+// on the state's mma (state_part::update), or by norm_update (core_args::norm_threads, for A/B timing).
+template <typename TI, int K, int VT>
+__device__ __forceinline__ void update_state_n(state_part<K, VT>& S, const core_args& a, bool nrm, float e, const TI* X,
+                                               int XS, const float* ek, const TI* Y, const float* n_cur, float* n_next,
+                                               const float* f) {
+  if (nrm && a.norm_threads) norm_update<TI, K, VT>(n_cur, n_next, X, XS, ek, f, e);
+  if (nrm && !a.norm_threads) S.update(e, X, XS, ek, Y, 0, n_cur, n_next, f);
+  else S.update(e, X, XS, ek, Y);
+}
+
 // acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
 template <int NT>
 __device__ __forceinline__ void add_outer(float (&acc)[NT][4], const float* rowv, const float* colv, int c0, int r) {
@@ -1151,8 +1191,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
     // (NORM: n = exp(G_L) n + sum_j Ek_j k_j on the state's mma, into the other n buffer)
-    if (nrm) S.update(gl, Ks, QS, Ek, Vs, 0, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K);
-    else S.update(gl, Ks, QS, Ek, Vs);
+    update_state_n<TI, K, VT>(S, a, nrm, gl, Ks, QS, Ek, Vs, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, nullptr);
     S.to_smem(Sb);
   });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
@@ -1355,8 +1394,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
       M.moment_carry(gl, S, L);
       M.update(1.f, Ks, QS, Ek, Vs, L);
     }
-    if (nrm) S.update(gl, Ks, QS, Ek, Vs, 0, ncur, nbuf + ((ci + 1) & 1) * K);
-    else S.update(gl, Ks, QS, Ek, Vs);
+    update_state_n<TI, K, VT>(S, a, nrm, gl, Ks, QS, Ek, Vs, ncur, nbuf + ((ci + 1) & 1) * K, nullptr);
     S.to_smem(Sb);
   });
   if constexpr (MOM) {
@@ -1500,8 +1538,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
-    if (nrm) dS.update(gl, Qs, QS, Eq, Ds, 0, ncur, nbuf + ((it + 1) & 1) * K, dns);
-    else dS.update(gl, Qs, QS, Eq, Ds);
+    update_state_n<TI, K, VT>(dS, a, nrm, gl, Qs, QS, Eq, Ds, ncur, nbuf + ((it + 1) & 1) * K, dns);
     dS.to_smem(dSb);
   }
   if (sr.s > 0) return;
@@ -1579,10 +1616,9 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
     const float gL = tab[L - 1].x;
     glsum += gL;
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
-    if (nrm)
-      S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v), 0, nbuf + (it & 1) * K,
-               nbuf + ((it + 1) & 1) * K, FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn));
-    else S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
+    update_state_n<TI, K, VT>(S, a, nrm, expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v),
+                              nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K,
+                              FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn));
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
@@ -2366,7 +2402,15 @@ bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
 }
 
-int tc_forward(const core_args& a, const fwd_out& o) {
+// (A/B timing: LRNN_DA_NORM_THREADS=1 sweeps the normaliser's n by norm_update, core_args::norm_threads.)
+static bool norm_threads_env() {
+  const char* e = getenv("LRNN_DA_NORM_THREADS");
+  return e && e[0] == '1';
+}
+
+int tc_forward(const core_args& args, const fwd_out& o) {
+  core_args a = args;
+  a.norm_threads = norm_threads_env();
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
@@ -2375,7 +2419,9 @@ int tc_forward(const core_args& a, const fwd_out& o) {
   });
 }
 
-int tc_backward(const core_args& a, const bwd_io& io) {
+int tc_backward(const core_args& args, const bwd_io& io) {
+  core_args a = args;
+  a.norm_threads = norm_threads_env();
   const bool direct = io.dq_out != nullptr && a.gmode != g_key;
   const bool head = a.gmode == g_head;
   if (direct && (!io.dk_out || (!io.xy && !head) || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
