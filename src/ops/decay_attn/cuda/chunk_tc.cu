@@ -1002,7 +1002,7 @@ __device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
 // of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld).
 template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_rows(float* psum, const float* n, const TI* Qs, int QS, const float4* tab, float* o,
+__device__ __forceinline__ void den_column(float* psum, const float* n, const TI* Qs, int QS, const float4* tab, float* o,
                                           int64_t t0, int H, int h, int ld, int col, int L) {
   rows_dot_n<TI, K, VT>(Qs, QS, n, [&](int i, float x) {
     if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + part_rowsum(psum, i);
@@ -1186,7 +1186,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
       }
     } else if constexpr (NORM) {
       store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
-      if (nrm) norm_rows<TI, K, VT>(psum, nbuf + (ci & 1) * K, Qs, QS, tab, static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
+      if (nrm) den_column<TI, K, VT>(psum, nbuf + (ci & 1) * K, Qs, QS, tab, static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
     } else {
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
