@@ -53,6 +53,17 @@ struct prepared {
   bool seg_ready = false;
 };
 
+// The kernels' gate mode of the spec's decay (before the stabiliser, which turns an exponential input
+// gate's decay into its scalar g~).
+int decay_gate_mode(const decay_attn_spec& spec) {
+  switch (spec.decay) {
+    case decay_kind::per_head_const: return cc::g_head;
+    case decay_kind::per_token_scalar: return cc::g_scalar;
+    case decay_kind::per_token_key: return cc::g_key;
+    default: return cc::g_none;
+  }
+}
+
 // The shape fields of the core's arguments (no pointers but a placeholder for the bonus, whose
 // presence decides the path), on the inputs' device, which becomes the current one.
 status shape_args(const decay_attn_spec& spec, const decay_attn_inputs& in, const std::vector<int64_t>& offsets,
@@ -73,11 +84,7 @@ status shape_args(const decay_attn_spec& spec, const decay_attn_inputs& in, cons
   a.Vin = static_cast<int>(in.v.size(3)), a.V = a.Vin + (spec.normalizer ? 1 : 0);
   a.tokens = in.q.size(0) * in.q.size(1);
   for (size_t n = 0; n + 1 < offsets.size(); ++n) a.max_len = std::max<int64_t>(a.max_len, offsets[n + 1] - offsets[n]);
-  a.gmode = spec.input_gate == input_gate_kind::exponential ? cc::g_scalar  // (the stabiliser's g~)
-            : spec.decay == decay_kind::per_head_const      ? cc::g_head
-            : spec.decay == decay_kind::per_token_scalar    ? cc::g_scalar
-            : spec.decay == decay_kind::per_token_key       ? cc::g_key
-                                                            : cc::g_none;
+  a.gmode = spec.input_gate == input_gate_kind::exponential ? cc::g_scalar : decay_gate_mode(spec);  // (the stabiliser's g~)
   static const float placeholder = 0.f;
   a.u = spec.bonus ? &placeholder : nullptr;
   return {};
@@ -127,10 +134,7 @@ status prepare(const decay_attn_spec& spec, const decay_attn_inputs& in, const d
   a.q = p.q.raw_data(), a.k = p.k.raw_data(), a.v = p.v.raw_data();
   a.scale = static_cast<float>(spec.scale > 0 ? spec.scale : 1.0 / std::sqrt(static_cast<double>(p.K)));
   a.u = fp(p.u), a.s0 = fp(p.s0), a.n0 = fp(p.n0);
-  p.gs_mode = spec.decay == decay_kind::per_head_const ? cc::g_head
-              : spec.decay == decay_kind::per_token_scalar ? cc::g_scalar
-              : spec.decay == decay_kind::per_token_key ? cc::g_key
-                                                         : cc::g_none;
+  p.gs_mode = decay_gate_mode(spec);
   p.stabilised = spec.input_gate == input_gate_kind::exponential;
   const ctx_layout cl = ctx && ctx->defined() ? ctx_layout_of(spec, a) : ctx_layout{};
   if (cl.seg > 0) {
