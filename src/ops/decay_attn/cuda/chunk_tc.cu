@@ -1750,11 +1750,20 @@ struct key_cta {
 // table (threads d < K, from the blocks' sums of log gates) and the diagonal blocks of P:
 // P_ij = scale beta_j sum_d q_id k_jd exp(Gq_id - G_jd) for j <= i in one block (j < i with the bonus,
 // whose P_ii = scale q_i . (u k_i)).
+// P's diagonal blocks: where every key's log decay over the 16-row block stays above -kKeySplit, as
+// sum_d Qs_id Ks_jd with Qs_i = q_i exp(Gq_i - Gr_15) <= e^kKeySplit |q_i| and Ks_j = k_j exp(Gr_15 -
+// Gr_j) >= e^-kKeySplit |k_j| (fp32 holds both: no exp per pair; Ks in place of k in shared memory);
+// otherwise (or with exact) one exp per pair and key.
+constexpr float kKeySplit = 60.f;
+
 template <typename TI, int K>
-__global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
+__global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb, int exact) {
   extern __shared__ __align__(128) unsigned char sm[];
   using KC = key_cta<TI, K>;
   constexpr int GS = KC::GS, DS = KC::DS;
+  __shared__ int split_off[4];  // per 16-row block: some key decays past -kKeySplit (or exact)
+  __shared__ __align__(16) float pbuf[kC * 16];  // P's diagonal blocks (not in registers: 64 is the cap)
+  if (threadIdx.x < 4) split_off[threadIdx.x] = exact;
   KC c;
   if (!c.load(a, sm)) return;
   const int H = a.H, h = c.h, tid = threadIdx.x;
@@ -1774,43 +1783,87 @@ __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* 
   const float* ge = c.gr + (16 * c.m + 15) * GS;
   c.lds(qi, c.qs + i * GS);
   c.gq_row(gqi, i);
-  if (live) {
+  {
+    // Qa, Kb (Kb / beta = Ks) four keys at a time, and whether the block's decays allow the split.
+    bool far = false;
     const size_t off = (static_cast<size_t>(c.t0 + i) * H + h) * K;
-    const float bi = c.beta[i];
-    float kr[DS], gi[DS], gend[DS];
-    c.lds(kr, c.ks + i * GS);
-    c.lds(gi, c.gr + i * GS);
-    c.lds(gend, ge);
+    const float bi = c.beta[i], sq = a.scale;
 #pragma unroll
-    for (int e = 0; e < DS; e += 2) {
-      *reinterpret_cast<uint32_t*>(qa + off + c.cl(e)) = mma::pack2<TI>(a.scale * qi[e] * __expf(gqi[e]), a.scale * qi[e + 1] * __expf(gqi[e + 1]));
-      *reinterpret_cast<uint32_t*>(kb + off + c.cl(e)) =
-          mma::pack2<TI>(kr[e] * __expf(gend[e] - gi[e]) * bi, kr[e + 1] * __expf(gend[e + 1] - gi[e + 1]) * bi);
+    for (int u = 0; u < DS / 4; ++u) {
+      const int d0 = 32 * u + 4 * c.dg;
+      const float4 kv = *reinterpret_cast<const float4*>(c.ks + i * GS + d0);
+      const float4 gv = *reinterpret_cast<const float4*>(c.gr + i * GS + d0);
+      const float4 ev = *reinterpret_cast<const float4*>(ge + d0);
+      const float* gq = gqi + 4 * u;
+      far |= fabsf(ev.x - gv.x) > kKeySplit || fabsf(ev.y - gv.y) > kKeySplit || fabsf(ev.z - gv.z) > kKeySplit ||
+             fabsf(ev.w - gv.w) > kKeySplit || fabsf(gq[0] - ev.x) > kKeySplit || fabsf(gq[1] - ev.y) > kKeySplit ||
+             fabsf(gq[2] - ev.z) > kKeySplit || fabsf(gq[3] - ev.w) > kKeySplit;
+      if (live) {
+        const float* qv = qi + 4 * u;
+        *reinterpret_cast<uint2*>(qa + off + d0) =
+            make_uint2(mma::pack2<TI>(sq * qv[0] * __expf(gq[0]), sq * qv[1] * __expf(gq[1])),
+                       mma::pack2<TI>(sq * qv[2] * __expf(gq[2]), sq * qv[3] * __expf(gq[3])));
+        *reinterpret_cast<uint2*>(kb + off + d0) =
+            make_uint2(mma::pack2<TI>(kv.x * __expf(ev.x - gv.x) * bi, kv.y * __expf(ev.y - gv.y) * bi),
+                       mma::pack2<TI>(kv.z * __expf(ev.z - gv.z) * bi, kv.w * __expf(ev.w - gv.w) * bi));
+      }
+    }
+    if (__any_sync(0xffffffffu, far) && threadIdx.x % 32 == 0) atomicOr(&split_off[c.m], 1);
+  }
+  __syncthreads();  // (split_off complete)
+  const bool split = !split_off[c.m];
+  if (split) {
+    // Ks over this thread's own k values (row i, its keys: no other thread reads them before the
+    // barrier below; formed again rather than kept across the barrier, for registers), Qs in qi.
+#pragma unroll
+    for (int u = 0; u < DS / 4; ++u) {
+      float* kp = c.ks + i * GS + 32 * u + 4 * c.dg;
+      const float4 kv = *reinterpret_cast<const float4*>(kp);
+      const float4 gv = *reinterpret_cast<const float4*>(c.gr + i * GS + 32 * u + 4 * c.dg);
+      const float4 ev = *reinterpret_cast<const float4*>(ge + 32 * u + 4 * c.dg);
+      *reinterpret_cast<float4*>(kp) = make_float4(kv.x * __expf(ev.x - gv.x), kv.y * __expf(ev.y - gv.y),
+                                                   kv.z * __expf(ev.z - gv.z), kv.w * __expf(ev.w - gv.w));
+      qi[4 * u] *= __expf(gqi[4 * u] - ev.x), qi[4 * u + 1] *= __expf(gqi[4 * u + 1] - ev.y);
+      qi[4 * u + 2] *= __expf(gqi[4 * u + 2] - ev.z), qi[4 * u + 3] *= __expf(gqi[4 * u + 3] - ev.w);
     }
   }
-  float p[16];
-#pragma unroll
-  for (int jj = 0; jj < 16; ++jj) {
+  __syncthreads();
+#pragma unroll 2
+  for (int jj = 0; jj < 16; ++jj) {  // (not unrolled fully: 64 registers)
     const int j = 16 * c.m + jj;
     float s = 0.f;
     if (c.bonus ? jj < c.x : jj <= c.x) {
+      if (split) {
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + c.cl(e)] * __expf(gqi[e] - c.gr[j * GS + c.cl(e)]);
+        for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + c.cl(e)];
+      } else {
+        // (Gq_i from shared memory: gqi is not kept through the loop, for registers)
+        const float* gq = c.bonus ? (c.x ? c.gr + (i - 1) * GS : nullptr) : c.gr + i * GS;
+#pragma unroll
+        for (int e = 0; e < DS; ++e)
+          s += qi[e] * c.ks[j * GS + c.cl(e)] * __expf((gq ? gq[c.cl(e)] : 0.f) - c.gr[j * GS + c.cl(e)]);
+      }
     } else if (c.bonus && jj == c.x) {
+      // q_i u k_i from the unscaled q (shared memory) and k (Ks_i exp(Gr_i - Gr_15) where split).
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * a.u[static_cast<size_t>(h) * K + c.cl(e)] * c.ks[j * GS + c.cl(e)];
+      for (int e = 0; e < DS; ++e) {
+        const int d = c.cl(e);
+        const float kd = split ? c.ks[i * GS + d] * __expf(c.gr[i * GS + d] - ge[d]) : c.ks[i * GS + d];
+        s += c.qs[i * GS + d] * a.u[static_cast<size_t>(h) * K + d] * kd;
+      }
     }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
     s += __shfl_xor_sync(0xffffffffu, s, 4);
-    p[jj] = s * a.scale * (c.bonus && jj == c.x ? 1.f : c.beta[j]);
+    if (c.dg == 0) pbuf[i * 16 + jj] = s * a.scale * (c.bonus && jj == c.x ? 1.f : c.beta[j]);
   }
+  __syncwarp();  // (row i's lanes are one warp's)
   if (live && c.dg < 2) {
     TI* dst = static_cast<TI*>(const_cast<void*>(kio.pd)) + (static_cast<size_t>(c.t0 + i) * H + h) * 16 + 8 * c.dg;
     uint32_t w[4];
+    const float* pr = pbuf + i * 16 + 8 * c.dg;
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
-      w[u] = c.dg ? mma::pack2<TI>(p[8 + 2 * u], p[9 + 2 * u]) : mma::pack2<TI>(p[2 * u], p[2 * u + 1]);
+    for (int u = 0; u < 4; ++u) w[u] = mma::pack2<TI>(pr[2 * u], pr[2 * u + 1]);
     *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
@@ -1831,7 +1884,7 @@ __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* 
 // with a CTA per chunk and a row per 8 threads spilled at its 64-register cap and computed each pair
 // twice: 0.25 ms slower at B=8, T=4096, bench/decay_attn_cuda.md.)
 template <typename TI, int K, bool BONUS>
-__global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio) {
+__global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio, int exact) {
   __shared__ __align__(16) float dps[16 * 16];  // scale dP_ij beta_j of the block (0 past L)
   __shared__ float rho[16];                     // scale dP_ii (the bonus)
   __shared__ float dbs[16];                     // db row sums
@@ -1876,21 +1929,61 @@ __global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio
     dq[r] *= sc * __expf(gq);
     dk[r] *= br * __expf(G[15] - G[r]);
   }
-  // The diagonal block: each pair's factor once, into dq_i and dk_j.
+  // The diagonal block. Where this key's log decays over the block stay within kKeySplit of G_15
+  // (key_prep), exp(Gq_i - G_j) = ea_i eb_j with ea_i = exp(Gq_i - G_15), eb_j = exp(G_15 - G_j): dq_i +=
+  // ea_i sum_j P_ij (eb_j k_j), dk_j += eb_j sum_i P_ij (ea_i q_i), 32 exps a block; otherwise each
+  // pair's factor once, into dq_i and dk_j.
+  bool far = exact != 0;
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const float gq = BONUS ? (i ? G[i - 1] : 0.f) : G[i];
-    float p[16];
+  for (int r = 0; r < 16; ++r) {
+    const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
+    far |= fabsf(G[15] - G[r]) > kKeySplit || fabsf(gq - G[15]) > kKeySplit;
+  }
+  auto p_row = [&](float (&p)[16], int i) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const float4 v = *reinterpret_cast<const float4*>(dps + 16 * i + 4 * u);
       p[4 * u] = v.x, p[4 * u + 1] = v.y, p[4 * u + 2] = v.z, p[4 * u + 3] = v.w;
     }
+  };
+  if (!far) {
+    const float g15 = G[15];
+    float ea[16], kb[16], acc_k[16];
 #pragma unroll
-    for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
-      const float t = p[j] * __expf(gq - G[j]);
-      dq[i] += t * k[j];
-      dk[j] += t * q[i];
+    for (int r = 15; r >= 0; --r) {  // (from the last: G[r - 1] is still the log gate sum)
+      const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
+      ea[r] = __expf(gq - g15);
+      G[r] = __expf(g15 - G[r]);  // eb_r
+      kb[r] = G[r] * k[r];
+      acc_k[r] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      float p[16];
+      p_row(p, i);
+      float sq = 0.f;
+      const float qa = ea[i] * q[i];
+#pragma unroll
+      for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
+        sq += p[j] * kb[j];
+        acc_k[j] += p[j] * qa;
+      }
+      dq[i] += ea[i] * sq;
+    }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) dk[j] += G[j] * acc_k[j];
+  } else {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const float gq = BONUS ? (i ? G[i - 1] : 0.f) : G[i];
+      float p[16];
+      p_row(p, i);
+#pragma unroll
+      for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
+        const float t = p[j] * __expf(gq - G[j]);
+        dq[i] += t * k[j];
+        dk[j] += t * q[i];
+      }
     }
   }
   // Per-token sums, the bonus, dq and dk out, the gate gradient's suffix sums within the block.
@@ -2247,6 +2340,12 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   return static_cast<int>(cudaGetLastError());
 }
 
+// LRNN_DA_KEY_EXACT=1: key_prep and key_post take one exp per pair and key everywhere (kKeySplit).
+int key_exact() {
+  static const int x = getenv("LRNN_DA_KEY_EXACT") ? atoi(getenv("LRNN_DA_KEY_EXACT")) : 0;
+  return x;
+}
+
 // Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed, and the
 // gate gradient's block totals); q and k of `a` then point at Qa and Kb.
 template <typename TI, int K>
@@ -2266,7 +2365,7 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   if (kio.maxch > 0) {
     auto kern = key_prep<TI, K>;
     if (int e = tc_smem(kern, key_lay<K>::total)) return e;
-    kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb);
+    kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb, key_exact());
     if (int e = static_cast<int>(cudaGetLastError())) return e;
   }
   a.q = qa, a.k = kb;
@@ -2327,8 +2426,8 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   if (kio.maxch > 0) {
     const dim3 cgrid(kio.maxch, a.H, a.N);
     const dim3 bgrid(4 * kio.maxch, a.H, a.N);
-    if (a.u) key_post<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
-    else key_post<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
+    if (a.u) key_post<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio, key_exact());
+    else key_post<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio, key_exact());
     key_carry<<<dim3(a.H, a.N), K, 0, launch_stream()>>>(args, io, kio);
     key_gk<<<cgrid, 256, 0, launch_stream()>>>(args, io, kio);
   }
