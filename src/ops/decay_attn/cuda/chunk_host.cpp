@@ -313,7 +313,9 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   const bool head_core = cc::head_gradient_in_core(a);
   if (direct) {
     // (per-token sums: for the scalar gate's gradient, and db = k . dk with an input scale)
-    if (!head_core || a.b) { LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({p.tokens, p.H, 2}, dtype::f32, dev)); }
+    if (!head_core || a.b) {  // (X, Y) per token and head, and the finish's scan totals after them
+      LRNN_ASSIGN_OR_RETURN(xy, tensor::zeros({std::max<int64_t>(p.tokens * p.H * 2, cc::finish_scratch_floats(a))}, dtype::f32, dev));
+    }
     io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data(), io.xy = fpm(xy);
   } else if (key_core) {  // (its scratch: the core zeroes it where it needs to)
     LRNN_ASSIGN_OR_RETURN(dqa, tensor::empty({p.tokens, p.H, p.K}, dtype::f32, dev));
