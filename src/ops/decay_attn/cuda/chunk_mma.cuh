@@ -81,18 +81,6 @@ template <int N>
 __device__ __forceinline__ void cp_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
-// cp_wait with a run-time count (0 to 6; a larger one waits for every group).
-__device__ __forceinline__ void cp_wait_n(int n) {
-  switch (n) {
-    case 1: cp_wait<1>(); break;
-    case 2: cp_wait<2>(); break;
-    case 3: cp_wait<3>(); break;
-    case 4: cp_wait<4>(); break;
-    case 5: cp_wait<5>(); break;
-    case 6: cp_wait<6>(); break;
-    default: cp_wait<0>(); break;
-  }
-}
 
 // dst[0..1] += (x, y) in global memory (fp32).
 __device__ __forceinline__ void red_add2(float* dst, float x, float y) {

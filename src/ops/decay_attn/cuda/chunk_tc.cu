@@ -228,7 +228,6 @@ struct seg_io {
   float* rbuf = nullptr;   // [N, nseg, H, K, V] reverse: dS contribution of segment s, then dS before it
   float* decay = nullptr;  // [N, nseg, H] exp(sum of the segment's log decays)
   const float* dn = nullptr;  // reverse pass with the normaliser column (NORM): d_o's column Vin [tokens, H]
-  int stages = 3;             // tc_seg's pipeline stages (seg_stages)
 };
 
 struct seg_range {
@@ -1559,24 +1558,22 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
 // segment's decay per key into sg.decay [N, nseg, H, K].
 // NORM: V tile 0 also sweeps the normaliser's state (n = exp(G_L) n + sum_j Ek_j k_j; reverse: dn_s =
 // exp(G_L) dn_s + sum_i Eq_i dn_i q_i with dn = sg.dn) into column Vin of the segment's state.
-// Stages (sg.stages, seg_stages): the pass only streams its chunks through the state, so it runs at
-// the bytes it has in flight: as many stages as kSegBudget of shared memory holds (3 to 8; with
-// three, 1.6 us per chunk at K = V = 128 on an H100 - DRAM 48%, issue 29% - run 15).
+// Three stages (seg_lay): the pass only streams its chunks through the state, so two are in flight.
 template <int K, int VT, bool FWD, bool KEY, bool NORM>
 struct seg_lay {
   using st = stage_lay<K, VT, false, false, NORM && !FWD, KEY>;
-  static constexpr size_t nb = NORM ? 8 * K : 0;  // (NORM: n twice), before the stages
-  static constexpr size_t total(int ns) { return nb + static_cast<size_t>(ns) * st::bytes; }
+  static constexpr int NS = 3;
+  static constexpr size_t fl = NS * st::bytes;          // (NORM: n twice)
+  static constexpr size_t total = fl + (NORM ? 8 * K : 0);
 };
 
 template <typename TI, int K, int VT, bool FWD, bool KEY = false, bool NORM = false>
 __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, key_io kio) {
   using lay = seg_lay<K, VT, FWD, KEY, NORM>;
   using st = typename lay::st;
-  const int NS = sg.stages;
+  constexpr int NS = lay::NS;
   constexpr int QS = st::QS;
-  extern __shared__ __align__(128) unsigned char smem[];
-  unsigned char* sm = smem + lay::nb;  // the stages
+  extern __shared__ __align__(128) unsigned char sm[];
   const seg_range sr = seg_of(a, sg);
   if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;
   const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * VT;
@@ -1584,7 +1581,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   if constexpr (KEY) ld.key_init(kio, n, sr.sb);
   float kdec = 1.f;  // KEY: this thread's key (threads < K)
   const bool nrm = NORM && blockIdx.x == 0;
-  float* nbuf = reinterpret_cast<float*>(smem);  // (NORM: n twice)
+  float* nbuf = reinterpret_cast<float*>(sm + lay::fl);  // (NORM: n twice)
   if (nrm && threadIdx.x < K) nbuf[threadIdx.x] = 0.f;
   state_part<K, VT> S;
   S.for_each([](float& x, int, int) { x = 0.f; });
@@ -1595,13 +1592,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
   double glsum = 0.0;
   // (one commit group per chunk, empty past the last, so that waiting for all but the newest NS - 2
   // groups means chunk it has landed)
+#pragma unroll
   for (int j = 0; j < NS - 1; ++j) {
     if (j < nch) ld.issue(sm + j * st::bytes, chunk_t0(chunk_at(j)), chunk_L(chunk_at(j)));
     else mma::cp_commit();
   }
   for (int it = 0; it < nch; ++it) {
     const int L = chunk_L(chunk_at(it));
-    mma::cp_wait_n(NS - 2);
+    mma::cp_wait<NS - 2>();
     __syncthreads();  // (every warp is done with chunk it - 1, whose stage the next copies reuse)
     const int nx = it + NS - 1;
     if (nx < nch) ld.issue(sm + (nx % NS) * st::bytes, chunk_t0(chunk_at(nx)), chunk_L(chunk_at(nx)));
@@ -2186,33 +2184,19 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   return segment_buffers(a, sg, sc, reverse, fwd_ctx ? fwd_ctx : forward_states(a, sg, bwd_ctx));
 }
 
-// tc_seg's stages: what kSegBudget holds, within the device's shared memory (3 to 8;
-// LRNN_DA_SEG_STAGES overrides, for tests and timing).
-constexpr size_t kSegBudget = 180 * 1024;
-template <typename Lay>
-int seg_stages() {
-  int ns = static_cast<int>((kSegBudget - Lay::nb) / Lay::st::bytes);
-  if (const char* e = getenv("LRNN_DA_SEG_STAGES")) ns = atoi(e);
-  ns = ns < 3 ? 3 : ns > 8 ? 8 : ns;
-  while (ns > 3 && Lay::total(ns) > smem_limit()) --ns;
-  return ns;
-}
-
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
                bool rev = true) {
   if (sg_in.nseg == 1) return 0;
   seg_io sg = sg_in;
-  using flay = seg_lay<K, VT, true, KEY, NORM>;
-  using rlay = seg_lay<K, VT, false, KEY, NORM>;
+  constexpr size_t fbytes = seg_lay<K, VT, true, KEY, NORM>::total;
+  constexpr size_t rbytes = seg_lay<K, VT, false, KEY, NORM>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   if (fwd) {
     auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
-    sg.stages = seg_stages<flay>();
-    const size_t fbytes = flay::total(sg.stages);
     if (int e = tc_smem(kern, fbytes)) return e;
     kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
@@ -2222,8 +2206,6 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
     auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
-    sg.stages = seg_stages<rlay>();
-    const size_t rbytes = rlay::total(sg.stages);
     if (int e = tc_smem(kern, rbytes)) return e;
     kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
