@@ -38,9 +38,6 @@ struct core_args {
   // Backward with the normaliser folded into the tensor-core kernels (bwd_io::rs): [tokens, H] factors
   // of the gate table's query-side column (scale exp(G) r_i), or null.
   const float* eq_scale = nullptr;
-  // The normaliser's state n swept by every thread (norm_update) instead of on the state's mma: for
-  // A/B timing only (LRNN_DA_NORM_THREADS=1; set by the tensor-core entry points).
-  bool norm_threads = false;
 };
 
 struct fwd_out {

@@ -318,15 +318,22 @@ __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, fi
 // The same scan over blocks of kSBlk tokens of every sequence, all heads in one CTA (scalar_gate_blocks:
 // 32 CTAs at B=2 T=16384 left 100 SMs idle, 37 us on an H100). Thread (r, h) of R = 256 / H rows
 // covers sub-block r of the block for head h (neighbouring threads read neighbouring heads of one
-// token). tot null: the pass writes each block's total of (X - Y) per head into tot_out [N, nblk, H];
-// then the scan pass starts each block from F plus the totals of the blocks after it.
+// token), its pairs kScanU at a time (the loads issue together). totals: the pass writes each block's
+// total of (X - Y) per head into tot [N, nblk, H]; then the scan pass starts each block from F plus the
+// totals of the blocks after it. Those carries (and F0 in the first block) are summed by all R rows of
+// a head, strided, then added up in shared memory: one thread per head summing K floats and the later
+// blocks' totals in turn waited out a load each (run 19, H100: 11.9 us a pass at B=8 T=4096).
 constexpr int kSBlk = 256, kSBT = 256;
 
 int scalar_blocks(const core_args& a) { return static_cast<int>((a.max_len + kSBlk - 1) / kSBlk); }
 
+size_t scalar_blocks_smem(int H) { return static_cast<size_t>(3 * (kSBT / H) + 1) * H * sizeof(double); }
+
 __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_io io, double* tot, bool totals) {
-  extern __shared__ double sbuf[];  // [R][H] sub-block sums, then carries; [H] block base
-  const int H = a.H, R = kSBT / H, n = blockIdx.y, b = blockIdx.x, tid = threadIdx.x, h = tid % H, r = tid / H;
+  // [R][H] sub-block sums (then their carries), [R][H] partial carries into the block's end, [R][H]
+  // partial sums of F0, [H] F0 summed over keys
+  extern __shared__ double sbuf[];
+  const int H = a.H, K = a.K, R = kSBT / H, n = blockIdx.y, b = blockIdx.x, tid = threadIdx.x, h = tid % H, r = tid / H;
   const int nblk = gridDim.x;
   const bool bonus = a.u != nullptr;
   const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
@@ -335,27 +342,41 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_i
   const int64_t te0 = llmin(se, tb0 + kSBlk), S = (kSBlk + R - 1) / R;
   const int64_t tb = llmin(te0, tb0 + r * S), te = llmin(te0, tb + S);
   const bool act = r < R;
+  const bool first = b == 0 && a.s0 && !bonus && io.F0;  // the sequence's first token takes F0
   const float2* xy = reinterpret_cast<const float2*>(io.scratch);
   double* part = sbuf;
-  double* base = sbuf + R * H;
-  double sum = 0.0;
-  if (act)
-    for (int64_t t = tb; t < te; ++t) {
-      const float2 v = xy[t * H + h];
-      sum += static_cast<double>(v.x) - v.y;
+  double* carry = sbuf + R * H;
+  double* f0p = sbuf + 2 * R * H;
+  double* f0s = sbuf + 3 * R * H;
+  if (act) {
+    double sum = 0.0;
+    for (int64_t t0 = tb; t0 < te; t0 += kScanU) {
+      float2 v[kScanU];
+#pragma unroll
+      for (int u = 0; u < kScanU; ++u) v[u] = t0 + u < te ? xy[(t0 + u) * H + h] : make_float2(0.f, 0.f);
+#pragma unroll
+      for (int u = 0; u < kScanU; ++u) sum += static_cast<double>(v[u].x) - v[u].y;
     }
-  if (act) part[r * H + h] = sum;
-  if (!totals && tid < H) {  // the carry into the block's end: F plus the later blocks' totals
-    double f = 0.0;
-    if (io.F)
-      for (int d = 0; d < a.K; ++d) f += io.F[(static_cast<size_t>(n) * H + tid) * a.K + d];
-    for (int x = b + 1; x < nblk && sb + static_cast<int64_t>(x) * kSBlk < se; ++x)  // (the sequence's blocks)
-      f += tot[(static_cast<size_t>(n) * nblk + x) * H + tid];
-    base[tid] = f;
+    part[r * H + h] = sum;
+    if (!totals) {  // partial carries: F's keys r, r + R, ...; the sequence's later blocks b + 1 + r, + R, ...
+      double f = 0.0, f0 = 0.0;
+      const size_t fo = (static_cast<size_t>(n) * H + h) * K;
+      if (io.F)
+        for (int d = r; d < K; d += R) f += io.F[fo + d];
+      for (int x = b + 1 + r; x < nblk && sb + static_cast<int64_t>(x) * kSBlk < se; x += R)
+        f += tot[(static_cast<size_t>(n) * nblk + x) * H + h];
+      if (first)
+        for (int d = r; d < K; d += R) f0 += io.F0[fo + d];
+      carry[r * H + h] = f;
+      f0p[r * H + h] = f0;
+    }
   }
   __syncthreads();
   if (tid < H) {
-    double cur = totals ? 0.0 : base[tid];
+    double cur = 0.0, f0 = 0.0;
+    if (!totals)
+      for (int x = 0; x < R; ++x) cur += carry[x * H + tid], f0 += f0p[x * H + tid];
+    f0s[tid] = f0;
     for (int x = R - 1; x >= 0; --x) {
       const double v = part[x * H + tid];
       part[x * H + tid] = cur;
@@ -367,20 +388,24 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_i
   __syncthreads();
   if (!act) return;
   double acc = part[r * H + h];
-  float f0 = 0.f;
-  if (tb == sb && a.s0 && !bonus && io.F0)
-    for (int d = 0; d < a.K; ++d) f0 += io.F0[(static_cast<size_t>(n) * H + h) * a.K + d];
-  for (int64_t t = te - 1; t >= tb; --t) {
-    const float2 v = xy[t * H + h];
-    const double x = v.x, y = v.y;
-    if (!bonus) acc += x;
-    acc -= y;
-    if (t == sb) {
-      if (!a.s0) acc = 0.0;
-      else if (!bonus) acc = f0;
+  for (int64_t t1 = te; t1 > tb; t1 -= kScanU) {
+    float2 v[kScanU];
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) v[u] = t1 - 1 - u >= tb ? xy[(t1 - 1 - u) * H + h] : make_float2(0.f, 0.f);
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) {
+      const int64_t t = t1 - 1 - u;
+      if (t < tb) break;
+      const double x = v[u].x, y = v[u].y;
+      if (!bonus) acc += x;
+      acc -= y;
+      if (t == sb) {
+        if (!a.s0) acc = 0.0;
+        else if (!bonus) acc = first ? f0s[h] : 0.0;
+      }
+      io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
+      if (bonus) acc += x;
     }
-    io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
-    if (bonus) acc += x;
   }
 }
 
@@ -396,8 +421,7 @@ int scalar_scan(const core_args& a, const finish_io& io) {
     return static_cast<int>(cudaGetLastError());
   }
   double* tot = reinterpret_cast<double*>(io.scratch + a.tokens * a.H * 2);
-  const int R = kSBT / a.H;
-  const size_t smem = static_cast<size_t>(R + 1) * a.H * sizeof(double);
+  const size_t smem = scalar_blocks_smem(a.H);
   const dim3 grid(static_cast<unsigned>(scalar_blocks(a)), a.N);
   scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(a, io, tot, true);
   scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(a, io, tot, false);

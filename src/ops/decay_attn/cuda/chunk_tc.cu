@@ -857,43 +857,13 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
   else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
 }
 
-// One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
-// gate table (strided by 4), f per row (or 1). Every thread of the CTA (cfg<VT>::T) calls it. (The
-// way before the state's mma took n, state_part::update; kept for core_args::norm_threads, the A/B.)
-template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
-                                            const float* f, float gl) {
-  // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
-  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements). P is
-  // a compile-time constant: the loop unrolls and its loads issue together (with P from blockDim the
-  // loop ran serially, 14% of the NORM forward's warp samples, ncu).
-  constexpr int P = cfg<VT>::T / (K / 2);
-  static_assert(P >= 1 && P <= 32 && (P & (P - 1)) == 0 && kC % P == 0, "norm_update: thread layout");
-  const int d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
-  float x0 = 0.f, x1 = 0.f;
-#pragma unroll
-  for (int jj = 0; jj < kC / P; ++jj) {
-    const int j = part + jj * P;
-    const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
-    const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
-    x0 += cj * xv.x, x1 += cj * xv.y;
-  }
-#pragma unroll
-  for (int o = 1; o < P; o <<= 1) {
-    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
-    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
-  }
-  if (part == 0) n_next[d] = gl * n[d] + x0, n_next[d + 1] = gl * n[d + 1] + x1;
-}
-
 // The state update over a chunk with, on the normaliser's CTAs (nrm), n_next = e n_cur + X^T Diag(ek) f
-// on the state's mma (state_part::update), or by norm_update (core_args::norm_threads, for A/B timing).
+// on the state's mma (state_part::update).
 template <typename TI, int K, int VT>
 __device__ __forceinline__ void update_state_n(state_part<K, VT>& S, const core_args& a, bool nrm, float e, const TI* X,
                                                int XS, const float* ek, const TI* Y, const float* n_cur, float* n_next,
                                                const float* f) {
-  if (nrm && a.norm_threads) norm_update<TI, K, VT>(n_cur, n_next, X, XS, ek, f, e);
-  if (nrm && !a.norm_threads) S.update(e, X, XS, ek, Y, 0, n_cur, n_next, f);
+  if (nrm) S.update(e, X, XS, ek, Y, 0, n_cur, n_next, f);
   else S.update(e, X, XS, ek, Y);
 }
 
@@ -1751,17 +1721,17 @@ struct key_cta {
 // P's diagonal blocks: where every key's log decay over the 16-row block stays above -kKeySplit, as
 // sum_d Qs_id Ks_jd with Qs_i = q_i exp(Gq_i - Gr_15) <= e^kKeySplit |q_i| and Ks_j = k_j exp(Gr_15 -
 // Gr_j) >= e^-kKeySplit |k_j| (fp32 holds both: no exp per pair; Ks in place of k in shared memory);
-// otherwise (or with exact) one exp per pair and key.
+// otherwise one exp per pair and key.
 constexpr float kKeySplit = 60.f;
 
 template <typename TI, int K>
-__global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb, int exact) {
+__global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
   extern __shared__ __align__(128) unsigned char sm[];
   using KC = key_cta<TI, K>;
   constexpr int GS = KC::GS, DS = KC::DS;
-  __shared__ int split_off[4];  // per 16-row block: some key decays past -kKeySplit (or exact)
+  __shared__ int split_off[4];  // per 16-row block: some key decays past -kKeySplit
   __shared__ __align__(16) float pbuf[kC * 16];  // P's diagonal blocks (not in registers: 64 is the cap)
-  if (threadIdx.x < 4) split_off[threadIdx.x] = exact;
+  if (threadIdx.x < 4) split_off[threadIdx.x] = 0;
   KC c;
   if (!c.load(a, sm)) return;
   const int H = a.H, h = c.h, tid = threadIdx.x;
@@ -1882,7 +1852,7 @@ __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* 
 // with a CTA per chunk and a row per 8 threads spilled at its 64-register cap and computed each pair
 // twice: 0.25 ms slower at B=8, T=4096, bench/decay_attn_cuda.md.)
 template <typename TI, int K, bool BONUS>
-__global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio, int exact) {
+__global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio) {
   __shared__ __align__(16) float dps[16 * 16];  // scale dP_ij beta_j of the block (0 past L)
   __shared__ float rho[16];                     // scale dP_ii (the bonus)
   __shared__ float dbs[16];                     // db row sums
@@ -1931,7 +1901,7 @@ __global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio
   // (key_prep), exp(Gq_i - G_j) = ea_i eb_j with ea_i = exp(Gq_i - G_15), eb_j = exp(G_15 - G_j): dq_i +=
   // ea_i sum_j P_ij (eb_j k_j), dk_j += eb_j sum_i P_ij (ea_i q_i), 32 exps a block; otherwise each
   // pair's factor once, into dq_i and dk_j.
-  bool far = exact != 0;
+  bool far = false;
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
     const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
@@ -2322,12 +2292,6 @@ int bwd_k(const core_args& args, const bwd_io& io_in) {
   return static_cast<int>(cudaGetLastError());
 }
 
-// LRNN_DA_KEY_EXACT=1: key_prep and key_post take one exp per pair and key everywhere (kKeySplit).
-int key_exact() {
-  static const int x = getenv("LRNN_DA_KEY_EXACT") ? atoi(getenv("LRNN_DA_KEY_EXACT")) : 0;
-  return x;
-}
-
 // Per-key gates: key_prep's outputs in scratch (backward: also dP's diagonal blocks, zeroed, and the
 // gate gradient's block totals); q and k of `a` then point at Qa and Kb.
 template <typename TI, int K>
@@ -2347,7 +2311,7 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   if (kio.maxch > 0) {
     auto kern = key_prep<TI, K>;
     if (int e = tc_smem(kern, key_lay<K>::total)) return e;
-    kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb, key_exact());
+    kern<<<dim3(kio.maxch, a.H, a.N), kKT, key_lay<K>::total, launch_stream()>>>(a, kio, qa, kb);
     if (int e = static_cast<int>(cudaGetLastError())) return e;
   }
   a.q = qa, a.k = kb;
@@ -2408,8 +2372,8 @@ int bwd_key(const core_args& args, const bwd_io& io) {
   if (kio.maxch > 0) {
     const dim3 cgrid(kio.maxch, a.H, a.N);
     const dim3 bgrid(4 * kio.maxch, a.H, a.N);
-    if (a.u) key_post<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio, key_exact());
-    else key_post<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio, key_exact());
+    if (a.u) key_post<TI, K, true><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
+    else key_post<TI, K, false><<<bgrid, K, 0, launch_stream()>>>(args, io, kio);
     key_carry<<<dim3(a.H, a.N), K, 0, launch_stream()>>>(args, io, kio);
     key_gk<<<cgrid, 256, 0, launch_stream()>>>(args, io, kio);
   }
@@ -2501,15 +2465,8 @@ bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
 }
 
-// (A/B timing: LRNN_DA_NORM_THREADS=1 sweeps the normaliser's n by norm_update, core_args::norm_threads.)
-static bool norm_threads_env() {
-  const char* e = getenv("LRNN_DA_NORM_THREADS");
-  return e && e[0] == '1';
-}
-
 int tc_forward(const core_args& args, const fwd_out& o) {
   core_args a = args;
-  a.norm_threads = norm_threads_env();
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
@@ -2520,7 +2477,6 @@ int tc_forward(const core_args& args, const fwd_out& o) {
 
 int tc_backward(const core_args& args, const bwd_io& io) {
   core_args a = args;
-  a.norm_threads = norm_threads_env();
   const bool direct = io.dq_out != nullptr && a.gmode != g_key;
   const bool head = a.gmode == g_head;
   if (direct && (!io.dk_out || (!io.xy && !head) || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
