@@ -409,14 +409,10 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_i
   }
 }
 
-// LRNN_DA_SCAN_ONE=1: scalar_gate_scan (one CTA per sequence and head) instead, for an A/B.
-bool scan_blocked(const core_args& a) {
-  static const bool one = getenv("LRNN_DA_SCAN_ONE") && atoi(getenv("LRNN_DA_SCAN_ONE"));
-  return !one && a.H <= kSBT;
-}
-
+// By blocks (run 20, H100: two passes 19.4 us at B=8 T=4096 and 20.2 at B=2 T=16384, against 18.2 and
+// 37.7 with one CTA per sequence and head); one CTA per sequence and head past kSBT heads.
 int scalar_scan(const core_args& a, const finish_io& io) {
-  if (!scan_blocked(a)) {
+  if (a.H > kSBT) {
     scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT, 0, launch_stream()>>>(a, io);
     return static_cast<int>(cudaGetLastError());
   }
