@@ -471,7 +471,9 @@ TEST(decay_attn_cuda, into_buffers) {
     EXPECT_EQ(gr->dk.type(), dtype::bf16);
     EXPECT_EQ(gr->dv.raw_data(), o.into_dv.raw_data());
     EXPECT_EQ(gr->dg.raw_data(), o.into_dg.raw_data());
-    if (x.i.defined()) EXPECT_EQ(gr->di.raw_data(), o.into_di.raw_data());
+    if (x.i.defined()) {
+      EXPECT_EQ(gr->di.raw_data(), o.into_di.raw_data());
+    }
     // The same values as fresh results: exactly for the forward; for dq, dk up to one bf16 rounding of
     // the largest value (GLA's fp32 kernels add dq, dk over V tiles with atomics in run-dependent order).
     EXPECT_EQ(max_abs_diff(out->o, fresh->o), 0.0);
@@ -479,7 +481,9 @@ TEST(decay_attn_cuda, into_buffers) {
     EXPECT_LE(max_abs_diff(gr->dk, gfresh->dk), 8e-3 * max_abs(gfresh->dk));
     EXPECT_LE(max_abs_diff(gr->dv, gfresh->dv), 8e-3 * max_abs(gfresh->dv));
     EXPECT_LE(max_abs_diff(gr->dg, gfresh->dg), 2e-3 * max_abs(gfresh->dg));  // (fp32 sums in run-dependent order)
-    if (x.i.defined()) EXPECT_LE(max_abs_diff(gr->di, gfresh->di), 2e-3 * max_abs(gfresh->di));
+    if (x.i.defined()) {
+      EXPECT_LE(max_abs_diff(gr->di, gfresh->di), 2e-3 * max_abs(gfresh->di));
+    }
   }
 }
 
