@@ -53,7 +53,7 @@ if [ -x "$san" ]; then
     >"$out/memcheck.log" 2>&1
   rc_san=$?
   LRNN_DA_SEGMENTS=3 "$san" --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" \
-    --gtest_filter='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.varlen_k64_v64' >"$out/memcheck_segments.log" 2>&1
+    --gtest_filter='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.varlen_k64_v64:decay_attn_cuda.forward_context' >"$out/memcheck_segments.log" 2>&1
   rc_seg=$?
   # racecheck (shared-memory hazards) on the normaliser's sweeps, with forced segments.
   LRNN_DA_SEGMENTS=3 "$san" --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \

@@ -232,6 +232,8 @@ status backward(const lrnn_decay_attn_spec* spec, const lrnn_decay_attn_args* ar
   if (dq) c.options.into_dq = wrap(dq, qk, c.dt, c.dev);
   if (dk) c.options.into_dk = wrap(dk, qk, c.dt, c.dev);
   if (dv) c.options.into_dv = wrap(dv, {c.B, c.T, c.H, c.V}, c.dt, c.dev);
+  if (dg && c.in.g.defined()) c.options.into_dg = wrap(dg, c.in.g.shape(), dtype::f32, c.dev);
+  if (di && c.in.i.defined()) c.options.into_di = wrap(di, c.in.i.shape(), dtype::f32, c.dev);
   if (args->den || args->fwd_o) {
     c.options.saved_o = args->fwd_o ? wrap(args->fwd_o, {c.B, c.T, c.H, c.V}, c.dt, c.dev) : tensor();
     c.options.saved_den = args->den ? wrap(args->den, {c.B, c.T, c.H}, dtype::f32, c.dev) : tensor();

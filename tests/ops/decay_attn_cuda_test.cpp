@@ -128,12 +128,30 @@ DA_CUDA_CASES(mlstm_sig)
 
 // Per-key gates (GLA, RWKV-6 with its bonus) on the tensor-core kernels beyond DA_CUDA_CASES' shapes:
 // several V tiles (dq, dk and dP's diagonal blocks summed over the tiles), V tile 64 (V = 192), strong
-// decay at K = V = 128 over several chunks, a packed batch with head dims 128.
+// decay at K = V = 128 over several chunks, decay where about half the 16-row blocks have a key whose
+// log decay over the block passes -60 (key_prep / key_post's exact path there, the factored one
+// elsewhere: log gates uniform in [-5.5, 0] sum to -44 +- 6.4 over 16 rows), a packed batch with head
+// dims 128.
 TEST(decay_attn_cuda, per_key) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (variant v : {variant::gla, variant::rwkv6}) {
     for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1),
-                             sized(v, 1, 300, 128, 128, true, 50.0, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
+                             sized(v, 1, 300, 128, 128, true, 50.0, 2), sized(v, 1, 300, 128, 128, true, 5.5, 2),
+                             varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
+    }
+  }
+}
+
+// The scalar decay's gradient scan by blocks of tokens with all heads in one CTA (256 threads: H up to
+// 256, H = 3 leaves threads idle) and, past 256 heads, by one CTA per sequence and head; a sequence
+// longer than a scan block (256 tokens) among them.
+TEST(decay_attn_cuda, scalar_gate_scan_heads) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (variant v : {variant::simple_gla, variant::mlstm}) {
+    for (const op_case& c : {sized(v, 2, 300, 16, 16, true, 1.0, 3), sized(v, 1, 40, 16, 16, true, 1.0, 256),
+                             sized(v, 2, 300, 16, 16, true, 1.0, 257)}) {
       const auto rep = run_op_case(cuda_family(), c);
       EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
@@ -428,7 +446,8 @@ TEST(decay_attn_cuda, normaliser_rows) {
 // results, the returned tensors are the given ones); a tensor that does not fit is ignored.
 TEST(decay_attn_cuda, into_buffers) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  for (variant v : {variant::simple_gla, variant::gla}) {
+  for (variant v : {variant::simple_gla, variant::gla, variant::mlstm}) {
+    SCOPED_TRACE(variant_name(v));
     const gpu_case g = gpu_case_of(sized(v, 2, 130, 64, 128, true), dtype::bf16);  // (d_o: any upstream gradient)
     const auto& [p, in, x, init, d_o] = g;
     const auto F = ops::decay_attn_form::chunk;
@@ -440,6 +459,8 @@ TEST(decay_attn_cuda, into_buffers) {
     o.into_dq = tensor::empty(x.q.shape(), dtype::bf16, device::cuda()).value();
     o.into_dk = tensor::empty(x.k.shape(), dtype::f16, device::cuda()).value();  // wrong dtype: ignored
     o.into_dv = tensor::empty(x.v.shape(), dtype::bf16, device::cuda()).value();
+    o.into_dg = tensor::empty(x.g.shape(), dtype::f32, device::cuda()).value();
+    if (x.i.defined()) o.into_di = tensor::empty(x.i.shape(), dtype::f32, device::cuda()).value();
     auto out = ops::decay_attn_forward(p.spec, x, init, F, o);
     auto gr = ops::decay_attn_backward(p.spec, x, init, d_o, {}, F, o);
     ASSERT_TRUE(out.ok()) << out.error().message();
@@ -449,12 +470,20 @@ TEST(decay_attn_cuda, into_buffers) {
     EXPECT_NE(gr->dk.raw_data(), o.into_dk.raw_data());
     EXPECT_EQ(gr->dk.type(), dtype::bf16);
     EXPECT_EQ(gr->dv.raw_data(), o.into_dv.raw_data());
+    EXPECT_EQ(gr->dg.raw_data(), o.into_dg.raw_data());
+    if (x.i.defined()) {
+      EXPECT_EQ(gr->di.raw_data(), o.into_di.raw_data());
+    }
     // The same values as fresh results: exactly for the forward; for dq, dk up to one bf16 rounding of
     // the largest value (GLA's fp32 kernels add dq, dk over V tiles with atomics in run-dependent order).
     EXPECT_EQ(max_abs_diff(out->o, fresh->o), 0.0);
     EXPECT_LE(max_abs_diff(gr->dq, gfresh->dq), 8e-3 * max_abs(gfresh->dq));
     EXPECT_LE(max_abs_diff(gr->dk, gfresh->dk), 8e-3 * max_abs(gfresh->dk));
     EXPECT_LE(max_abs_diff(gr->dv, gfresh->dv), 8e-3 * max_abs(gfresh->dv));
+    EXPECT_LE(max_abs_diff(gr->dg, gfresh->dg), 2e-3 * max_abs(gfresh->dg));  // (fp32 sums in run-dependent order)
+    if (x.i.defined()) {
+      EXPECT_LE(max_abs_diff(gr->di, gfresh->di), 2e-3 * max_abs(gfresh->di));
+    }
   }
 }
 

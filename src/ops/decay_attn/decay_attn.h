@@ -47,10 +47,11 @@ struct decay_attn_state {
 struct decay_attn_options {
   int64_t chunk_size = 64;         // chunk form: tokens per chunk (a multiple of 16)
   bool output_final_state = true;
-  // Where to write results (CUDA tensors only): o for the forward, dq / dk / dv for the backward.
-  // Used when given with the result's shape, dtype and device and contiguous (the returned tensor is
-  // then this one, and no copy is made); ignored otherwise.
-  tensor into_o, into_dq, into_dk, into_dv;
+  // Where to write results (CUDA tensors only): o for the forward, dq / dk / dv and the gates'
+  // gradients dg / di (f32, the gates' shapes) for the backward. Used when given with the result's
+  // shape, dtype and device and contiguous (the returned tensor is then this one, and no copy is
+  // made); ignored otherwise.
+  tensor into_o, into_dq, into_dk, into_dv, into_dg, into_di;
   // The normaliser's saved forward (specs with the normaliser), as an autograd context would keep it:
   // the forward returns den when output_den; handing that den and the forward's o to the backward
   // (saved_o, saved_den, both or neither) lets it skip recomputing the forward where its kernels

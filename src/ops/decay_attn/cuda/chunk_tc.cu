@@ -505,18 +505,37 @@ struct state_part {
   // (columns of the tile); row a of A scaled by ek[a].
   // (ek strided by 4 floats: a column of the per-row table.)
   // mL > 0: row a's scale is (mL - 1 - a) ek[a] (the moment state's new tokens, mL rows in the chunk).
+  // With nn (the normaliser's state n [K] in shared memory: n_cur, written to nn): nn = e n_cur +
+  // (A^T scaled) f, f [64] per row (null: ones), as one more 8-column mma tile with f in its column 0
+  // on the warps of column group 0 (they hold every row d), from the A fragments the state uses.
+  // Every warp calls it; nn is written by lanes of those warps (readers need a barrier).
   template <typename TI>
-  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y, int mL = 0) {
+  __device__ void update(float e, const TI* X, int XS, const float* ek, const TI* Y, int mL = 0,
+                         const float* n_cur = nullptr, float* nn = nullptr, const float* f = nullptr) {
 #pragma unroll
     for (int t = 0; t < NT; ++t)
 #pragma unroll
       for (int x = 0; x < 4; ++x) s[t][x] *= e;
+    const int l = threadIdx.x % 32, qr = l / 4;
+    const bool nw = nn != nullptr && col0 == 0;  // (warp-uniform)
+    float na[4] = {0.f, 0.f, 0.f, 0.f};          // (column 0 of the tile: lanes l % 4 == 0, na[0] and na[2])
+    if (nw && l % 4 == 0) na[0] = e * n_cur[16 * db + qr], na[2] = e * n_cur[16 * db + qr + 8];
 #pragma unroll
     for (int kb = 0; kb < kC / 16; ++kb) {
       uint32_t fa[4];
       a_frag(fa, X, XS, ek, kb, mL);
       mma_b<TI, NT>(s, fa, Y, VS, 16 * kb, col0);
+      if (nw) {
+        uint32_t b0 = 0u, b1 = 0u;  // (B [k][n] = f_k at n = 0: lanes 0..3 hold k = 2 l, 2 l + 1 (+ 8))
+        if (l < 4) {
+          const int k0 = 16 * kb + 2 * l;
+          b0 = f ? mma::pack2<TI>(f[k0], f[k0 + 1]) : mma::pack2<TI>(1.f, 1.f);
+          b1 = f ? mma::pack2<TI>(f[k0 + 8], f[k0 + 9]) : mma::pack2<TI>(1.f, 1.f);
+        }
+        mma::mma16816<TI>(na, fa, b0, b1);
+      }
     }
+    if (nw && l % 4 == 0) nn[16 * db + qr] = na[0], nn[16 * db + qr + 8] = na[2];
   }
   // The A fragment of update's product for k block kb: X^T's rows d of this warp, columns 16 kb..,
   // column a scaled by ek[4 a] (times mL - 1 - a when mL > 0).
@@ -838,32 +857,14 @@ __device__ __forceinline__ void key_rows_out(const float (&acc)[NT][4], float* d
   else add_rows<NT>(acc, dst, t0, H, h, ld, c0, r, L);
 }
 
-// One step of a normaliser state: n_next_d = gl n_d + sum_j coef_j f_j X_jd, coef a column of the
-// gate table (strided by 4), f per row (or 1). Every thread of the CTA (cfg<VT>::T) calls it.
+// The state update over a chunk with, on the normaliser's CTAs (nrm), n_next = e n_cur + X^T Diag(ek) f
+// on the state's mma (state_part::update).
 template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_update(const float* n, float* n_next, const TI* X, int XS, const float* coef,
-                                            const float* f, float gl) {
-  // Threads (column pair d, d + 1; part): part sums rows part, part + P, ...; the P parts of a pair are
-  // adjacent lanes, so a warp's 32-bit loads fall on distinct banks (row stride K + 8 elements). P is
-  // a compile-time constant: the loop unrolls and its loads issue together (with P from blockDim the
-  // loop ran serially, 14% of the NORM forward's warp samples, ncu).
-  constexpr int P = cfg<VT>::T / (K / 2);
-  static_assert(P >= 1 && P <= 32 && (P & (P - 1)) == 0 && kC % P == 0, "norm_update: thread layout");
-  const int d = 2 * (threadIdx.x / P), part = threadIdx.x % P;
-  float x0 = 0.f, x1 = 0.f;
-#pragma unroll
-  for (int jj = 0; jj < kC / P; ++jj) {
-    const int j = part + jj * P;
-    const float cj = f ? coef[4 * j] * f[j] : coef[4 * j];
-    const float2 xv = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(X + j * XS + d));
-    x0 += cj * xv.x, x1 += cj * xv.y;
-  }
-#pragma unroll
-  for (int o = 1; o < P; o <<= 1) {
-    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
-    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
-  }
-  if (part == 0) n_next[d] = gl * n[d] + x0, n_next[d + 1] = gl * n[d + 1] + x1;
+__device__ __forceinline__ void update_state_n(state_part<K, VT>& S, const core_args& a, bool nrm, float e, const TI* X,
+                                               int XS, const float* ek, const TI* Y, const float* n_cur, float* n_next,
+                                               const float* f) {
+  if (nrm) S.update(e, X, XS, ek, Y, 0, n_cur, n_next, f);
+  else S.update(e, X, XS, ek, Y);
 }
 
 // acc (rows 16 r + qr, + 8; columns c0 + 8 t + qc, +1) += rowv[row] colv[col] (rowv null: 1).
@@ -969,16 +970,13 @@ __device__ __forceinline__ void norm_rows_chunk(unsigned char* stg, const TI* Ds
 }
 
 // The normaliser column of one chunk (after the barrier that publishes psum, the blocks' row sums
-// of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld);
-// n_next = exp(G_L) n + sum_j Ek_j k_j.
+// of P): den_i = scale exp(G_i) q_i.n + sum_j P_ij into column col of o (fp32, row stride ld).
 template <typename TI, int K, int VT>
-__device__ __forceinline__ void norm_step(float* psum, const float* n, float* n_next, const TI* Qs, int QS, const TI* Ks,
-                                          const float4* tab, float gl, float* o, int64_t t0, int H, int h, int ld,
-                                          int col, int L) {
+__device__ __forceinline__ void den_column(float* psum, const float* n, const TI* Qs, int QS, const float4* tab, float* o,
+                                          int64_t t0, int H, int h, int ld, int col, int L) {
   rows_dot_n<TI, K, VT>(Qs, QS, n, [&](int i, float x) {
     if (i < L) o[(static_cast<size_t>(t0 + i) * H + h) * ld + col] = tab[i].z * x + part_rowsum(psum, i);
   });
-  norm_update<TI, K, VT>(n, n_next, Ks, QS, &tab[0].w, nullptr, gl);
 }
 
 // Two-stage pipeline step `it` of `nch`: waits for step it's copies, then a CTA barrier (after which
@@ -1156,20 +1154,19 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_fwd(core_args a, fwd_out out
         if (i0 < L) out.den[t0h + static_cast<size_t>(i0) * H] = den0;
         if (i1 < L) out.den[t0h + static_cast<size_t>(i1) * H] = den1;
       }
-      norm_update<TI, K, VT>(nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     } else if constexpr (NORM) {
       store_rows_f32<4>(o, static_cast<float*>(out.o), t0, H, h, a.V, v0 + 32 * c, r, L);
-      if (nrm) norm_step<TI, K, VT>(psum, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, Qs, QS, Ks, tab, gl,
-                                static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
+      if (nrm) den_column<TI, K, VT>(psum, nbuf + (ci & 1) * K, Qs, QS, tab, static_cast<float*>(out.o), t0, H, h, a.V, Vin, L);
     } else {
       store_rows<TI, 4>(o, static_cast<TI*>(out.o), t0, H, h, Vin, v0 + 32 * c, r, L);
     }
-    S.update(gl, Ks, QS, Ek, Vs);
+    // (NORM: n = exp(G_L) n + sum_j Ek_j k_j on the state's mma, into the other n buffer)
+    update_state_n<TI, K, VT>(S, a, nrm, gl, Ks, QS, Ek, Vs, nbuf + (ci & 1) * K, nbuf + ((ci + 1) & 1) * K, nullptr);
     S.to_smem(Sb);
   });
   if (out.sf && te == sr.se) S.for_each([&](float& x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = x; });
   if (nrm && out.nf && te == sr.se) {
-    __syncthreads();  // (the last norm_update's writes: other threads' columns; racecheck)
+    __syncthreads();  // (the last chunk's n, written by other warps; racecheck)
     if (tid < K) out.nf[srow + tid] = nbuf[(nch & 1) * K + tid];
   }
 }
@@ -1363,12 +1360,11 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
     } else {
       add_rows<NQ>(dq, io.dq, t0, H, h, K, d0, r, L);
     }
-    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((ci + 1) & 1) * K, Ks, QS, Ek, nullptr, gl);
     if constexpr (MOM) {
       M.moment_carry(gl, S, L);
       M.update(1.f, Ks, QS, Ek, Vs, L);
     }
-    S.update(gl, Ks, QS, Ek, Vs);
+    update_state_n<TI, K, VT>(S, a, nrm, gl, Ks, QS, Ek, Vs, ncur, nbuf + ((ci + 1) & 1) * K, nullptr);
     S.to_smem(Sb);
   });
   if constexpr (MOM) {
@@ -1386,7 +1382,7 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dq(core_args a, bwd_io io, s
   if (io.F && te == sr.se) {
     if (io.dsf) S.rowdot(io.dsf + srow * Vin, Vin, v0, io.F + srow);
     if (nrm && io.dnf) {
-      __syncthreads();  // (the last norm_update's writes)
+      __syncthreads();  // (the last chunk's n, written by other warps)
       if (tid < K) atomicAdd(io.F + srow + tid, nbuf[(nch & 1) * K + tid] * io.dnf[srow + tid]);
     }
   }
@@ -1512,14 +1508,13 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_dkv(core_args a, bwd_io io, 
       add_rows<NQ>(dk, io.dk, t0, H, h, K, d0, r, L);
     }
     // dS = exp(G_L) dS + Qg^T dO.
-    if (nrm) norm_update<TI, K, VT>(ncur, nbuf + ((it + 1) & 1) * K, Qs, QS, Eq, dns, gl);
-    dS.update(gl, Qs, QS, Eq, Ds);
+    update_state_n<TI, K, VT>(dS, a, nrm, gl, Qs, QS, Eq, Ds, ncur, nbuf + ((it + 1) & 1) * K, dns);
     dS.to_smem(dSb);
   }
   if (sr.s > 0) return;
   if (io.ds0) dS.for_each([&](float& x, int d, int col) { io.ds0[(srow + d) * Vin + v0 + col] = x; });
   if (io.F0 && a.s0) dS.rowdot(a.s0 + srow * Vin, Vin, v0, io.F0 + srow);
-  if (nrm) __syncthreads();  // (the last norm_update's writes)
+  if (nrm) __syncthreads();  // (the last chunk's n, written by other warps)
   if (nrm && tid < K) {
     const float dn0 = nbuf[(nch & 1) * K + tid];
     if (io.dn0) io.dn0[srow + tid] = dn0;
@@ -1591,15 +1586,14 @@ __global__ void __launch_bounds__(cfg<VT>::T, 1) tc_seg(core_args a, seg_io sg, 
     const float gL = tab[L - 1].x;
     glsum += gL;
     const TI* Ks = reinterpret_cast<const TI*>(stg + st::k);
-    if (nrm)
-      norm_update<TI, K, VT>(nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K, Ks, QS, FWD ? &tab[0].w : &tab[0].z,
-                         FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn), expf(gL));
-    S.update(expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v));
+    update_state_n<TI, K, VT>(S, a, nrm, expf(gL), Ks, QS, FWD ? &tab[0].w : &tab[0].z, reinterpret_cast<const TI*>(stg + st::v),
+                              nbuf + (it & 1) * K, nbuf + ((it + 1) & 1) * K,
+                              FWD ? nullptr : reinterpret_cast<const float*>(stg + st::dn));
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, n, sr.s, h);
   S.for_each([&](float& x, int d, int col) { dst[d * a.V + v0 + col] = x; });
   if (nrm) {
-    __syncthreads();  // (the last norm_update's writes)
+    __syncthreads();  // (the last chunk's n, written by other warps)
     if (threadIdx.x < K) dst[threadIdx.x * a.V + a.Vin] = nbuf[(nch & 1) * K + threadIdx.x];
   }
   if constexpr (KEY) {
@@ -1724,11 +1718,20 @@ struct key_cta {
 // table (threads d < K, from the blocks' sums of log gates) and the diagonal blocks of P:
 // P_ij = scale beta_j sum_d q_id k_jd exp(Gq_id - G_jd) for j <= i in one block (j < i with the bonus,
 // whose P_ii = scale q_i . (u k_i)).
+// P's diagonal blocks: where every key's log decay over the 16-row block stays above -kKeySplit, as
+// sum_d Qs_id Ks_jd with Qs_i = q_i exp(Gq_i - Gr_15) <= e^kKeySplit |q_i| and Ks_j = k_j exp(Gr_15 -
+// Gr_j) >= e^-kKeySplit |k_j| (fp32 holds both: no exp per pair; Ks in place of k in shared memory);
+// otherwise one exp per pair and key.
+constexpr float kKeySplit = 60.f;
+
 template <typename TI, int K>
 __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* qa, TI* kb) {
   extern __shared__ __align__(128) unsigned char sm[];
   using KC = key_cta<TI, K>;
   constexpr int GS = KC::GS, DS = KC::DS;
+  __shared__ int split_off[4];  // per 16-row block: some key decays past -kKeySplit
+  __shared__ __align__(16) float pbuf[kC * 16];  // P's diagonal blocks (not in registers: 64 is the cap)
+  if (threadIdx.x < 4) split_off[threadIdx.x] = 0;
   KC c;
   if (!c.load(a, sm)) return;
   const int H = a.H, h = c.h, tid = threadIdx.x;
@@ -1748,43 +1751,87 @@ __global__ void __launch_bounds__(kKT, 2) key_prep(core_args a, key_io kio, TI* 
   const float* ge = c.gr + (16 * c.m + 15) * GS;
   c.lds(qi, c.qs + i * GS);
   c.gq_row(gqi, i);
-  if (live) {
+  {
+    // Qa, Kb (Kb / beta = Ks) four keys at a time, and whether the block's decays allow the split.
+    bool far = false;
     const size_t off = (static_cast<size_t>(c.t0 + i) * H + h) * K;
-    const float bi = c.beta[i];
-    float kr[DS], gi[DS], gend[DS];
-    c.lds(kr, c.ks + i * GS);
-    c.lds(gi, c.gr + i * GS);
-    c.lds(gend, ge);
+    const float bi = c.beta[i], sq = a.scale;
 #pragma unroll
-    for (int e = 0; e < DS; e += 2) {
-      *reinterpret_cast<uint32_t*>(qa + off + c.cl(e)) = mma::pack2<TI>(a.scale * qi[e] * __expf(gqi[e]), a.scale * qi[e + 1] * __expf(gqi[e + 1]));
-      *reinterpret_cast<uint32_t*>(kb + off + c.cl(e)) =
-          mma::pack2<TI>(kr[e] * __expf(gend[e] - gi[e]) * bi, kr[e + 1] * __expf(gend[e + 1] - gi[e + 1]) * bi);
+    for (int u = 0; u < DS / 4; ++u) {
+      const int d0 = 32 * u + 4 * c.dg;
+      const float4 kv = *reinterpret_cast<const float4*>(c.ks + i * GS + d0);
+      const float4 gv = *reinterpret_cast<const float4*>(c.gr + i * GS + d0);
+      const float4 ev = *reinterpret_cast<const float4*>(ge + d0);
+      const float* gq = gqi + 4 * u;
+      far |= fabsf(ev.x - gv.x) > kKeySplit || fabsf(ev.y - gv.y) > kKeySplit || fabsf(ev.z - gv.z) > kKeySplit ||
+             fabsf(ev.w - gv.w) > kKeySplit || fabsf(gq[0] - ev.x) > kKeySplit || fabsf(gq[1] - ev.y) > kKeySplit ||
+             fabsf(gq[2] - ev.z) > kKeySplit || fabsf(gq[3] - ev.w) > kKeySplit;
+      if (live) {
+        const float* qv = qi + 4 * u;
+        *reinterpret_cast<uint2*>(qa + off + d0) =
+            make_uint2(mma::pack2<TI>(sq * qv[0] * __expf(gq[0]), sq * qv[1] * __expf(gq[1])),
+                       mma::pack2<TI>(sq * qv[2] * __expf(gq[2]), sq * qv[3] * __expf(gq[3])));
+        *reinterpret_cast<uint2*>(kb + off + d0) =
+            make_uint2(mma::pack2<TI>(kv.x * __expf(ev.x - gv.x) * bi, kv.y * __expf(ev.y - gv.y) * bi),
+                       mma::pack2<TI>(kv.z * __expf(ev.z - gv.z) * bi, kv.w * __expf(ev.w - gv.w) * bi));
+      }
+    }
+    if (__any_sync(0xffffffffu, far) && threadIdx.x % 32 == 0) atomicOr(&split_off[c.m], 1);
+  }
+  __syncthreads();  // (split_off complete)
+  const bool split = !split_off[c.m];
+  if (split) {
+    // Ks over this thread's own k values (row i, its keys: no other thread reads them before the
+    // barrier below; formed again rather than kept across the barrier, for registers), Qs in qi.
+#pragma unroll
+    for (int u = 0; u < DS / 4; ++u) {
+      float* kp = c.ks + i * GS + 32 * u + 4 * c.dg;
+      const float4 kv = *reinterpret_cast<const float4*>(kp);
+      const float4 gv = *reinterpret_cast<const float4*>(c.gr + i * GS + 32 * u + 4 * c.dg);
+      const float4 ev = *reinterpret_cast<const float4*>(ge + 32 * u + 4 * c.dg);
+      *reinterpret_cast<float4*>(kp) = make_float4(kv.x * __expf(ev.x - gv.x), kv.y * __expf(ev.y - gv.y),
+                                                   kv.z * __expf(ev.z - gv.z), kv.w * __expf(ev.w - gv.w));
+      qi[4 * u] *= __expf(gqi[4 * u] - ev.x), qi[4 * u + 1] *= __expf(gqi[4 * u + 1] - ev.y);
+      qi[4 * u + 2] *= __expf(gqi[4 * u + 2] - ev.z), qi[4 * u + 3] *= __expf(gqi[4 * u + 3] - ev.w);
     }
   }
-  float p[16];
-#pragma unroll
-  for (int jj = 0; jj < 16; ++jj) {
+  __syncthreads();
+#pragma unroll 2
+  for (int jj = 0; jj < 16; ++jj) {  // (not unrolled fully: 64 registers)
     const int j = 16 * c.m + jj;
     float s = 0.f;
     if (c.bonus ? jj < c.x : jj <= c.x) {
+      if (split) {
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + c.cl(e)] * __expf(gqi[e] - c.gr[j * GS + c.cl(e)]);
+        for (int e = 0; e < DS; ++e) s += qi[e] * c.ks[j * GS + c.cl(e)];
+      } else {
+        // (Gq_i from shared memory: gqi is not kept through the loop, for registers)
+        const float* gq = c.bonus ? (c.x ? c.gr + (i - 1) * GS : nullptr) : c.gr + i * GS;
+#pragma unroll
+        for (int e = 0; e < DS; ++e)
+          s += qi[e] * c.ks[j * GS + c.cl(e)] * __expf((gq ? gq[c.cl(e)] : 0.f) - c.gr[j * GS + c.cl(e)]);
+      }
     } else if (c.bonus && jj == c.x) {
+      // q_i u k_i from the unscaled q (shared memory) and k (Ks_i exp(Gr_i - Gr_15) where split).
 #pragma unroll
-      for (int e = 0; e < DS; ++e) s += qi[e] * a.u[static_cast<size_t>(h) * K + c.cl(e)] * c.ks[j * GS + c.cl(e)];
+      for (int e = 0; e < DS; ++e) {
+        const int d = c.cl(e);
+        const float kd = split ? c.ks[i * GS + d] * __expf(c.gr[i * GS + d] - ge[d]) : c.ks[i * GS + d];
+        s += c.qs[i * GS + d] * a.u[static_cast<size_t>(h) * K + d] * kd;
+      }
     }
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     s += __shfl_xor_sync(0xffffffffu, s, 2);
     s += __shfl_xor_sync(0xffffffffu, s, 4);
-    p[jj] = s * a.scale * (c.bonus && jj == c.x ? 1.f : c.beta[j]);
+    if (c.dg == 0) pbuf[i * 16 + jj] = s * a.scale * (c.bonus && jj == c.x ? 1.f : c.beta[j]);
   }
+  __syncwarp();  // (row i's lanes are one warp's)
   if (live && c.dg < 2) {
     TI* dst = static_cast<TI*>(const_cast<void*>(kio.pd)) + (static_cast<size_t>(c.t0 + i) * H + h) * 16 + 8 * c.dg;
     uint32_t w[4];
+    const float* pr = pbuf + i * 16 + 8 * c.dg;
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
-      w[u] = c.dg ? mma::pack2<TI>(p[8 + 2 * u], p[9 + 2 * u]) : mma::pack2<TI>(p[2 * u], p[2 * u + 1]);
+    for (int u = 0; u < 4; ++u) w[u] = mma::pack2<TI>(pr[2 * u], pr[2 * u + 1]);
     *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
@@ -1850,21 +1897,61 @@ __global__ void __launch_bounds__(K) key_post(core_args a, bwd_io io, key_io kio
     dq[r] *= sc * __expf(gq);
     dk[r] *= br * __expf(G[15] - G[r]);
   }
-  // The diagonal block: each pair's factor once, into dq_i and dk_j.
+  // The diagonal block. Where this key's log decays over the block stay within kKeySplit of G_15
+  // (key_prep), exp(Gq_i - G_j) = ea_i eb_j with ea_i = exp(Gq_i - G_15), eb_j = exp(G_15 - G_j): dq_i +=
+  // ea_i sum_j P_ij (eb_j k_j), dk_j += eb_j sum_i P_ij (ea_i q_i), 32 exps a block; otherwise each
+  // pair's factor once, into dq_i and dk_j.
+  bool far = false;
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const float gq = BONUS ? (i ? G[i - 1] : 0.f) : G[i];
-    float p[16];
+  for (int r = 0; r < 16; ++r) {
+    const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
+    far |= fabsf(G[15] - G[r]) > kKeySplit || fabsf(gq - G[15]) > kKeySplit;
+  }
+  auto p_row = [&](float (&p)[16], int i) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const float4 v = *reinterpret_cast<const float4*>(dps + 16 * i + 4 * u);
       p[4 * u] = v.x, p[4 * u + 1] = v.y, p[4 * u + 2] = v.z, p[4 * u + 3] = v.w;
     }
+  };
+  if (!far) {
+    const float g15 = G[15];
+    float ea[16], kb[16], acc_k[16];
 #pragma unroll
-    for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
-      const float t = p[j] * __expf(gq - G[j]);
-      dq[i] += t * k[j];
-      dk[j] += t * q[i];
+    for (int r = 15; r >= 0; --r) {  // (from the last: G[r - 1] is still the log gate sum)
+      const float gq = BONUS ? (r ? G[r - 1] : 0.f) : G[r];
+      ea[r] = __expf(gq - g15);
+      G[r] = __expf(g15 - G[r]);  // eb_r
+      kb[r] = G[r] * k[r];
+      acc_k[r] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      float p[16];
+      p_row(p, i);
+      float sq = 0.f;
+      const float qa = ea[i] * q[i];
+#pragma unroll
+      for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
+        sq += p[j] * kb[j];
+        acc_k[j] += p[j] * qa;
+      }
+      dq[i] += ea[i] * sq;
+    }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) dk[j] += G[j] * acc_k[j];
+  } else {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const float gq = BONUS ? (i ? G[i - 1] : 0.f) : G[i];
+      float p[16];
+      p_row(p, i);
+#pragma unroll
+      for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
+        const float t = p[j] * __expf(gq - G[j]);
+        dq[i] += t * k[j];
+        dk[j] += t * q[i];
+      }
     }
   }
   // Per-token sums, the bonus, dq and dk out, the gate gradient's suffix sums within the block.
@@ -2378,7 +2465,8 @@ bool tc_backward_direct(const core_args& a, const bwd_io& io) {
   return tc_backward_eligible(a, io) && a.gmode != g_key && a.Vin == vt_of(a, true);
 }
 
-int tc_forward(const core_args& a, const fwd_out& o) {
+int tc_forward(const core_args& args, const fwd_out& o) {
+  core_args a = args;
   return dispatch(a, false, [&](auto* ti, auto k, auto vt) {
     using TI = std::remove_pointer_t<decltype(ti)>;
     constexpr int Kc = decltype(k)::value, VTc = decltype(vt)::value;
@@ -2387,7 +2475,8 @@ int tc_forward(const core_args& a, const fwd_out& o) {
   });
 }
 
-int tc_backward(const core_args& a, const bwd_io& io) {
+int tc_backward(const core_args& args, const bwd_io& io) {
+  core_args a = args;
   const bool direct = io.dq_out != nullptr && a.gmode != g_key;
   const bool head = a.gmode == g_head;
   if (direct && (!io.dk_out || (!io.xy && !head) || !tc_backward_direct(a, io))) return static_cast<int>(cudaErrorInvalidValue);
