@@ -246,18 +246,59 @@ __global__ void gate_scan_kernel(core_args a, finish_io io) {
   }
 }
 
+// The (X, Y) pairs of head h over tokens [tb, te): their sum of X - Y, and the reverse run from acc (the
+// carry into te) writing dgs, with the initial state's term f0 (F0 summed over keys) at the sequence's
+// first token sb. Pairs read kScanU at a time (the loads issue together).
+constexpr int kScanU = 8;
+
+__device__ __forceinline__ double xy_total(const float2* xy, int H, int h, int64_t tb, int64_t te) {
+  double tot = 0.0;
+  for (int64_t t0 = tb; t0 < te; t0 += kScanU) {
+    float2 v[kScanU];
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) v[u] = t0 + u < te ? xy[(t0 + u) * H + h] : make_float2(0.f, 0.f);
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) tot += static_cast<double>(v[u].x) - v[u].y;
+  }
+  return tot;
+}
+
+__device__ __forceinline__ void xy_run(const core_args& a, const finish_io& io, const float2* xy, int h, int64_t sb,
+                                       int64_t tb, int64_t te, double acc, double f0) {
+  const int H = a.H;
+  const bool bonus = a.u != nullptr;
+  for (int64_t t1 = te; t1 > tb; t1 -= kScanU) {
+    float2 v[kScanU];
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) v[u] = t1 - 1 - u >= tb ? xy[(t1 - 1 - u) * H + h] : make_float2(0.f, 0.f);
+#pragma unroll
+    for (int u = 0; u < kScanU; ++u) {
+      const int64_t t = t1 - 1 - u;
+      if (t < tb) break;
+      const double x = v[u].x, y = v[u].y;
+      if (!bonus) acc += x;
+      acc -= y;
+      if (t == sb) {
+        if (!a.s0) acc = 0.0;
+        else if (!bonus) acc = f0;
+      }
+      io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
+      if (bonus) acc += x;
+    }
+  }
+}
+
 // Scalar or per-head decay: the same reverse running sum as gate_scan_kernel on per-token sums
 // over keys (X_t = q_t . dq_t, Y_t = k_t . dk_t, from token_kernel), F and F0 summed over keys.
 // One CTA per (sequence, head); each thread scans a contiguous segment after a CTA-wide suffix sum
 // of the segment totals. The (X, Y) pairs are read kScanU tokens at a time (the loads issue together:
 // one token per iteration waited out a load each, 50 us at B=2 T=16384 with 32 CTAs, H100), the
 // suffix sum is a warp-shuffle scan, F and F0 are summed by a warp each.
-constexpr int kScalarScanT = 512, kScanU = 8;
+constexpr int kScalarScanT = 512;
 
 __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, finish_io io) {
   const int h = blockIdx.x, n = blockIdx.y, H = a.H, K = a.K, j = threadIdx.x, lane = j % 32, warp = j / 32;
   constexpr int NW = kScalarScanT / 32;
-  const bool bonus = a.u != nullptr;
   const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
   const int64_t seg = (se - sb + kScalarScanT - 1) / kScalarScanT;
   const int64_t tb = llmin(se, sb + j * seg), te = llmin(se, tb + seg);
@@ -273,14 +314,7 @@ __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, fi
     for (int o = 16; o > 0; o >>= 1) f += __shfl_xor_sync(0xffffffffu, f, o);
     if (lane == 0) base[warp] = f;
   }
-  double tot = 0.0;
-  for (int64_t t0 = tb; t0 < te; t0 += kScanU) {
-    float2 v[kScanU];
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) v[u] = t0 + u < te ? xy[(t0 + u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) tot += static_cast<double>(v[u].x) - v[u].y;
-  }
+  const double tot = xy_total(xy, H, h, tb, te);
   // Exclusive suffix sum of the threads' totals: within the warp by shuffles, then the later warps'.
   double inc = tot;
 #pragma unroll
@@ -293,26 +327,7 @@ __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, fi
   if (lane == 0) wsum[warp] = inc;
   __syncthreads();
   for (int w = warp + 1; w < NW; ++w) exc += wsum[w];
-  double acc = base[0] + exc;
-  for (int64_t t1 = te; t1 > tb; t1 -= kScanU) {
-    float2 v[kScanU];
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) v[u] = t1 - 1 - u >= tb ? xy[(t1 - 1 - u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) {
-      const int64_t t = t1 - 1 - u;
-      if (t < tb) break;
-      const double x = v[u].x, y = v[u].y;
-      if (!bonus) acc += x;
-      acc -= y;
-      if (t == sb) {
-        if (!a.s0) acc = 0.0;
-        else if (!bonus) acc = base[1];
-      }
-      io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
-      if (bonus) acc += x;
-    }
-  }
+  xy_run(a, io, xy, h, sb, tb, te, base[0] + exc, base[1]);
 }
 
 // The same scan over blocks of kSBlk tokens of every sequence, all heads in one CTA (scalar_gate_blocks:
@@ -349,15 +364,7 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_i
   double* f0p = sbuf + 2 * R * H;
   double* f0s = sbuf + 3 * R * H;
   if (act) {
-    double sum = 0.0;
-    for (int64_t t0 = tb; t0 < te; t0 += kScanU) {
-      float2 v[kScanU];
-#pragma unroll
-      for (int u = 0; u < kScanU; ++u) v[u] = t0 + u < te ? xy[(t0 + u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-      for (int u = 0; u < kScanU; ++u) sum += static_cast<double>(v[u].x) - v[u].y;
-    }
-    part[r * H + h] = sum;
+    part[r * H + h] = xy_total(xy, H, h, tb, te);
     if (!totals) {  // partial carries: F's keys r, r + R, ...; the sequence's later blocks b + 1 + r, + R, ...
       double f = 0.0, f0 = 0.0;
       const size_t fo = (static_cast<size_t>(n) * H + h) * K;
@@ -387,26 +394,7 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_i
   if (totals) return;
   __syncthreads();
   if (!act) return;
-  double acc = part[r * H + h];
-  for (int64_t t1 = te; t1 > tb; t1 -= kScanU) {
-    float2 v[kScanU];
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) v[u] = t1 - 1 - u >= tb ? xy[(t1 - 1 - u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) {
-      const int64_t t = t1 - 1 - u;
-      if (t < tb) break;
-      const double x = v[u].x, y = v[u].y;
-      if (!bonus) acc += x;
-      acc -= y;
-      if (t == sb) {
-        if (!a.s0) acc = 0.0;
-        else if (!bonus) acc = first ? f0s[h] : 0.0;
-      }
-      io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
-      if (bonus) acc += x;
-    }
-  }
+  xy_run(a, io, xy, h, sb, tb, te, part[r * H + h], first ? f0s[h] : 0.0);
 }
 
 // By blocks (run 20, H100: two passes 19.4 us at B=8 T=4096 and 20.2 at B=2 T=16384, against 18.2 and
