@@ -338,17 +338,24 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   // Gradients of the gates, the input scale and the bonus: written by the per-key core itself, by
   // finish_backward otherwise.
   tensor gk, dgs, db, du, scratch, dgh, dgh_part;
-  // (dg and di straight into the caller's tensors where given: a copy of GLA's fp32 [B, T, H, K] dg
-  // took 178 us of a 3.4 ms fwd+bwd at B=8 T=4096, H100)
+  // (dg and di straight into the caller's tensors where given, unless one is an input the kernels
+  // still read, as an in-place gradient would be: a copy of GLA's fp32 [B, T, H, K] dg took 178 us of
+  // a 3.4 ms fwd+bwd at B=8 T=4096, H100)
+  const auto not_input = [&](const tensor& t) {
+    for (const tensor* x : {&p.q, &p.k, &p.v, &p.g, &p.i})
+      if (t.defined() && x->defined() && t.raw_data() == x->raw_data()) return tensor();
+    return t;
+  };
+  const tensor into_dg = not_input(opt.into_dg), into_di = not_input(opt.into_di);
   const bool scalar_dg = spec.decay == decay_kind::per_token_scalar;
-  if (a.gmode == cc::g_key) { LRNN_ASSIGN_OR_RETURN(gk, result_tensor(opt.into_dg, in.g.shape(), dtype::f32, dev)); }
+  if (a.gmode == cc::g_key) { LRNN_ASSIGN_OR_RETURN(gk, result_tensor(into_dg, in.g.shape(), dtype::f32, dev)); }
   if (head_core) {
     LRNN_ASSIGN_OR_RETURN(dgh, tensor::empty({p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dgh_part, tensor::empty({cc::head_partials(a)}, dtype::f32, dev));
     io.dgh = fpm(dgh), io.dgh_part = fpm(dgh_part);
   }
   if (a.b) {  // (the input gate's gradient itself without the stabiliser)
-    const tensor& into = p.stabilised ? tensor() : opt.into_di;
+    const tensor& into = p.stabilised ? tensor() : into_di;
     LRNN_ASSIGN_OR_RETURN(db, result_tensor(into, {p.B, p.T, p.H}, dtype::f32, dev));
   }
   if (spec.bonus) { LRNN_ASSIGN_OR_RETURN(du, tensor::zeros({p.H, p.K}, dtype::f32, dev)); }
@@ -361,7 +368,7 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
     fi.core_wrote_dqdk = direct;
     fi.gk = fpm(gk), fi.db = fpm(db), fi.du = fpm(du);
     if (a.gmode != cc::g_none && a.gmode != cc::g_key && !head_core) {
-      const tensor& into = scalar_dg && !p.stabilised ? opt.into_dg : tensor();
+      const tensor& into = scalar_dg && !p.stabilised ? into_dg : tensor();
       LRNN_ASSIGN_OR_RETURN(dgs, result_tensor(into, {p.B, p.T, p.H}, dtype::f32, dev));
       fi.dgs = fpm(dgs);
     }
@@ -379,8 +386,8 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   tensor dg_scalar = dgs;  // [B, T, H] gradient of the scalar log decay (before any per-head sum)
   if (p.stabilised) {
     tensor dgo, di, dm0;
-    LRNN_ASSIGN_OR_RETURN(dgo, result_tensor(scalar_dg ? opt.into_dg : tensor(), {p.B, p.T, p.H}, dtype::f32, dev));
-    LRNN_ASSIGN_OR_RETURN(di, result_tensor(opt.into_di, {p.B, p.T, p.H}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(dgo, result_tensor(scalar_dg ? into_dg : tensor(), {p.B, p.T, p.H}, dtype::f32, dev));
+    LRNN_ASSIGN_OR_RETURN(di, result_tensor(into_di, {p.B, p.T, p.H}, dtype::f32, dev));
     LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
     LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0),
                                            fp(p.m), fp(dgs), fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(di),
