@@ -1,5 +1,5 @@
 """decay_attn on the GPU: lrnn (C ABI through ctypes on torch tensors' data_ptr()) against fla's
-chunk_simple_gla / chunk_gla, mlstm_kernels TFLA (xl_chunk) and PyTorch SDPA flash attention, in one
+chunk_simple_gla / chunk_gla / chunk_rwkv6, mlstm_kernels TFLA (xl_chunk) and PyTorch SDPA flash attention, in one
 process on identical bf16 inputs; the lrnn decode step's state bandwidth; the memory floor (bytes
 that must move / device-to-device copy bandwidth measured in the same run).
 
@@ -172,7 +172,7 @@ def ptr(t):
     return ctypes.c_void_p(t.data_ptr()) if t is not None else None
 
 
-def lrnn_args(q, k, v, g=None, i=None):
+def lrnn_args(q, k, v, g=None, i=None, u=None):
     B, T, Hh, K = q.shape
     a = Args()
     a.B, a.T, a.H, a.K, a.V = B, T, Hh, K, v.shape[-1]
@@ -180,6 +180,7 @@ def lrnn_args(q, k, v, g=None, i=None):
     a.q, a.k, a.v = q.data_ptr(), k.data_ptr(), v.data_ptr()
     a.g = g.data_ptr() if g is not None else None
     a.i = i.data_ptr() if i is not None else None
+    a.u = u.data_ptr() if u is not None else None
     a.chunk_size = 0
     return a
 
@@ -187,21 +188,22 @@ def lrnn_args(q, k, v, g=None, i=None):
 class LrnnOp:
     """lrnn decay_attn through the C ABI; `ok` False with the ABI's message when it refuses."""
 
-    def __init__(self, variant, q, k, v, g=None, i=None, save=True):
+    def __init__(self, variant, q, k, v, g=None, i=None, save=True, u=None):
         self.spec = spec_for(variant)
-        self.a = lrnn_args(q, k, v, g, i)
-        self.q, self.k, self.v, self.g, self.i = q, k, v, g, i
+        self.a = lrnn_args(q, k, v, g, i, u)
+        self.q, self.k, self.v, self.g, self.i, self.u = q, k, v, g, i, u
         self.o = torch.empty_like(v)
         self.do = torch.randn_like(v)
         self.dq, self.dk, self.dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         self.dg = torch.empty_like(g, dtype=torch.float32) if g is not None else None
         self.di = torch.empty_like(i, dtype=torch.float32) if i is not None else None
+        self.du = torch.empty_like(u, dtype=torch.float32) if u is not None else None
 
         # Training keeps the normaliser's den and the forward's context (args.ctx: mLSTM's stabiliser,
         # the segment-boundary states of long sequences) for the backward, as autograd would.
         # (save=False: the backward recomputes them instead, the A/B of that choice.)
         self.den = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device) if self.spec.normalizer and save else None
-        self.at = lrnn_args(q, k, v, g, i)
+        self.at = lrnn_args(q, k, v, g, i, u)
         if self.den is not None:
             self.at.den, self.at.fwd_o = self.den.data_ptr(), self.o.data_ptr()
         self.ctx = None
@@ -222,7 +224,7 @@ class LrnnOp:
     def fwdbwd(self):
         self.fwd(self.at)
         rc = lib.lrnn_decay_attn_backward(ctypes.byref(self.spec), ctypes.byref(self.at), None, ptr(self.do), None,
-                                          ptr(self.dq), ptr(self.dk), ptr(self.dv), ptr(self.dg), ptr(self.di), None,
+                                          ptr(self.dq), ptr(self.dk), ptr(self.dv), ptr(self.dg), ptr(self.di), ptr(self.du),
                                           None)
         if rc != 0:
             raise RuntimeError(f"lrnn_decay_attn_backward returned {rc}: {lrnn_err()}")
@@ -240,6 +242,12 @@ try:
 except Exception as e:  # noqa: BLE001
     ok_fla = False
     note(f"fla import failed: {e!r}")
+chunk_rwkv6 = None
+if ok_fla:
+    try:
+        from fla.ops.rwkv6 import chunk_rwkv6
+    except Exception as e:  # noqa: BLE001
+        note(f"fla chunk_rwkv6 import failed: {e!r}")
 tfla = None
 
 
@@ -334,6 +342,7 @@ for B, T in shapes:
     gs = F.logsigmoid(torch.randn(B, T, H, device=dev) + 4)
     gk = F.logsigmoid(torch.randn(B, T, H, D, device=dev) + 4)
     gh = torch.log(1 - 2.0 ** (-5.0 - torch.arange(H, device=dev, dtype=torch.float32)))  # RetNet's decays
+    ub = 0.1 * torch.randn(H, D, device=dev)  # RWKV-6's bonus u (fp32; scale 1 as RWKV-6 has)
 
     # SDPA flash (causal), [B, H, T, D]
     qs, ks, vs = [x.transpose(1, 2).contiguous().requires_grad_(True) for x in (q, k, v)]
@@ -352,6 +361,7 @@ for B, T in shapes:
     if ok_fla:
         qf, kf, vf = [x.detach().clone().requires_grad_(True) for x in (q, k, v)]
         gsf, gkf = gs.clone().requires_grad_(True), gk.clone().requires_grad_(True)
+        uf = ub.to(bf).requires_grad_(True)
         do_f = torch.randn_like(vf)
 
         def sgla():
@@ -366,16 +376,23 @@ for B, T in shapes:
         def gla_fb():
             torch.autograd.grad(gla(), [qf, kf, vf, gkf], do_f)
 
+        def rwkv6():
+            return chunk_rwkv6(qf, kf, vf, gkf, uf, scale=1.0)[0]
+
+        def rwkv6_fb():
+            torch.autograd.grad(rwkv6(), [qf, kf, vf, gkf, uf], do_f)
+
         bench("fla_chunk_simple_gla", B, T, *floors["scalar"], sgla, sgla_fb)
         ref_sgla = sgla().detach()
 
     # lrnn before fla's chunk_gla is first called: Triton's autotuning of chunk_gla's kernels takes
     # minutes on a fresh machine, and a run cut short by its time limit should still have lrnn's rows.
     # The GLA output's difference to fla's is filled in once fla has run.
-    lrnn_gla_out, lrnn_gla_row = None, None
+    lrnn_gla_out, lrnn_gla_row, lrnn_rwkv6_out, lrnn_rwkv6_row = None, None, None, None
     if lib is not None:
-        for name, g, fl in (("simple_gla", gs, floors["scalar"]), ("retnet", gh, floors["none"]), ("gla", gk, floors["key"])):
-            op = LrnnOp(name, q, k, v, g=g)
+        for name, g, fl in (("simple_gla", gs, floors["scalar"]), ("retnet", gh, floors["none"]), ("gla", gk, floors["key"]),
+                            ("rwkv6", gk, floors["key"])):
+            op = LrnnOp(name, q, k, v, g=g, u=ub if name == "rwkv6" else None)
             try:
                 op.fwd()
                 torch.cuda.synchronize()
@@ -389,6 +406,8 @@ for B, T in shapes:
                 save()
             if name == "gla":
                 lrnn_gla_out, lrnn_gla_row = op.o.clone(), this_row
+            if name == "rwkv6":
+                lrnn_rwkv6_out, lrnn_rwkv6_row = op.o.clone(), this_row
             del op
             if name == "simple_gla":
                 # The same without the forward's context: the backward recomputes the segment states.
@@ -401,8 +420,13 @@ for B, T in shapes:
         if "fla_chunk_gla" not in args.skip.split(",") and lrnn_gla_row is not None:
             lrnn_gla_row["rel_diff_vs_fla_fwd"] = rel(lrnn_gla_out, gla().detach())
             save()
-        del qf, kf, vf, gsf, gkf, do_f
-    del lrnn_gla_out
+        if chunk_rwkv6 is not None:
+            bench("fla_chunk_rwkv6", B, T, *floors["key"], rwkv6, rwkv6_fb)
+            if "fla_chunk_rwkv6" not in args.skip.split(",") and lrnn_rwkv6_row is not None:
+                lrnn_rwkv6_row["rel_diff_vs_fla_fwd"] = rel(lrnn_rwkv6_out, rwkv6().detach())
+                save()
+        del qf, kf, vf, gsf, gkf, uf, do_f
+    del lrnn_gla_out, lrnn_rwkv6_out
 
     if not args.skip_tfla and tfla is None and ok_tfla:
         ok, why = probe_tfla(B, T)
