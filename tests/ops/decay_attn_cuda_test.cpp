@@ -443,7 +443,7 @@ TEST(decay_attn_cuda, normaliser_rows) {
 }
 
 // options.into_*: results written into the caller's tensors where they fit (same values as fresh
-// results, the returned tensors are the given ones); a tensor that does not fit is ignored.
+// results, the returned tensors are the given ones); a tensor that does not fit, or is an input, is ignored.
 TEST(decay_attn_cuda, into_buffers) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (variant v : {variant::simple_gla, variant::gla, variant::mlstm}) {
@@ -483,6 +483,20 @@ TEST(decay_attn_cuda, into_buffers) {
     EXPECT_LE(max_abs_diff(gr->dg, gfresh->dg), 2e-3 * max_abs(gfresh->dg));  // (fp32 sums in run-dependent order)
     if (x.i.defined()) {
       EXPECT_LE(max_abs_diff(gr->di, gfresh->di), 2e-3 * max_abs(gfresh->di));
+    }
+    // An input given as its own gradient's buffer (in place): not used (the kernels still read it),
+    // so the input is unchanged and the gradient the same.
+    const tensor g_before = x.g.clone().value();
+    ops::decay_attn_options oi = p.options;
+    oi.into_dg = x.g;
+    if (x.i.defined()) oi.into_di = x.i;
+    auto gi = ops::decay_attn_backward(p.spec, x, init, d_o, {}, F, oi);
+    ASSERT_TRUE(gi.ok()) << gi.error().message();
+    EXPECT_NE(gi->dg.raw_data(), x.g.raw_data());
+    EXPECT_EQ(max_abs_diff(x.g, g_before), 0.0);
+    EXPECT_LE(max_abs_diff(gi->dg, gfresh->dg), 2e-3 * max_abs(gfresh->dg));
+    if (x.i.defined()) {
+      EXPECT_NE(gi->di.raw_data(), x.i.raw_data());
     }
   }
 }
