@@ -1053,6 +1053,8 @@ __device__ __forceinline__ int forward_sweep(state_part<K, VT>& S, TI* Sb, const
 // state reads are done), one after the chunk matrices are written. The products that read the state
 // copy run before the second, so the state copy is rewritten after it without a third.
 
+#include "ops/decay_attn/cuda/chunk_wg.cuh"
+
 // ---- forward ----
 // NORM: mLSTM's normaliser column (V = Vin + 1, a value column of ones, state n [K]): o is written in
 // fp32 [tokens, H, V], column Vin = scale exp(G_i) q_i.n + sum_j P_ij (by the CTAs of V tile 0), for
@@ -2193,6 +2195,22 @@ struct fwd_cfg {
   static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
 };
 
+// The wgmma forward (tc_fwd_wg) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
+// is empty elsewhere: checked through the PTX version the loaded image came from), room for its
+// shared memory; LRNN_DA_WG=0 turns it off (the mma.sync forward then runs, for tests and A/B timing).
+template <typename TI, int K>
+bool wg_forward_usable() {
+  static const bool ok = [] {
+    int dev = 0, major = 0;
+    cudaFuncAttributes fa{};
+    if (cudaGetDevice(&dev) || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev)) return false;
+    if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K>) != cudaSuccess) return false;
+    return fa.ptxVersion >= 90 && fa.binaryVersion >= 90 && wg::lay<K>::total <= smem_limit();
+  }();
+  const char* e = getenv("LRNN_DA_WG");
+  return ok && !(e && e[0] == '0');
+}
+
 template <typename TI, int K, int VT, bool NORM>
 int fwd_k(const core_args& args, const fwd_out& o) {
   core_args a = args;
@@ -2201,10 +2219,21 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   auto kern = tc_fwd<TI, K, VT, NORM>;
   seg_io sg;
   scratch_scope sc;
+  // (The segments are the mma.sync forward's plan either way: one CTA per SM for both kernels, and a
+  // backward matches its segments to forward_plan's.)
   if (int e = prepare_tc(a, sg, sc, false, VT, fc::per_sm(), o.seg_ctx)) return e;
-  if (int e = tc_smem(kern, bytes)) return e;
   const bool ready = o.seg_ctx && o.seg_ready;  // (the states are there: no pass)
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr, {}, !ready)) return e;
+  if constexpr (!NORM && VT == 128) {
+    if (wg_forward_usable<TI, K>()) {
+      constexpr size_t wbytes = wg::lay<K>::total;
+      auto wkern = tc_fwd_wg<TI, K>;
+      if (int e = tc_smem(wkern, wbytes)) return e;
+      wkern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, wbytes, launch_stream()>>>(a, o, sg);
+      return static_cast<int>(cudaGetLastError());
+    }
+  }
+  if (int e = tc_smem(kern, bytes)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
   return static_cast<int>(cudaGetLastError());
 }

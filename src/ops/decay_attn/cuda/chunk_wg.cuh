@@ -1,0 +1,357 @@
+// Hopper (sm_90a) forward of the scalar-decay chunk form on warpgroup MMA (wgmma): part of
+// chunk_tc.cu, included there inside its namespace (it uses core_args, fwd_out, seg_io, the gate
+// table and the cp.async helpers). Design: src/ops/decay_attn/README.md, "CUDA", "wgmma forward".
+//
+// One CTA per (sequence or segment, head, 128-column V tile), K in {64, 128}, of 1 + K / 64 warpgroups:
+//   warpgroup 0: P = Q K^T (masked, decayed: scale exp(G_i - G_j) beta_j, j <= i), then
+//                O = Diag(Eq) Q S_prev + P V, stored in the input dtype;
+//   warpgroups 1..: the fp32 state in registers, 64 of its K rows each: S = exp(G_L) S + Kd^T V
+//                (Kd = Diag(Ek) K, A fragments from ldmatrix.trans scaled in registers), written as a
+//                16-bit copy for the next chunk.
+// All run on the same chunk at once: warpgroup 0 reads the copy of the state before the chunk, while
+// the others write the one after it (two copies). Chunks stream through three cp.async stages;
+// one CTA barrier per chunk. Shared-memory tiles use wgmma's no-swizzle canonical layout: 8 x 8
+// "core matrices" of 128 contiguous bytes; for a tile of rows r and 8-element column groups c (P per
+// row) the 16 bytes of (r, c) sit at piece (r / 8) 8P + 8c + r % 8 — which is also the order the
+// loader copies in (a warp writes 512 contiguous bytes). Q and K are read K-major (K-direction group
+// stride 128 B, row-group stride 16 K B), V and the state copy MN-major (K-direction group stride
+// 2048 B, 128 B between column groups).
+
+namespace wg {
+
+__device__ __forceinline__ uint64_t desc(const void* p, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((mma::smem_u32(p) & 0x3FFFFu) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
+         (static_cast<uint64_t>(sbo >> 4) << 32);
+}
+__device__ __forceinline__ void fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait0() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// Generic-proxy writes to shared memory (stores, cp.async) made visible to the async proxy (wgmma).
+__device__ __forceinline__ void proxy_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving accesses of accumulator registers across wgmma's fence / wait.
+template <int N>
+__device__ __forceinline__ void keep(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void keep(uint32_t (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// d (m64n64, fp32) += A B over k16, A and B from shared memory (descriptors da, db); A K-major,
+// B K-major; acc 0: d = A B.
+template <typename TI>
+__device__ __forceinline__ void ss_n64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (std::is_same_v<TI, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(acc));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(acc));
+  }
+#endif
+}
+
+// d (m64n128, fp32) += A B over k16, A and B from shared memory (descriptors da, db); A K-major,
+// B MN-major; acc 0: d = A B.
+template <typename TI>
+__device__ __forceinline__ void ss_n128_t(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (std::is_same_v<TI, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(acc));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(acc));
+  }
+#endif
+}
+
+// d (m64n128, fp32) += A B over k16, A in registers (the m16n8k16 A fragment of each warp's 16 rows),
+// B MN-major in shared memory (descriptor db); acc 0: d = A B.
+template <typename TI>
+__device__ __forceinline__ void rs_n128_t(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int acc) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (std::is_same_v<TI, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+  }
+#endif
+}
+
+
+// Shared memory: three stages of {Q [64][K], K [64][K], V [64][128] 16-bit, the gate table's 64 rows},
+// then two 16-bit copies of the state [K][128].
+template <int K>
+struct lay {
+  static constexpr size_t QB = kC * K * 2, VB = kC * 128 * 2;
+  static constexpr size_t q = 0, k = QB, v = 2 * QB, tab = 2 * QB + VB, stage = tab + 16 * kC;
+  static constexpr int NS = 3;
+  static constexpr size_t sb = NS * stage, SBB = static_cast<size_t>(K) * 128 * 2;
+  static constexpr size_t total = sb + 2 * SBB;
+};
+
+// Byte offsets within a tile of the canonical layout: K-direction step of a k16 block.
+template <int K>
+struct strides {
+  static constexpr uint32_t QL = 128, QS = 16 * K;  // Q, K (K-major): LBO, SBO
+  static constexpr uint32_t VL = 2048, VS = 128;    // V, state copy (MN-major): LBO, SBO
+};
+
+// This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
+// index 4 t + x is row 16 w + l / 4 (+ 8 for x >= 2), column 8 t + 2 (l % 4) + (x & 1).
+
+}  // namespace wg
+
+template <int K>
+constexpr int wg_threads = 128 * (1 + K / 64);
+
+template <typename TI, int K>
+__global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_out out, seg_io sg) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Ly = wg::lay<K>;
+  constexpr int NT = wg_threads<K>;
+  constexpr int KP = K / 8;        // 16-byte pieces per Q / K row
+  extern __shared__ __align__(128) unsigned char sm[];
+  const seg_range sr = seg_of(a, sg);
+  if (sr.s > 0 && sr.tb >= sr.se) return;
+  const int h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H, Vin = a.Vin;
+  const size_t srow = (static_cast<size_t>(sr.n) * H + h) * K;
+  const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4;
+  const bool state_wg = warp >= 4;
+  const int hh = warp / 4 - 1;  // (state warpgroups) rows 64 hh.. of the state
+  const TI* q = static_cast<const TI*>(a.q) + static_cast<int64_t>(h) * K;
+  const TI* k = static_cast<const TI*>(a.k) + static_cast<int64_t>(h) * K;
+  const TI* v = static_cast<const TI*>(a.v) + static_cast<int64_t>(h) * Vin + v0;
+  const float4* tabg = static_cast<const float4*>(a.gate_tab) + h;
+  const int64_t ks = static_cast<int64_t>(H) * K, vs = static_cast<int64_t>(H) * Vin;
+  const int64_t tb = sr.tb, te = sr.te;
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  // Copies of chunk ci into its stage (one commit group, empty past the last chunk).
+  auto issue = [&](int ci) {
+    if (ci < nch) {
+      unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
+      TI* Qs = reinterpret_cast<TI*>(st + Ly::q);
+      TI* Ks = reinterpret_cast<TI*>(st + Ly::k);
+      TI* Vs = reinterpret_cast<TI*>(st + Ly::v);
+      const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+      const int L = rows_left(te - t0);
+#pragma unroll 1
+      for (int e = tid; e < kC * KP; e += NT) {
+        const int i = (e / (8 * KP)) * 8 + e % 8, grp = (e / 8) % KP;
+        const bool ok = i < L;
+        const int64_t off = (t0 + (ok ? i : 0)) * ks + 8 * grp;
+        mma::cp16(Qs + 8 * e, q + off, ok);
+        mma::cp16(Ks + 8 * e, k + off, ok);
+      }
+#pragma unroll 1
+      for (int e = tid; e < kC * 16; e += NT) {
+        const int i = (e / 128) * 8 + e % 8, grp = (e / 8) % 16;
+        const bool ok = i < L;
+        mma::cp16(Vs + 8 * e, v + (t0 + (ok ? i : 0)) * vs + 8 * grp, ok);
+      }
+      if (tid < kC) {
+        const bool ok = tid < L;
+        mma::cp16(reinterpret_cast<float4*>(st + Ly::tab) + tid, tabg + (t0 + (ok ? tid : 0)) * H, ok);
+      }
+    }
+    mma::cp_commit();
+  };
+  issue(0);
+  issue(1);
+  TI* sbuf = reinterpret_cast<TI*>(sm + Ly::sb);
+  // The state copy's element (d, col): piece (d / 8) 128 + 8 (col / 8) + d % 8 (MN-major).
+  auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
+  float S[64];
+  auto write_copy = [&](TI* dst) {
+#pragma unroll
+    for (int t = 0; t < 16; ++t) {
+      const int d = 64 * hh + 16 * w + g, col = 8 * t + 2 * c;
+      *reinterpret_cast<uint32_t*>(dst + sb_at(d, col)) = mma::pack2<TI>(S[4 * t], S[4 * t + 1]);
+      *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
+    }
+  };
+  // Per chunk: its copies landed (this thread's, then everyone's at the barrier, which also means every
+  // warp is done with chunk ci - 1: its stage and the older state copy), then the copies of chunk
+  // ci + 2 into the stage of ci - 1. The two roles below run their own loops with the same barriers
+  // (one CTA barrier per chunk; a loop shared by both kept warpgroup 1's state live in warpgroup 0's
+  // registers: spills).
+  auto step = [&](int ci) {
+    mma::cp_wait<1>();
+    wg::proxy_fence();
+    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");
+    issue(ci + 2);
+    return sm + (ci % Ly::NS) * Ly::stage;
+  };
+  if (!state_wg) {
+    for (int ci = 0; ci < nch; ++ci) {
+      const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+      const int L = rows_left(te - t0);
+      const unsigned char* st = step(ci);
+      const TI* Qs = reinterpret_cast<const TI*>(st + Ly::q);
+      const TI* Ks = reinterpret_cast<const TI*>(st + Ly::k);
+      const TI* Vs = reinterpret_cast<const TI*>(st + Ly::v);
+      const float4* tab = reinterpret_cast<const float4*>(st + Ly::tab);
+      using Sd = wg::strides<K>;
+      const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
+      float P[32], O[64];
+      // (descriptors advanced in their address field: 16-byte units)
+      const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS), dk = wg::desc(Ks, Sd::QL, Sd::QS), ds = wg::desc(Sprev, Sd::VL, Sd::VS);
+      wg::fence();
+#pragma unroll
+      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n64<TI>(P, dq + 16 * kk, dk + 16 * kk, kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n128_t<TI>(O, dq + 16 * kk, ds + 256 * kk, kk > 0);
+      wg::commit();
+      wg::wait0();
+      wg::keep(P);
+      wg::keep(O);
+      // P's mask and decay (rows past L are masked: G = 0 there), O's rows scaled by Eq.
+      const int i0 = 16 * w + g, i1 = i0 + 8;
+      const float4 r0 = tab[i0], r1 = tab[i1];
+      const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
+      const float sc = a.scale;
+#pragma unroll
+      for (int t = 0; t < 8; ++t) {
+        const int j = 8 * t + 2 * c;
+        const float4 ta = tab[j], tb2 = tab[j + 1];
+        const float ba = ta.y * sc, bb = tb2.y * sc;
+        P[4 * t] = j <= lim0 ? P[4 * t] * __expf(r0.x - ta.x) * ba : 0.f;
+        P[4 * t + 1] = j + 1 <= lim0 ? P[4 * t + 1] * __expf(r0.x - tb2.x) * bb : 0.f;
+        P[4 * t + 2] = j <= lim1 ? P[4 * t + 2] * __expf(r1.x - ta.x) * ba : 0.f;
+        P[4 * t + 3] = j + 1 <= lim1 ? P[4 * t + 3] * __expf(r1.x - tb2.x) * bb : 0.f;
+      }
+#pragma unroll
+      for (int t = 0; t < 16; ++t) O[4 * t] *= r0.z, O[4 * t + 1] *= r0.z, O[4 * t + 2] *= r1.z, O[4 * t + 3] *= r1.z;
+      const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS);
+      uint32_t pa[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        pa[kk][0] = mma::pack2<TI>(P[8 * kk], P[8 * kk + 1]);
+        pa[kk][1] = mma::pack2<TI>(P[8 * kk + 2], P[8 * kk + 3]);
+        pa[kk][2] = mma::pack2<TI>(P[8 * kk + 4], P[8 * kk + 5]);
+        pa[kk][3] = mma::pack2<TI>(P[8 * kk + 6], P[8 * kk + 7]);
+        wg::keep(pa[kk]);
+      }
+      wg::keep(O);
+      wg::fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(O, pa[kk], dv + 256 * kk, 1);
+      wg::commit();
+      wg::wait0();
+      wg::keep(O);
+      TI* o = static_cast<TI*>(out.o);
+      TI* p0 = o + (static_cast<size_t>(t0 + i0) * H + h) * Vin + v0 + 2 * c;
+      TI* p1 = p0 + static_cast<size_t>(8) * H * Vin;
+#pragma unroll
+      for (int t = 0; t < 16; ++t) {
+        if (i0 < L) *reinterpret_cast<uint32_t*>(p0 + 8 * t) = mma::pack2<TI>(O[4 * t], O[4 * t + 1]);
+        if (i1 < L) *reinterpret_cast<uint32_t*>(p1 + 8 * t) = mma::pack2<TI>(O[4 * t + 2], O[4 * t + 3]);
+      }
+    }
+    return;
+  }
+  {
+    const float* st0 = sr.s == 0 ? a.s0 : sg.buf + seg_off(a, sg, sr.n, sr.s - 1, h);
+    const int64_t ld = sr.s == 0 ? Vin : a.V;
+    const size_t base = sr.s == 0 ? srow * Vin + v0 : v0;
+#pragma unroll
+    for (int t = 0; t < 16; ++t)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
+        S[4 * t + x] = st0 ? st0[base + d * ld + col] : 0.f;
+      }
+    write_copy(sbuf + Ly::SBB / 2);  // copy 1: the state before chunk 0
+    wg::proxy_fence();
+  }
+  for (int ci = 0; ci < nch; ++ci) {
+    const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
+    const int L = rows_left(te - t0);
+    const unsigned char* st = step(ci);
+    const TI* Qs = reinterpret_cast<const TI*>(st + Ly::q);
+    const TI* Ks = reinterpret_cast<const TI*>(st + Ly::k);
+    const TI* Vs = reinterpret_cast<const TI*>(st + Ly::v);
+    const float4* tab = reinterpret_cast<const float4*>(st + Ly::tab);
+    using Sd = wg::strides<K>;
+    const float e = expf(tab[L - 1].x);
+    const float* Ek = &tab[0].w;
+    uint32_t fa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      // Kd^T rows d = 64 hh + 16 w + (0..15), columns j = 16 kk + (0..15): matrix m = l / 8 of the x4
+      // load is rows j = 16 kk + 8 (m / 2) + l % 8 of K at key columns 64 hh + 16 w + 8 (m % 2).
+      const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
+      mma::ldsm4t(fa[kk], Ks + (j / 8) * (64 * KP) + (d0 / 8) * 64 + (j % 8) * 8);
+      const int k0 = 16 * kk + 2 * c;
+      const float e0 = Ek[4 * k0], e1 = Ek[4 * (k0 + 1)], e8 = Ek[4 * (k0 + 8)], e9 = Ek[4 * (k0 + 9)];
+      fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
+      fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
+      fa[kk][2] = mma::scale2<TI>(fa[kk][2], e8, e9);
+      fa[kk][3] = mma::scale2<TI>(fa[kk][3], e8, e9);
+      wg::keep(fa[kk]);
+    }
+#pragma unroll
+    for (int x = 0; x < 64; ++x) S[x] *= e;
+    wg::keep(S);
+    const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS);
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 256 * kk, 1);
+    wg::commit();
+    wg::wait0();
+    wg::keep(S);
+    write_copy(sbuf + (ci & 1) * (Ly::SBB / 2));
+    wg::proxy_fence();
+  }
+  if (out.sf && te == sr.se) {
+#pragma unroll
+    for (int t = 0; t < 16; ++t)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
+        out.sf[(srow + d) * Vin + v0 + col] = S[4 * t + x];
+      }
+  }
+#endif
+}
