@@ -2196,10 +2196,12 @@ struct fwd_cfg {
 };
 
 // The wgmma forward (tc_fwd_wg) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
-// is empty elsewhere: checked through the PTX version the loaded image came from), room for its
-// shared memory; LRNN_DA_WG=0 turns it off (the mma.sync forward then runs, for tests and A/B timing).
+// is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the loaded image must not be JIT-compiled from
+// older PTX), room for its shared memory; LRNN_DA_WG=0 turns it off (the mma.sync forward then runs,
+// for tests and A/B timing).
 template <typename TI, int K>
 bool wg_forward_usable() {
+#ifdef LRNN_CUDA_SM90A
   static const bool ok = [] {
     int dev = 0, major = 0;
     cudaFuncAttributes fa{};
@@ -2209,6 +2211,9 @@ bool wg_forward_usable() {
   }();
   const char* e = getenv("LRNN_DA_WG");
   return ok && !(e && e[0] == '0');
+#else
+  return false;
+#endif
 }
 
 template <typename TI, int K, int VT, bool NORM>
