@@ -196,15 +196,15 @@ TEST(decay_attn_cuda, v_tiles) {
 
 // The scalar-decay forward has two kernels on Hopper: the wgmma one (tc_fwd_wg, the default there)
 // and the mma.sync one (every other GPU, and LRNN_DA_WG=0): both against the reference, with K = 64
-// and 128, two V tiles of 128, an initial state, odd lengths, a packed batch and forced segments
-// (elsewhere in the suite only the default kernel runs).
+// and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
+// packed batch and forced segments (elsewhere in the suite only the default kernel runs).
 TEST(decay_attn_cuda, forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* wgv : {"0", "1"}) {
     setenv("LRNN_DA_WG", wgv, 1);
     for (const char* segs : {"1", "3"}) {
       setenv("LRNN_DA_SEGMENTS", segs, 1);
-      for (variant v : {variant::retnet, variant::simple_gla}) {
+      for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
         for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 129, 64, 128, false, 0.2, 3),
                                  sized(v, 1, 257, 64, 256, true, 1.0, 1), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
           const auto rep = run_op_case(cuda_family(), c);

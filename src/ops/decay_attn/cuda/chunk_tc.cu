@@ -2195,22 +2195,22 @@ struct fwd_cfg {
   static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
 };
 
-// The wgmma forward (tc_fwd_wg) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
+// The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
 // is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the loaded image must not be JIT-compiled from
 // older PTX), room for its shared memory; LRNN_DA_WG=0 turns it off (the mma.sync forward then runs,
-// for tests and A/B timing).
-template <typename TI, int K>
+// for tests and A/B timing), LRNN_DA_WG=s keeps it for the forward without the normaliser only.
+template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A
   static const bool ok = [] {
     int dev = 0, major = 0;
     cudaFuncAttributes fa{};
     if (cudaGetDevice(&dev) || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev)) return false;
-    if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K>) != cudaSuccess) return false;
+    if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K, NORM>) != cudaSuccess) return false;
     return fa.ptxVersion >= 90 && fa.binaryVersion >= 90 && wg::lay<K>::total <= smem_limit();
   }();
-  const char* e = getenv("LRNN_DA_WG");
-  return ok && !(e && e[0] == '0');
+  const char* e = getenv("LRNN_DA_WG");  // (0: off; s: only without the normaliser column)
+  return ok && !(e && (e[0] == '0' || (NORM && e[0] == 's')));
 #else
   return false;
 #endif
@@ -2229,10 +2229,10 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   if (int e = prepare_tc(a, sg, sc, false, VT, fc::per_sm(), o.seg_ctx)) return e;
   const bool ready = o.seg_ctx && o.seg_ready;  // (the states are there: no pass)
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr, {}, !ready)) return e;
-  if constexpr (!NORM && VT == 128) {
-    if (wg_forward_usable<TI, K>()) {
+  if constexpr (VT == 128) {
+    if (wg_forward_usable<TI, K, NORM>()) {
       constexpr size_t wbytes = wg::lay<K>::total;
-      auto wkern = tc_fwd_wg<TI, K>;
+      auto wkern = tc_fwd_wg<TI, K, NORM>;
       if (int e = tc_smem(wkern, wbytes)) return e;
       wkern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, wbytes, launch_stream()>>>(a, o, sg);
       return static_cast<int>(cudaGetLastError());

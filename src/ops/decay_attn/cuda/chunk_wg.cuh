@@ -121,14 +121,15 @@ __device__ __forceinline__ void rs_n128_t(float (&d)[64], const uint32_t (&a)[4]
 
 
 // Shared memory: three stages of {Q [64][K], K [64][K], V [64][128] 16-bit, the gate table's 64 rows},
-// then two 16-bit copies of the state [K][128].
+// then two 16-bit copies of the state [K][128], then (the normaliser) two copies of n [K] in fp32.
 template <int K>
 struct lay {
   static constexpr size_t QB = kC * K * 2, VB = kC * 128 * 2;
   static constexpr size_t q = 0, k = QB, v = 2 * QB, tab = 2 * QB + VB, stage = tab + 16 * kC;
   static constexpr int NS = 3;
   static constexpr size_t sb = NS * stage, SBB = static_cast<size_t>(K) * 128 * 2;
-  static constexpr size_t total = sb + 2 * SBB;
+  static constexpr size_t nb = sb + 2 * SBB;
+  static constexpr size_t total = nb + 8 * K;
 };
 
 // Byte offsets within a tile of the canonical layout: K-direction step of a k16 block.
@@ -146,7 +147,12 @@ struct strides {
 template <int K>
 constexpr int wg_threads = 128 * (1 + K / 64);
 
-template <typename TI, int K>
+// NORM: mLSTM's normaliser column (V = Vin + 1; the CTAs of V tile 0): n = exp(G_L) n + sum_j Ek_j k_j
+// by the state warpgroups on CUDA cores in fp32 (thread d of each, while its wgmma runs), two fp32
+// copies in shared memory as for the state; warpgroup 0 adds den_i = Eq_i q_i.n + sum_j P_ij (P's
+// unrounded fp32 rows) and then, fused (out.den, one V tile), divides its rows of O by
+// max(|den_i|, exp(-m_i)) + eps and writes den; otherwise o in fp32 [tokens, H, V] with den in column Vin.
+template <typename TI, int K, bool NORM = false>
 __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_out out, seg_io sg) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Ly = wg::lay<K>;
@@ -159,6 +165,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
   const size_t srow = (static_cast<size_t>(sr.n) * H + h) * K;
   const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4;
   const bool state_wg = warp >= 4;
+  const bool nrm = NORM && blockIdx.x == 0;
+  const bool fuse = NORM && out.den != nullptr;
+  float* nbuf = reinterpret_cast<float*>(sm + Ly::nb);  // (NORM) n before / after the chunk, [2][K]
   const int hh = warp / 4 - 1;  // (state warpgroups) rows 64 hh.. of the state
   const TI* q = static_cast<const TI*>(a.q) + static_cast<int64_t>(h) * K;
   const TI* k = static_cast<const TI*>(a.k) + static_cast<int64_t>(h) * K;
@@ -243,6 +252,29 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
 #pragma unroll
       for (int kk = 0; kk < K / 16; ++kk) wg::ss_n128_t<TI>(O, dq + 16 * kk, ds + 256 * kk, kk > 0);
       wg::commit();
+      // (NORM, while the products run) q_i . n for rows i0, i1: thread c of a row's quad takes keys
+      // [K c / 4, K (c + 1) / 4), then the quad's sum.
+      float qn0 = 0.f, qn1 = 0.f;
+      if (nrm) {
+        const float* nv = nbuf + ((ci + 1) & 1) * K;
+        const int i0 = 16 * w + g, i1 = i0 + 8;
+#pragma unroll
+        for (int u = 0; u < K / 32; ++u) {
+          const int d = (K / 4) * c + 8 * u;
+          const uint4 x0 = *reinterpret_cast<const uint4*>(Qs + (i0 / 8) * (64 * KP) + (d / 8) * 64 + (i0 % 8) * 8);
+          const uint4 x1 = *reinterpret_cast<const uint4*>(Qs + (i1 / 8) * (64 * KP) + (d / 8) * 64 + (i1 % 8) * 8);
+          const float4 na = *reinterpret_cast<const float4*>(nv + d), nb2 = *reinterpret_cast<const float4*>(nv + d + 4);
+          const float nn[8] = {na.x, na.y, na.z, na.w, nb2.x, nb2.y, nb2.z, nb2.w};
+          const uint32_t xs0[4] = {x0.x, x0.y, x0.z, x0.w}, xs1[4] = {x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+          for (int e2 = 0; e2 < 4; ++e2) {
+            const float2 f0 = mma::unpack2<TI>(xs0[e2]), f1 = mma::unpack2<TI>(xs1[e2]);
+            qn0 += f0.x * nn[2 * e2] + f0.y * nn[2 * e2 + 1];
+            qn1 += f1.x * nn[2 * e2] + f1.y * nn[2 * e2 + 1];
+          }
+        }
+        quad_sum2(qn0, qn1);
+      }
       wg::wait0();
       wg::keep(P);
       wg::keep(O);
@@ -263,6 +295,14 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       }
 #pragma unroll
       for (int t = 0; t < 16; ++t) O[4 * t] *= r0.z, O[4 * t + 1] *= r0.z, O[4 * t + 2] *= r1.z, O[4 * t + 3] *= r1.z;
+      float den0 = 0.f, den1 = 0.f;  // (NORM) den of rows i0, i1 (P's unrounded row sums)
+      if (nrm) {
+        float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+        for (int t = 0; t < 8; ++t) s0 += P[4 * t] + P[4 * t + 1], s1 += P[4 * t + 2] + P[4 * t + 3];
+        quad_sum2(s0, s1);
+        den0 = r0.z * qn0 + s0, den1 = r1.z * qn1 + s1;
+      }
       const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS);
       uint32_t pa[4][4];
 #pragma unroll
@@ -280,9 +320,36 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       wg::commit();
       wg::wait0();
       wg::keep(O);
+      const size_t r0h = static_cast<size_t>(t0 + i0) * H + h, r1h = r0h + static_cast<size_t>(8) * H;
+      if (NORM && !fuse) {
+        // o' in fp32 with den in column Vin (normalise_forward divides)
+        float* of = static_cast<float*>(out.o);
+        float* p0 = of + r0h * a.V + v0 + 2 * c;
+        float* p1 = of + r1h * a.V + v0 + 2 * c;
+#pragma unroll
+        for (int t = 0; t < 16; ++t) {
+          if (i0 < L) p0[8 * t] = O[4 * t], p0[8 * t + 1] = O[4 * t + 1];
+          if (i1 < L) p1[8 * t] = O[4 * t + 2], p1[8 * t + 1] = O[4 * t + 3];
+        }
+        if (nrm && c == 0) {
+          if (i0 < L) of[r0h * a.V + Vin] = den0;
+          if (i1 < L) of[r1h * a.V + Vin] = den1;
+        }
+        continue;
+      }
+      if (fuse) {
+        const float fl0 = out.m && i0 < L ? expf(-out.m[r0h]) : 1.f, fl1 = out.m && i1 < L ? expf(-out.m[r1h]) : 1.f;
+        const float s0 = 1.f / norm_divisor(den0, fl0, out.eps), s1 = 1.f / norm_divisor(den1, fl1, out.eps);
+#pragma unroll
+        for (int t = 0; t < 16; ++t) O[4 * t] *= s0, O[4 * t + 1] *= s0, O[4 * t + 2] *= s1, O[4 * t + 3] *= s1;
+        if (c == 0) {
+          if (i0 < L) out.den[r0h] = den0;
+          if (i1 < L) out.den[r1h] = den1;
+        }
+      }
       TI* o = static_cast<TI*>(out.o);
-      TI* p0 = o + (static_cast<size_t>(t0 + i0) * H + h) * Vin + v0 + 2 * c;
-      TI* p1 = p0 + static_cast<size_t>(8) * H * Vin;
+      TI* p0 = o + r0h * Vin + v0 + 2 * c;
+      TI* p1 = o + r1h * Vin + v0 + 2 * c;
 #pragma unroll
       for (int t = 0; t < 16; ++t) {
         if (i0 < L) *reinterpret_cast<uint32_t*>(p0 + 8 * t) = mma::pack2<TI>(O[4 * t], O[4 * t + 1]);
@@ -304,6 +371,13 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       }
     write_copy(sbuf + Ly::SBB / 2);  // copy 1: the state before chunk 0
     wg::proxy_fence();
+  }
+  // (NORM) thread tw < 64 of each state warpgroup keeps n[64 hh + tw] in a register
+  const int tw = tid % 128, dn = 64 * hh + tw;
+  float nreg = 0.f;
+  if (nrm && tw < 64) {
+    nreg = norm_boundary(a, sg, sr, srow, h, dn, a.n0, false);
+    nbuf[K + dn] = nreg;
   }
   for (int ci = 0; ci < nch; ++ci) {
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
@@ -339,11 +413,23 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 256 * kk, 1);
     wg::commit();
+    if (nrm && tw < 64) {
+      // n = e n + sum_j Ek_j k_j (key dn), while the products run
+      float x = 0.f;
+#pragma unroll 8
+      for (int j = 0; j < kC; ++j) {
+        const TI kv = Ks[(j / 8) * (64 * KP) + (dn / 8) * 64 + (j % 8) * 8 + dn % 8];
+        x += Ek[4 * j] * static_cast<float>(kv);
+      }
+      nreg = e * nreg + x;
+      nbuf[(ci & 1) * K + dn] = nreg;
+    }
     wg::wait0();
     wg::keep(S);
     write_copy(sbuf + (ci & 1) * (Ly::SBB / 2));
     wg::proxy_fence();
   }
+  if (nrm && out.nf && te == sr.se && tw < 64) out.nf[srow + dn] = nreg;
   if (out.sf && te == sr.se) {
 #pragma unroll
     for (int t = 0; t < 16; ++t)
