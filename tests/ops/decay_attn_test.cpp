@@ -15,10 +15,17 @@ op_case fd_case(variant v, bool init) {
   o.B = 1, o.T = 6, o.H = 2, o.K = 4, o.V = 5, o.init = init, o.chunk = 16, o.fd = true;
   return make_case(v, o);
 }
+// mLSTM (exponential gate): its gradients pass through 1 / den, and the f32 forms' error in grad i
+// sits near the 2 x naive + atol bound on every form (T = 1, K = 60: recurrent 1.04e-4, chunk 1.52e-4
+// against 1.32e-4, naive f32 4.4e-6; the chunk form's figure depends on the BLAS kernels OpenBLAS
+// picks for the CPU: 1.52e-4 on an AVX-512 EPYC, within the bound with OPENBLAS_CORETYPE=Haswell,
+// 2026-12-07). atol x4 as in the CUDA test (decay_attn_cuda_test.cpp, mlstm_atol).
 op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, double gmax = 1.0, int64_t H = 2) {
   da::case_opts o;
   o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
-  return make_case(v, o);
+  op_case c = make_case(v, o);
+  if (v == variant::mlstm) c.atol_scale = 4;
+  return c;
 }
 
 #define DA_CASES(V)                                                                                            \
