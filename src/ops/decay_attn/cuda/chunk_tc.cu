@@ -2197,8 +2197,9 @@ struct fwd_cfg {
 
 // The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
 // is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the loaded image must not be JIT-compiled from
-// older PTX), room for its shared memory; LRNN_DA_WG=0 turns it off (the mma.sync forward then runs,
-// for tests and A/B timing), LRNN_DA_WG=s keeps it for the forward without the normaliser only.
+// older PTX), room for its shared memory. Written in session 13 and not yet run on a GPU (no device
+// machine could be started): off unless LRNN_DA_WG=1 (or s: only the forward without the normaliser
+// column); the mma.sync forward runs otherwise.
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A
@@ -2209,8 +2210,9 @@ bool wg_forward_usable() {
     if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K, NORM>) != cudaSuccess) return false;
     return fa.ptxVersion >= 90 && fa.binaryVersion >= 90 && wg::lay<K>::total <= smem_limit();
   }();
-  const char* e = getenv("LRNN_DA_WG");  // (0: off; s: only without the normaliser column)
-  return ok && !(e && (e[0] == '0' || (NORM && e[0] == 's')));
+  // Opt-in until a GPU run has checked it: LRNN_DA_WG=1 (both), s (only without the normaliser column).
+  const char* e = getenv("LRNN_DA_WG");
+  return ok && e && (e[0] == '1' || (!NORM && e[0] == 's'));
 #else
   return false;
 #endif
