@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <string>
 #ifdef LRNN_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -198,12 +199,27 @@ TEST(decay_attn_cuda, v_tiles) {
 // is opt-in) and the mma.sync one (every other GPU, LRNN_DA_WG=0): both against the reference, with K = 64
 // and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
 // packed batch and forced segments (elsewhere in the suite only the default kernel runs).
+// An environment variable set for a scope; what was there before comes back after it (the suite may
+// run under LRNN_DA_WG or LRNN_DA_SEGMENTS).
+struct env_scope {
+  std::string name, old;
+  bool had;
+  env_scope(const char* n, const char* v) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) old = std::getenv(n);
+    setenv(n, v, 1);
+  }
+  ~env_scope() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
 TEST(decay_attn_cuda, forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* wgv : {"0", "1"}) {
-    setenv("LRNN_DA_WG", wgv, 1);
+    env_scope wg_env("LRNN_DA_WG", wgv);
     for (const char* segs : {"1", "3"}) {
-      setenv("LRNN_DA_SEGMENTS", segs, 1);
+      env_scope seg_env("LRNN_DA_SEGMENTS", segs);
       for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
         for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 129, 64, 128, false, 0.2, 3),
                                  sized(v, 1, 257, 64, 256, true, 1.0, 1), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
@@ -214,8 +230,6 @@ TEST(decay_attn_cuda, forward_kernels) {
       }
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
-  unsetenv("LRNN_DA_WG");
 }
 
 // Without output_final_state, and a zero-length batch of sequences inside a packed batch only.

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Device run for the opt-in wgmma forward (tc_fwd_wg, src/ops/decay_attn/cuda/chunk_wg.cuh; LRNN_DA_WG):
+# the GPU suite with it on for the forward without the normaliser (s), the decay_attn / C ABI tests
+# with it on everywhere (1), memcheck and racecheck of wgmma cases, then the benchmark's lrnn rows
+# with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from
+# scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
+#   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
+# Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
+set -u
+cd "$(dirname "$0")/../.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+name=${1:-gpu}
+tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first"; exit 1; }
+pk=$PWD/.carry/$name
+export LD_LIBRARY_PATH=$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=$PATH:/usr/local/cuda/bin
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+echo "HGMMA instructions in liblrnn.so: $(cuobjdump -sass "$pk/lib/liblrnn.so" 2>/dev/null | grep -c HGMMA)"
+t0=$(date +%s)
+step() {  # step <label> <log> <command...>: runs it, prints exit status, seconds, gtest counts and failures
+  local label=$1 log=$2 t
+  shift 2
+  t=$(date +%s)
+  "$@" >"$out/$log" 2>&1
+  echo "$label: exit $? in $(( $(date +%s) - t )) s; OK $(grep -c '^\[       OK \]' "$out/$log")"
+  grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
+  grep -E 'Failure|FAIL |rror' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -20
+}
+gpu='cuda*:*cuda*:capi*:*Cuda*:*CUDA*'
+step "GPU suite, LRNN_DA_WG=s" tests_s.log env LRNN_DA_WG=s timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
+step "decay_attn + C ABI, LRNN_DA_WG=1" tests_1.log env LRNN_DA_WG=1 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
+step "same, segments 3" tests_seg.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
+step "memcheck, LRNN_DA_WG=1" memcheck.log env LRNN_DA_WG=1 timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
+  "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_retnet.t63_init_k64_v128:decay_attn_cuda_mlstm.varlen:decay_attn_cuda_mlstm_sig.t200_init_k128_v128'
+step "racecheck, LRNN_DA_WG=1, segments 3" racecheck.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 200 compute-sanitizer --tool racecheck \
+  --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
+  --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64'
+# A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), on / off / on.
+export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+skip=sdpa_flash_causal,fla_chunk_simple_gla,fla_chunk_gla,fla_chunk_rwkv6,lrnn_gla,lrnn_rwkv6,lrnn_mlstm_recompute
+for i in 1 2 3; do
+  w=$(( i % 2 ))
+  t=$(date +%s)
+  LRNN_DA_WG=$w timeout 150 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --skip "$skip" \
+    --out "$out/ab$i" >"$out/ab$i.log" 2>&1
+  echo "bench process $i (LRNN_DA_WG=$w): exit $? in $(( $(date +%s) - t )) s"
+done
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+for i in (1, 2, 3):
+    try:
+        r = json.load(open(f"{out}/ab{i}/bench.json"))
+    except Exception as e:  # noqa: BLE001
+        print(f"ab{i}: no results ({e})")
+        continue
+    print(f"ab{i} (LRNN_DA_WG={i % 2}): copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
+    for x in r["rows"]:
+        print("  %-26s %dx%-6d fwd %-8s fwd+bwd %-8s fwd floor %s %s" % (x.get("op"), x.get("B", 0), x.get("T", 0), x.get("fwd_ms"),
+              x.get("fwdbwd_ms"), x.get("fwd_floor_frac"), (x.get("status", "") + " " + x.get("error", ""))[:80]))
+PY
+echo "total $(( $(date +%s) - t0 )) s"
