@@ -2195,11 +2195,11 @@ struct fwd_cfg {
   static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
 };
 
-// The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU, a build with its sm_90a code (the kernel
-// is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the loaded image must not be JIT-compiled from
-// older PTX), room for its shared memory. Written in session 13 and not yet run on a GPU (no device
-// machine could be started): off unless LRNN_DA_WG=1 (or s: only the forward without the normaliser
-// column); the mma.sync forward runs otherwise.
+// The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
+// a build with its sm_90a code (the kernel is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the
+// loaded image must not be JIT-compiled from older PTX), room for its shared memory. Written in
+// session 13 and not yet run on a GPU (no device machine could be started): off unless LRNN_DA_WG=1
+// (or s: only the forward without the normaliser column); the mma.sync forward runs otherwise.
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A

@@ -47,35 +47,73 @@ __device__ __forceinline__ void keep(uint32_t (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
-// wgmma with fp32 accumulators d (m64nN: 4 N / 8 floats a thread), acc 0: d = A B, else d += A B, over
+// wgmma with fp32 accumulators d (m64nN: N / 2 floats a thread), acc 0: d = A B, else d += A B, over
 // one k16 block; 16-bit inputs of type TI. ss_n64: A and B from shared memory, both K-major
 // (descriptors da, db). ss_n128_t: A K-major, B MN-major. rs_n128_t: A in registers (each warp's 16
 // rows as an m16n8k16 A fragment), B MN-major. (The instructions exist in sm_90a code only;
 // elsewhere these are empty, and so is the kernel.)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define LRNN_WG_SS_N64(T) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" "wgmma.mma_async.sync.aligned.m64n64k16.f32." #T "." #T " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) : "l"(da), "l"(db), "r"(acc))
-#define LRNN_WG_SS_N128_T(T) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" "wgmma.mma_async.sync.aligned.m64n128k16.f32." #T "." #T " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 1;\n}\n" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) : "l"(da), "l"(db), "r"(acc))
-#define LRNN_WG_RS_N128_T(T) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" "wgmma.mma_async.sync.aligned.m64n128k16.f32." #T "." #T " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc))
-#define LRNN_WG_TYPED(M)                             \
+#define LRNN_WG_R32 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define LRNN_WG_R64 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define LRNN_WG_D32 \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define LRNN_WG_D64 \
+  LRNN_WG_D32, \
+  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+// One wgmma: type T, shape m64nN k16, the scale-d predicate from operand P, accumulator list RL and
+// constraints DL, the rest of the operand text OPS and the inputs.
+#define LRNN_WG_MMA(T, N, P, RL, OPS, DL, ...) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #P ", 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." #T "." #T " " RL OPS ";\n}\n" \
+               : DL \
+               : __VA_ARGS__)
+#define LRNN_WG_SS_N64(T) LRNN_WG_MMA(T, 64, 34, LRNN_WG_R32, ", %32, %33, p, 1, 1, 0, 0", LRNN_WG_D32, "l"(da), "l"(db), "r"(acc))
+#define LRNN_WG_SS_N128_T(T) \
+  LRNN_WG_MMA(T, 128, 66, LRNN_WG_R64, ", %64, %65, p, 1, 1, 0, 1", LRNN_WG_D64, "l"(da), "l"(db), "r"(acc))
+#define LRNN_WG_RS_N128_T(T)                                                                              \
+  LRNN_WG_MMA(T, 128, 69, LRNN_WG_R64, ", {%64, %65, %66, %67}, %68, p, 1, 1, 1", LRNN_WG_D64, "r"(a[0]), "r"(a[1]), \
+              "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc))
+#define LRNN_WG_TYPED(M) \
   if constexpr (std::is_same_v<TI, __nv_bfloat16>) \
-    M(bf16);                                       \
-  else                                             \
+    M(bf16); \
+  else \
     M(f16)
 #else
 #define LRNN_WG_TYPED(M)
 #endif
 template <typename TI>
-__device__ __forceinline__ void ss_n64(float (&d)[32], uint64_t da, uint64_t db, int acc) { LRNN_WG_TYPED(LRNN_WG_SS_N64); }
+__device__ __forceinline__ void ss_n64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+  LRNN_WG_TYPED(LRNN_WG_SS_N64);
+}
 template <typename TI>
-__device__ __forceinline__ void ss_n128_t(float (&d)[64], uint64_t da, uint64_t db, int acc) { LRNN_WG_TYPED(LRNN_WG_SS_N128_T); }
+__device__ __forceinline__ void ss_n128_t(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+  LRNN_WG_TYPED(LRNN_WG_SS_N128_T);
+}
 template <typename TI>
 __device__ __forceinline__ void rs_n128_t(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int acc) {
   LRNN_WG_TYPED(LRNN_WG_RS_N128_T);
 }
 #undef LRNN_WG_TYPED
+#undef LRNN_WG_MMA
 #undef LRNN_WG_SS_N64
 #undef LRNN_WG_SS_N128_T
 #undef LRNN_WG_RS_N128_T
+#undef LRNN_WG_D64
+#undef LRNN_WG_D32
+#undef LRNN_WG_R64
+#undef LRNN_WG_R32
 
 
 // Shared memory: three stages of {Q [64][K], K [64][K], V [64][128] 16-bit, the gate table's 64 rows},
@@ -197,8 +235,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
     issue(ci + 2);
     const unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
-    return chunk_view{t0, rows_left(te - t0), reinterpret_cast<const TI*>(st + Ly::q), reinterpret_cast<const TI*>(st + Ly::k),
-                      reinterpret_cast<const TI*>(st + Ly::v), reinterpret_cast<const float4*>(st + Ly::tab)};
+    return chunk_view{t0, rows_left(te - t0), reinterpret_cast<const TI*>(st + Ly::q),
+                      reinterpret_cast<const TI*>(st + Ly::k), reinterpret_cast<const TI*>(st + Ly::v),
+                      reinterpret_cast<const float4*>(st + Ly::tab)};
   };
   if (!state_wg) {
     for (int ci = 0; ci < nch; ++ci) {
@@ -210,7 +249,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
       float P[32], O[64];
       // (descriptors advanced in their address field: 16-byte units)
-      const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS), dk = wg::desc(Ks, Sd::QL, Sd::QS), ds = wg::desc(Sprev, Sd::VL, Sd::VS);
+      const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS), dk = wg::desc(Ks, Sd::QL, Sd::QS);
+      const uint64_t ds = wg::desc(Sprev, Sd::VL, Sd::VS);
       wg::fence();
 #pragma unroll
       for (int kk = 0; kk < K / 16; ++kk) wg::ss_n64<TI>(P, dq + 16 * kk, dk + 16 * kk, kk > 0);
@@ -228,7 +268,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
           const int d = (K / 4) * c + 8 * u;
           const uint4 x0 = *reinterpret_cast<const uint4*>(Qs + (i0 / 8) * (64 * KP) + (d / 8) * 64 + (i0 % 8) * 8);
           const uint4 x1 = *reinterpret_cast<const uint4*>(Qs + (i1 / 8) * (64 * KP) + (d / 8) * 64 + (i1 % 8) * 8);
-          const float4 na = *reinterpret_cast<const float4*>(nv + d), nb2 = *reinterpret_cast<const float4*>(nv + d + 4);
+          const float4 na = *reinterpret_cast<const float4*>(nv + d);
+          const float4 nb2 = *reinterpret_cast<const float4*>(nv + d + 4);
           const float nn[8] = {na.x, na.y, na.z, na.w, nb2.x, nb2.y, nb2.z, nb2.w};
           const uint32_t xs0[4] = {x0.x, x0.y, x0.z, x0.w}, xs1[4] = {x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
