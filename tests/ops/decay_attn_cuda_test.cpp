@@ -47,6 +47,22 @@ op_case mlstm_atol(variant v, op_case c) {
   return c;
 }
 
+// An environment variable (the kernels' LRNN_DA_* switches) set for a scope: what was there before
+// comes back after it, also when an assertion leaves the test early (a whole suite may run under
+// LRNN_DA_SEGMENTS or LRNN_DA_WG).
+struct env_scope {
+  std::string name, old;
+  bool had;
+  env_scope(const char* n, const char* v) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) old = std::getenv(n);
+    setenv(n, v, 1);
+  }
+  ~env_scope() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
 op_case sized(variant v, int64_t B, int64_t T, int64_t K, int64_t V, bool init, double gmax = 1.0, int64_t H = 2) {
   da::case_opts o;
   o.B = B, o.T = T, o.H = H, o.K = K, o.V = V, o.init = init, o.gmax = gmax;
@@ -166,7 +182,7 @@ TEST(decay_attn_cuda, segments) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   // (LRNN_TEST_SEGMENTS replaces the 3, e.g. 1 to see the same cases without segments.)
   const char* segs = std::getenv("LRNN_TEST_SEGMENTS");
-  setenv("LRNN_DA_SEGMENTS", segs ? segs : "3", 1);
+  const env_scope seg_env("LRNN_DA_SEGMENTS", segs ? segs : "3");
   for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6, variant::mlstm, variant::mlstm_sig}) {
     for (const op_case& c : {sized(v, 2, 1000, 64, 64, true, 0.2, 2), sized(v, 1, 700, 128, 128, true, 1.0, 2),
                              sized(v, 2, 190, 64, 64, true, 0.2, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64),
@@ -175,7 +191,6 @@ TEST(decay_attn_cuda, segments) {
       EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
 }
 
 // The tensor-core kernels with several V tiles, where dq and dk are sums over the tiles (added in
@@ -184,7 +199,7 @@ TEST(decay_attn_cuda, segments) {
 TEST(decay_attn_cuda, v_tiles) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
-    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
     for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::rwkv6, variant::mlstm, variant::mlstm_sig}) {
       for (const op_case& c : {sized(v, 1, 300, 64, 256, true, 1.0, 2), sized(v, 2, 200, 128, 192, false, 1.0, 1)}) {
         const auto rep = run_op_case(cuda_family(), c);
@@ -192,34 +207,18 @@ TEST(decay_attn_cuda, v_tiles) {
       }
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
 }
 
 // The scalar-decay forward has two kernels on Hopper: the wgmma one (tc_fwd_wg, LRNN_DA_WG=1 while it
 // is opt-in) and the mma.sync one (every other GPU, LRNN_DA_WG=0): both against the reference, with K = 64
 // and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
 // packed batch and forced segments (elsewhere in the suite only the default kernel runs).
-// An environment variable set for a scope; what was there before comes back after it (the suite may
-// run under LRNN_DA_WG or LRNN_DA_SEGMENTS).
-struct env_scope {
-  std::string name, old;
-  bool had;
-  env_scope(const char* n, const char* v) : name(n), had(std::getenv(n) != nullptr) {
-    if (had) old = std::getenv(n);
-    setenv(n, v, 1);
-  }
-  ~env_scope() {
-    if (had) setenv(name.c_str(), old.c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-};
-
 TEST(decay_attn_cuda, forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* wgv : {"0", "1"}) {
-    env_scope wg_env("LRNN_DA_WG", wgv);
+    const env_scope wg_env("LRNN_DA_WG", wgv);
     for (const char* segs : {"1", "3"}) {
-      env_scope seg_env("LRNN_DA_SEGMENTS", segs);
+      const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
       for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
         for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 129, 64, 128, false, 0.2, 3),
                                  sized(v, 1, 257, 64, 256, true, 1.0, 1), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
@@ -251,7 +250,7 @@ TEST(decay_attn_cuda, no_final_state) {
 // at K = 64 they run.
 TEST(decay_attn_cuda, sm80_shared_memory) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  setenv("LRNN_DA_SMEM_LIMIT", "166912", 1);
+  const env_scope smem_env("LRNN_DA_SMEM_LIMIT", "166912");
   for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::gla})
     for (const op_case& c : {sized(v, 2, 130, 128, 128, true), sized(v, 1, 100, 64, 128, true)}) {
       const bool too_big = v == variant::gla && std::any_cast<da::params>(c.params).spec.decay == ops::decay_kind::per_token_key &&
@@ -269,7 +268,6 @@ TEST(decay_attn_cuda, sm80_shared_memory) {
       const auto rep = run_op_case(cuda_family(), c);
       EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
-  unsetenv("LRNN_DA_SMEM_LIMIT");
 }
 
 // With a current stream set (cuda::set_current_stream, as lrnn_cuda_set_stream does for PyTorch's),
@@ -278,7 +276,7 @@ TEST(decay_attn_cuda, sm80_shared_memory) {
 TEST(decay_attn_cuda, current_stream) {
 #ifdef LRNN_WITH_CUDA
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  setenv("LRNN_DA_SEGMENTS", "2", 1);
+  const env_scope seg_env("LRNN_DA_SEGMENTS", "2");
   for (dtype t : {dtype::bf16, dtype::f32}) {
     const gpu_case g = gpu_case_of(sized(variant::simple_gla, 2, 700, 128, 128, true), t);
     const auto& [p, in, x, init, d_o] = g;
@@ -306,7 +304,6 @@ TEST(decay_attn_cuda, current_stream) {
       EXPECT_LE(max_abs_diff(r, host[i]), (i == 5 ? 1e-4 : 1e-5) * max_abs(r)) << "result " << i << " in " << dtype_name(t);
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
 #else
   GTEST_SKIP() << "built without CUDA";
 #endif
@@ -379,7 +376,7 @@ TEST(decay_attn_cuda, saved_forward) {
 TEST(decay_attn_cuda, forward_context) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
-    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
     for (variant v : {variant::retnet, variant::simple_gla, variant::gla, variant::mlstm, variant::mlstm_sig}) {
       const bool mlstm = v == variant::mlstm, norm = mlstm || v == variant::mlstm_sig;
       const gpu_case g = gpu_case_of(sized(v, 2, 700, 128, 128, true), dtype::bf16);
@@ -443,7 +440,6 @@ TEST(decay_attn_cuda, forward_context) {
       EXPECT_NE(e.error().message().find("options.ctx"), std::string::npos) << e.error().message();
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
 }
 
 // mLSTM's normaliser rows (rs, dn', dm per token) three ways: in the dq sweep from its own products
@@ -455,18 +451,20 @@ TEST(decay_attn_cuda, forward_context) {
 TEST(decay_attn_cuda, normaliser_rows) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (const char* segs : {"1", "3"}) {
-    setenv("LRNN_DA_SEGMENTS", segs, 1);
+    const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
     for (variant v : {variant::mlstm, variant::mlstm_sig}) {
       const gpu_case g = gpu_case_of(sized(v, 2, 333, 128, 128, true), dtype::bf16);
       const auto& [p, in, x, init, d_o] = g;
-      setenv("LRNN_DA_ROWS_PASS", "1", 1);
-      auto pass = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
-      unsetenv("LRNN_DA_ROWS_PASS");
+      auto pass = [&] {
+        const env_scope pass_env("LRNN_DA_ROWS_PASS", "1");
+        return ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+      }();
       ASSERT_TRUE(pass.ok()) << pass.error().message();
       for (const char* mode : {"1", "2"}) {
-        setenv("LRNN_DA_ROWS_MODE", mode, 1);
-        auto sweep = ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
-        unsetenv("LRNN_DA_ROWS_MODE");
+        auto sweep = [&] {
+          const env_scope mode_env("LRNN_DA_ROWS_MODE", mode);
+          return ops::decay_attn_backward(p.spec, x, init, d_o, {}, ops::decay_attn_form::chunk, p.options);
+        }();
         ASSERT_TRUE(sweep.ok()) << sweep.error().message();
         for (const auto& [name, ab] : pairs_of(*pass, *sweep)) {
           ASSERT_TRUE(ab.first.defined() && ab.second.defined()) << name;
@@ -477,7 +475,6 @@ TEST(decay_attn_cuda, normaliser_rows) {
       }
     }
   }
-  unsetenv("LRNN_DA_SEGMENTS");
 }
 
 // options.into_*: results written into the caller's tensors where they fit (same values as fresh
@@ -668,7 +665,7 @@ TEST(decay_attn_cuda, timing) {
       const double kf = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
       {
         for (const char* segs : {"1", "2", "4", "8"}) {
-          setenv("LRNN_DA_SEGMENTS", segs, 1);
+          const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
           const double f = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 10);
           const double b = time_dev([&] {
             zero_acc();
@@ -677,11 +674,11 @@ TEST(decay_attn_cuda, timing) {
           std::printf("lrnn %-10s B=%lld T=%lld: %s segment(s): fwd kernels %.3f ms, bwd core %.3f ms\n",
                       key ? "gla" : "simple_gla", static_cast<long long>(B), static_cast<long long>(T), segs, f, b);
         }
-        unsetenv("LRNN_DA_SEGMENTS");
       }
-      setenv("LRNN_DA_NO_TC", "1", 1);
-      const double kf_simt = time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 3);
-      unsetenv("LRNN_DA_NO_TC");
+      const double kf_simt = [&] {
+        const env_scope simt_env("LRNN_DA_NO_TC", "1");
+        return time_dev([&] { EXPECT_EQ(cc::core_forward(a, fo), 0); }, 3);
+      }();
       const double kb = time_dev([&] {
         zero_acc();
         EXPECT_EQ(cc::core_backward(a, io), 0);

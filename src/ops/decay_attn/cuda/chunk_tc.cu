@@ -365,6 +365,18 @@ __device__ __forceinline__ void quad_sum2(float& s0, float& s1) {
   s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
 }
 
+// The chunk matrix's decay mask on one m16n8 tile's four elements (rows i0, i0 + 8, columns j, j + 1;
+// a00 is (i0, j), a01 (i0, j + 1), a10 (i0 + 8, j), a11 (i0 + 8, j + 1)): a_ij scale exp(G_i - G_j)
+// beta_j where j <= lim_i, else 0 (lim_i = i, or -1 for rows past the chunk's L: G = 0 there and
+// exp(0 - G_j) may overflow). g0, g1: G of the two rows; tab the chunk's gate table.
+__device__ __forceinline__ float4 decay_mask4(float a00, float a01, float a10, float a11, const float4* tab, int j, float g0,
+                                              float g1, int lim0, int lim1, float scale) {
+  const float4 ta = tab[j], tb = tab[j + 1];
+  const float ba = ta.y * scale, bb = tb.y * scale;
+  return make_float4(j <= lim0 ? a00 * __expf(g0 - ta.x) * ba : 0.f, j + 1 <= lim0 ? a01 * __expf(g0 - tb.x) * bb : 0.f,
+                     j <= lim1 ? a10 * __expf(g1 - ta.x) * ba : 0.f, j + 1 <= lim1 ? a11 * __expf(g1 - tb.x) * bb : 0.f);
+}
+
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
 // in shared memory), element ij scaled by scale exp(G_i - G_j) beta_j for j <= i < L, else 0.
 // pair given: *pair += sum_ij (i - j) w_ij m_ij over the block's masked, scaled, unrounded elements
@@ -377,7 +389,6 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
   const int l = threadIdx.x % 32, qr = l / 4, qc = 2 * (l % 4);
   float acc[2][4];
   block_mma<TI, KD>(acc, X, Y, stride, rb, cb);
-  // Rows past L (zero-filled, G = 0 there) are masked: exp(0 - G_j) may overflow.
   const int i0 = 16 * rb + qr, i1 = i0 + 8;
   const float g0 = tab[i0].x, g1 = tab[i1].x;
   const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
@@ -394,12 +405,8 @@ __device__ __forceinline__ void intra_block(TI* Pm, const TI* X, const TI* Y, in
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
     const int j = 16 * cb + 8 * t + qc;
-    const float4 ta = tab[j], tb = tab[j + 1];
-    const float ba = ta.y * scale, bb = tb.y * scale;
-    const float p00 = j <= lim0 ? acc[t][0] * __expf(g0 - ta.x) * ba : 0.f;
-    const float p01 = j + 1 <= lim0 ? acc[t][1] * __expf(g0 - tb.x) * bb : 0.f;
-    const float p10 = j <= lim1 ? acc[t][2] * __expf(g1 - ta.x) * ba : 0.f;
-    const float p11 = j + 1 <= lim1 ? acc[t][3] * __expf(g1 - tb.x) * bb : 0.f;
+    const float4 pm = decay_mask4(acc[t][0], acc[t][1], acc[t][2], acc[t][3], tab, j, g0, g1, lim0, lim1, scale);
+    const float p00 = pm.x, p01 = pm.y, p10 = pm.z, p11 = pm.w;
     *reinterpret_cast<uint32_t*>(Pm + i0 * PS + j) = mma::pack2<TI>(p00, p01);
     *reinterpret_cast<uint32_t*>(Pm + i1 * PS + j) = mma::pack2<TI>(p10, p11);
     if (pair)
@@ -435,12 +442,8 @@ __device__ __forceinline__ void dp_pre(float (&X)[2][4], float (&D)[2][4], const
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
     const int j = 16 * cb + 8 * t + qc;
-    const float4 ta = tab[j], tb = tab[j + 1];
-    const float ba = ta.y * scale, bb = tb.y * scale;
-    D[t][0] = j <= lim0 ? __expf(g0 - ta.x) * ba : 0.f;
-    D[t][1] = j + 1 <= lim0 ? __expf(g0 - tb.x) * bb : 0.f;
-    D[t][2] = j <= lim1 ? __expf(g1 - ta.x) * ba : 0.f;
-    D[t][3] = j + 1 <= lim1 ? __expf(g1 - tb.x) * bb : 0.f;
+    const float4 dm = decay_mask4(1.f, 1.f, 1.f, 1.f, tab, j, g0, g1, lim0, lim1, scale);
+    D[t][0] = dm.x, D[t][1] = dm.y, D[t][2] = dm.z, D[t][3] = dm.w;
 #pragma unroll
     for (int e = 0; e < 4; ++e) X[t][e] *= D[t][e];
     s0 += qk[t][0] * X[t][0] + qk[t][1] * X[t][1];

@@ -291,13 +291,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       const float sc = a.scale;
 #pragma unroll
       for (int t = 0; t < 8; ++t) {
-        const int j = 8 * t + 2 * c;
-        const float4 ta = tab[j], tb2 = tab[j + 1];
-        const float ba = ta.y * sc, bb = tb2.y * sc;
-        P[4 * t] = j <= lim0 ? P[4 * t] * __expf(r0.x - ta.x) * ba : 0.f;
-        P[4 * t + 1] = j + 1 <= lim0 ? P[4 * t + 1] * __expf(r0.x - tb2.x) * bb : 0.f;
-        P[4 * t + 2] = j <= lim1 ? P[4 * t + 2] * __expf(r1.x - ta.x) * ba : 0.f;
-        P[4 * t + 3] = j + 1 <= lim1 ? P[4 * t + 3] * __expf(r1.x - tb2.x) * bb : 0.f;
+        const float4 pm = decay_mask4(P[4 * t], P[4 * t + 1], P[4 * t + 2], P[4 * t + 3], tab, 8 * t + 2 * c, r0.x, r1.x, lim0,
+                                      lim1, sc);
+        P[4 * t] = pm.x, P[4 * t + 1] = pm.y, P[4 * t + 2] = pm.z, P[4 * t + 3] = pm.w;
       }
 #pragma unroll
       for (int t = 0; t < 16; ++t) O[4 * t] *= r0.z, O[4 * t + 1] *= r0.z, O[4 * t + 2] *= r1.z, O[4 * t + 3] *= r1.z;
