@@ -5,6 +5,8 @@
 # with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from
 # scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
 #   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
+# QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
+# segments-3 rerun, no racecheck.
 # Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
 set -u
 cd "$(dirname "$0")/../.."
@@ -28,12 +30,17 @@ step() {  # step <label> <log> <command...>: runs it, prints exit status, second
   grep -E 'Failure|FAIL |rror' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -20
 }
 gpu='cuda*:*cuda*:capi*:*Cuda*:*CUDA*'
-step "GPU suite, LRNN_DA_WG=s" tests_s.log env LRNN_DA_WG=s timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
+quick=${QUICK:-0}
+if [ "$quick" = 1 ]; then
+  step "GPU suite, default kernels" tests_s.log timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
+else
+  step "GPU suite, LRNN_DA_WG=s" tests_s.log env LRNN_DA_WG=s timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
+fi
 step "decay_attn + C ABI, LRNN_DA_WG=1" tests_1.log env LRNN_DA_WG=1 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
-step "same, segments 3" tests_seg.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
+[ "$quick" = 1 ] || step "same, segments 3" tests_seg.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
 step "memcheck, LRNN_DA_WG=1" memcheck.log env LRNN_DA_WG=1 timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
   "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_retnet.t63_init_k64_v128:decay_attn_cuda_mlstm.varlen:decay_attn_cuda_mlstm_sig.t200_init_k128_v128'
-step "racecheck, LRNN_DA_WG=1, segments 3" racecheck.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 200 compute-sanitizer --tool racecheck \
+[ "$quick" = 1 ] || step "racecheck, LRNN_DA_WG=1, segments 3" racecheck.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 200 compute-sanitizer --tool racecheck \
   --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
   --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64'
 # A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), on / off / on.

@@ -27,6 +27,9 @@
 #include "ops/decay_attn/cuda/chunk_mma.cuh"
 #include "ops/decay_attn/cuda/chunk_tc.h"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -368,13 +371,23 @@ __device__ __forceinline__ void quad_sum2(float& s0, float& s1) {
 // The chunk matrix's decay mask on one m16n8 tile's four elements (rows i0, i0 + 8, columns j, j + 1;
 // a00 is (i0, j), a01 (i0, j + 1), a10 (i0 + 8, j), a11 (i0 + 8, j + 1)): a_ij scale exp(G_i - G_j)
 // beta_j where j <= lim_i, else 0 (lim_i = i, or -1 for rows past the chunk's L: G = 0 there and
-// exp(0 - G_j) may overflow). g0, g1: G of the two rows; tab the chunk's gate table.
+// exp(0 - G_j) may overflow; a masked element is a_ij 0 beta_j, so a and the table must be finite there).
+// g0, g1: G of the two rows; tab the chunk's gate table.
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+// Without branches: a masked element's exponent is -inf (ex2 gives 0), so the four exponentials issue
+// back to back (a branch per element, around __expf's denormal handling, serialised the warp).
 __device__ __forceinline__ float4 decay_mask4(float a00, float a01, float a10, float a11, const float4* tab, int j, float g0,
                                               float g1, int lim0, int lim1, float scale) {
+  constexpr float kL2e = 1.4426950408889634f;
   const float4 ta = tab[j], tb = tab[j + 1];
   const float ba = ta.y * scale, bb = tb.y * scale;
-  return make_float4(j <= lim0 ? a00 * __expf(g0 - ta.x) * ba : 0.f, j + 1 <= lim0 ? a01 * __expf(g0 - tb.x) * bb : 0.f,
-                     j <= lim1 ? a10 * __expf(g1 - ta.x) * ba : 0.f, j + 1 <= lim1 ? a11 * __expf(g1 - tb.x) * bb : 0.f);
+  const float x00 = j <= lim0 ? (g0 - ta.x) * kL2e : -INFINITY, x01 = j + 1 <= lim0 ? (g0 - tb.x) * kL2e : -INFINITY;
+  const float x10 = j <= lim1 ? (g1 - ta.x) * kL2e : -INFINITY, x11 = j + 1 <= lim1 ? (g1 - tb.x) * kL2e : -INFINITY;
+  return make_float4(a00 * ex2_ftz(x00) * ba, a01 * ex2_ftz(x01) * bb, a10 * ex2_ftz(x10) * ba, a11 * ex2_ftz(x11) * bb);
 }
 
 // Block (rb, cb) of a chunk matrix into Pm [64][PS] (16-bit): X Y^T over KD columns (X, Y [64][stride]
@@ -2200,9 +2213,9 @@ struct fwd_cfg {
 
 // The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
 // a build with its sm_90a code (the kernel is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the
-// loaded image must not be JIT-compiled from older PTX), room for its shared memory. Written in
-// session 13 and not yet run on a GPU (no device machine could be started): off unless LRNN_DA_WG=1
-// (or s: only the forward without the normaliser column); the mma.sync forward runs otherwise.
+// loaded image must not be JIT-compiled from older PTX), room for its shared memory (checked per call:
+// LRNN_DA_SMEM_LIMIT may lower it), and tensor maps for its TMA copies (wg_maps_for). Still opt-in
+// (LRNN_DA_WG=1, or s: only the forward without the normaliser column); the mma.sync forward otherwise.
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A
@@ -2211,14 +2224,51 @@ bool wg_forward_usable() {
     cudaFuncAttributes fa{};
     if (cudaGetDevice(&dev) || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev)) return false;
     if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K, NORM>) != cudaSuccess) return false;
-    return fa.ptxVersion >= 90 && fa.binaryVersion >= 90 && wg::lay<K>::total <= smem_limit();
+    return fa.ptxVersion >= 90 && fa.binaryVersion >= 90;
   }();
-  // Opt-in until a GPU run has checked it: LRNN_DA_WG=1 (both), s (only without the normaliser column).
   const char* e = getenv("LRNN_DA_WG");
-  return ok && e && (e[0] == '1' || (!NORM && e[0] == 's'));
+  return ok && wg::lay<K>::total <= smem_limit() && e && (e[0] == '1' || (!NORM && e[0] == 's'));
 #else
   return false;
 #endif
+}
+
+// The driver's cuTensorMapEncodeTiled (through the runtime: no link to libcuda), or null.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// Tensor maps of q, k, v (swizzled 64 x 64 boxes) and the gate table for tc_fwd_wg; false where they
+// cannot be made (no encoder, a pointer not 16-byte aligned, too many tokens): the caller falls back.
+template <typename TI>
+bool wg_maps_for(const core_args& a, wg::maps& m) {
+  const auto enc = tensor_map_encoder();
+  const auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  if (!enc || !al(a.q) || !al(a.k) || !al(a.v) || !al(a.gate_tab) || a.tokens >= (int64_t{1} << 31)) return false;
+  const CUtensorMapDataType dt =
+      std::is_same_v<TI, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const cuuint32_t ones[3] = {1, 1, 1};
+  auto tile = [&](CUtensorMap* t, const void* p, int cols) {
+    const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
+    const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * 2, static_cast<cuuint64_t>(cols) * 2 * a.H};
+    const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(kC)};
+    return enc(t, dt, 3, const_cast<void*>(p), dims, strides, box, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  const cuuint64_t tdims[3] = {4, static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
+  const cuuint64_t tstrides[2] = {16, static_cast<cuuint64_t>(16) * a.H};
+  const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
+  return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
+         enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <typename TI, int K, int VT, bool NORM>
@@ -2235,11 +2285,12 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   const bool ready = o.seg_ctx && o.seg_ready;  // (the states are there: no pass)
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr, {}, !ready)) return e;
   if constexpr (VT == 128) {
-    if (wg_forward_usable<TI, K, NORM>()) {
+    wg::maps mp;
+    if (wg_forward_usable<TI, K, NORM>() && wg_maps_for<TI>(a, mp)) {
       constexpr size_t wbytes = wg::lay<K>::total;
       auto wkern = tc_fwd_wg<TI, K, NORM>;
       if (int e = tc_smem(wkern, wbytes)) return e;
-      wkern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, wbytes, launch_stream()>>>(a, o, sg);
+      wkern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, wbytes, launch_stream()>>>(a, o, sg, mp);
       return static_cast<int>(cudaGetLastError());
     }
   }

@@ -9,19 +9,27 @@
 //                (Kd = Diag(Ek) K, A fragments from ldmatrix.trans scaled in registers), written as a
 //                16-bit copy for the next chunk.
 // All run on the same chunk at once: warpgroup 0 reads the copy of the state before the chunk, while
-// the others write the one after it (two copies). Chunks stream through three cp.async stages;
-// one CTA barrier per chunk. Shared-memory tiles use wgmma's no-swizzle canonical layout: 8 x 8
-// "core matrices" of 128 contiguous bytes; for a tile of rows r and 8-element column groups c (P per
-// row) the 16 bytes of (r, c) sit at piece (r / 8) 8P + 8c + r % 8 — which is also the order the
-// loader copies in (a warp writes 512 contiguous bytes). Q and K are read K-major (K-direction group
-// stride 128 B, row-group stride 16 K B), V and the state copy MN-major (K-direction group stride
-// 2048 B, 128 B between column groups).
+// the others write the one after it (two copies). Chunks stream through three stages loaded by the
+// tensor memory accelerator (TMA: one thread issues a chunk's seven box copies, an mbarrier per stage
+// counts their bytes; no warp spends issue slots or registers on addresses); one CTA barrier per chunk.
+// Q, K and V tiles are slabs of 64 rows x 64 columns (128-byte rows, 128-byte swizzle: 16-byte piece p
+// of row r at r 128 + 16 (p ^ r % 8), slabs 8 KB apart) — read K-major (Q, K: 1024 B between 8-row
+// groups, a k16 block 32 B further) or MN-major (V: 1024 B between 8-token groups, 8 KB between the
+// two 64-column slabs). The state copy, written by the state warpgroups, uses the no-swizzle canonical
+// layout (MN-major: 8 x 16-byte core matrices of 128 contiguous bytes, 2048 B between 8-row groups of
+// the K direction, 128 B between column groups). Rows of a box past the sequence (segment) are
+// another sequence's or zeros: masked in P, their Ek taken as 0, their rows of O not stored.
 
 namespace wg {
 
-__device__ __forceinline__ uint64_t desc(const void* p, uint32_t lbo, uint32_t sbo) {
+// Shared-memory matrix descriptor; sw128: 128-byte swizzle (layout type 1), else none (0).
+__device__ __forceinline__ uint64_t desc(const void* p, uint32_t lbo, uint32_t sbo, bool sw128 = false) {
   return static_cast<uint64_t>((mma::smem_u32(p) & 0x3FFFFu) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
-         (static_cast<uint64_t>(sbo >> 4) << 32);
+         (static_cast<uint64_t>(sbo >> 4) << 32) | (static_cast<uint64_t>(sw128 ? 1 : 0) << 62);
+}
+// Element offset of (row r, column col) in a swizzled tile of 64-column slabs (64 rows each).
+__device__ __forceinline__ int sw(int r, int col) {
+  return (col / 64) * 4096 + r * 64 + ((((col % 64) / 8) ^ (r % 8)) * 8) + col % 8;
 }
 // (The wgmma instructions exist in sm_90a code only: elsewhere these are empty, and so is the kernel.)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -34,7 +42,38 @@ __device__ __forceinline__ void commit() { LRNN_WG_ASM("wgmma.commit_group.sync.
 __device__ __forceinline__ void wait0() { LRNN_WG_ASM("wgmma.wait_group.sync.aligned 0;\n"); }
 // Generic-proxy writes to shared memory (stores, cp.async) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void proxy_fence() { LRNN_WG_ASM("fence.proxy.async.shared::cta;\n"); }
+__device__ __forceinline__ void mbar_init_fence() { LRNN_WG_ASM("fence.mbarrier_init.release.cluster;\n"); }
 #undef LRNN_WG_ASM
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// The producer's arrival with the bytes its copies will bring.
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  } while (!done);
+}
+// One box of a 3-d tensor map (coordinates innermost first) into shared memory at dst, counted on bar.
+__device__ __forceinline__ void tma3(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+#else
+__device__ __forceinline__ void mbar_init(uint32_t, uint32_t) {}
+__device__ __forceinline__ void mbar_expect(uint32_t, uint32_t) {}
+__device__ __forceinline__ void mbar_wait(uint32_t, uint32_t) {}
+__device__ __forceinline__ void tma3(uint32_t, const CUtensorMap*, int, int, int, uint32_t) {}
+#endif
 // Keeps the compiler from moving accesses of accumulator registers across wgmma's fence / wait.
 template <int N>
 __device__ __forceinline__ void keep(float (&d)[N]) {
@@ -116,8 +155,9 @@ __device__ __forceinline__ void rs_n128_t(float (&d)[64], const uint32_t (&a)[4]
 #undef LRNN_WG_R32
 
 
-// Shared memory: three stages of {Q [64][K], K [64][K], V [64][128] 16-bit, the gate table's 64 rows},
-// then two 16-bit copies of the state [K][128], then (the normaliser) two copies of n [K] in fp32.
+// Shared memory (from a 1024-byte aligned base: the swizzle's atoms): three stages of {Q [64][K],
+// K [64][K], V [64][128] 16-bit (swizzled slabs), the gate table's 64 rows}, then two 16-bit copies of
+// the state [K][128], then (the normaliser) two copies of n [K] in fp32, then the stages' mbarriers.
 template <int K>
 struct lay {
   static constexpr size_t QB = kC * K * 2, VB = kC * 128 * 2;
@@ -125,14 +165,26 @@ struct lay {
   static constexpr int NS = 3;
   static constexpr size_t sb = NS * stage, SBB = static_cast<size_t>(K) * 128 * 2;
   static constexpr size_t nb = sb + 2 * SBB;
-  static constexpr size_t total = nb + 8 * K;
+  static constexpr size_t bars = nb + 8 * K;
+  static constexpr uint32_t tx = static_cast<uint32_t>(tab + 16 * kC);  // bytes a stage receives
+  static constexpr size_t total = bars + 8 * NS + 1024;               // (+ the base's alignment)
+  static_assert(stage % 1024 == 0 && QB % 1024 == 0, "swizzled tiles need 1024-byte alignment");
 };
 
-// Byte offsets within a tile of the canonical layout: K-direction step of a k16 block.
+// Descriptor byte offsets. Q, K (K-major, swizzled): SBO between 8-row groups (LBO unused); V
+// (MN-major, swizzled): LBO between 64-column slabs, SBO between 8-token groups; the state copy
+// (MN-major, no swizzle): LBO between 8-row groups (K direction), SBO between column groups.
 template <int K>
 struct strides {
-  static constexpr uint32_t QL = 128, QS = 16 * K;  // Q, K (K-major): LBO, SBO
-  static constexpr uint32_t VL = 2048, VS = 128;    // V, state copy (MN-major): LBO, SBO
+  static constexpr uint32_t QL = 16, QS = 1024;
+  static constexpr uint32_t VL = 8192, VS = 1024;
+  static constexpr uint32_t SL = 2048, SS = 128;
+};
+
+// (The host's tensor maps: q, k [tokens][H][K] and v [tokens][H][Vin] in boxes of 64 x 1 x 64, the gate
+// table [tokens][H] float4 in boxes of 4 x 1 x 64.)
+struct maps {
+  CUtensorMap q, k, v, tab;
 };
 
 // This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
@@ -149,12 +201,13 @@ constexpr int wg_threads = 128 * (1 + K / 64);
 // unrounded fp32 rows) and then, fused (out.den, one V tile), divides its rows of O by
 // max(|den_i|, exp(-m_i)) + eps and writes den; otherwise o in fp32 [tokens, H, V] with den in column Vin.
 template <typename TI, int K, bool NORM = false>
-__global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_out out, seg_io sg) {
+__global__ void __launch_bounds__(wg_threads<K>, 1)
+    tc_fwd_wg(core_args a, fwd_out out, seg_io sg, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Ly = wg::lay<K>;
   constexpr int NT = wg_threads<K>;
-  constexpr int KP = K / 8;        // 16-byte pieces per Q / K row
-  extern __shared__ __align__(128) unsigned char sm[];
+  extern __shared__ __align__(128) unsigned char sm_raw[];
+  unsigned char* sm = sm_raw + ((1024 - (mma::smem_u32(sm_raw) & 1023)) & 1023);
   const seg_range sr = seg_of(a, sg);
   if (sr.s > 0 && sr.tb >= sr.se) return;
   const int h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H, Vin = a.Vin;
@@ -165,42 +218,29 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
   const bool fuse = NORM && out.den != nullptr;
   float* nbuf = reinterpret_cast<float*>(sm + Ly::nb);  // (NORM) n before / after the chunk, [2][K]
   const int hh = warp / 4 - 1;  // (state warpgroups) rows 64 hh.. of the state
-  const TI* q = static_cast<const TI*>(a.q) + static_cast<int64_t>(h) * K;
-  const TI* k = static_cast<const TI*>(a.k) + static_cast<int64_t>(h) * K;
-  const TI* v = static_cast<const TI*>(a.v) + static_cast<int64_t>(h) * Vin + v0;
-  const float4* tabg = static_cast<const float4*>(a.gate_tab) + h;
-  const int64_t ks = static_cast<int64_t>(H) * K, vs = static_cast<int64_t>(H) * Vin;
   const int64_t tb = sr.tb, te = sr.te;
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
-  // Copies of chunk ci into its stage (one commit group, empty past the last chunk).
+  const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
+  constexpr int producer = 128;  // (thread 0 of warpgroup 1 issues the copies)
+  if (tid == producer) {
+    for (int i = 0; i < Ly::NS; ++i) wg::mbar_init(bar0 + 8 * i, 1);
+    wg::mbar_init_fence();
+  }
+  __syncthreads();
+  // Copies of chunk ci into its stage (none past the last chunk).
   auto issue = [&](int ci) {
-    if (ci < nch) {
-      unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
-      TI* Qs = reinterpret_cast<TI*>(st + Ly::q);
-      TI* Ks = reinterpret_cast<TI*>(st + Ly::k);
-      TI* Vs = reinterpret_cast<TI*>(st + Ly::v);
-      const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
-      const int L = rows_left(te - t0);
-#pragma unroll 1
-      for (int e = tid; e < kC * KP; e += NT) {
-        const int i = (e / (8 * KP)) * 8 + e % 8, grp = (e / 8) % KP;
-        const bool ok = i < L;
-        const int64_t off = (t0 + (ok ? i : 0)) * ks + 8 * grp;
-        mma::cp16(Qs + 8 * e, q + off, ok);
-        mma::cp16(Ks + 8 * e, k + off, ok);
-      }
-#pragma unroll 1
-      for (int e = tid; e < kC * 16; e += NT) {
-        const int i = (e / 128) * 8 + e % 8, grp = (e / 8) % 16;
-        const bool ok = i < L;
-        mma::cp16(Vs + 8 * e, v + (t0 + (ok ? i : 0)) * vs + 8 * grp, ok);
-      }
-      if (tid < kC) {
-        const bool ok = tid < L;
-        mma::cp16(reinterpret_cast<float4*>(st + Ly::tab) + tid, tabg + (t0 + (ok ? tid : 0)) * H, ok);
-      }
+    if (tid != producer || ci >= nch) return;
+    const uint32_t st = smb + static_cast<uint32_t>((ci % Ly::NS) * Ly::stage), bar = bar0 + 8 * (ci % Ly::NS);
+    const int t0 = static_cast<int>(tb + static_cast<int64_t>(ci) * kC);
+    wg::mbar_expect(bar, Ly::tx);
+#pragma unroll
+    for (int sl = 0; sl < K / 64; ++sl) {
+      wg::tma3(st + Ly::q + 8192 * sl, &mp.q, 64 * sl, h, t0, bar);
+      wg::tma3(st + Ly::k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
     }
-    mma::cp_commit();
+    wg::tma3(st + Ly::v, &mp.v, v0, h, t0, bar);
+    wg::tma3(st + Ly::v + 8192, &mp.v, v0 + 64, h, t0, bar);
+    wg::tma3(st + Ly::tab, &mp.tab, 0, h, t0, bar);
   };
   issue(0);
   issue(1);
@@ -216,11 +256,11 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
     }
   };
-  // Per chunk: its copies landed (this thread's, then everyone's at the barrier, which also means every
-  // warp is done with chunk ci - 1: its stage and the older state copy), then the copies of chunk
-  // ci + 2 into the stage of ci - 1. The two roles below run their own loops with the same barriers
-  // (one CTA barrier per chunk; a loop shared by both kept warpgroup 1's state live in warpgroup 0's
-  // registers: spills).
+  // Per chunk: its copies landed (the stage's mbarrier), then the CTA barrier (every warp is done with
+  // chunk ci - 1: its stage and the older state copy; the state warpgroups fenced their copy for the
+  // async proxy before it), then the copies of chunk ci + 2 into the stage of ci - 1. The two roles
+  // below run their own loops with the same barriers (one CTA barrier per chunk; a loop shared by both
+  // kept warpgroup 1's state live in warpgroup 0's registers: spills).
   using Sd = wg::strides<K>;
   struct chunk_view {
     int64_t t0;
@@ -229,8 +269,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
     const float4* tab;
   };
   auto step = [&](int ci) {
-    mma::cp_wait<1>();
-    wg::proxy_fence();
+    wg::mbar_wait(bar0 + 8 * (ci % Ly::NS), (ci / Ly::NS) & 1);
     asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");
     issue(ci + 2);
     const unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
@@ -249,13 +288,15 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
       float P[32], O[64];
       // (descriptors advanced in their address field: 16-byte units)
-      const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS), dk = wg::desc(Ks, Sd::QL, Sd::QS);
-      const uint64_t ds = wg::desc(Sprev, Sd::VL, Sd::VS);
+      const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS, true), dk = wg::desc(Ks, Sd::QL, Sd::QS, true);
+      const uint64_t ds = wg::desc(Sprev, Sd::SL, Sd::SS);
+      // (k16 block kk of a swizzled K-major tile: slab kk / 4, 32 bytes per block within its rows)
+      auto kb = [](int kk) { return static_cast<uint64_t>((kk / 4) * 512 + (kk % 4) * 2); };
       wg::fence();
 #pragma unroll
-      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n64<TI>(P, dq + 16 * kk, dk + 16 * kk, kk > 0);
+      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n64<TI>(P, dq + kb(kk), dk + kb(kk), kk > 0);
 #pragma unroll
-      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n128_t<TI>(O, dq + 16 * kk, ds + 256 * kk, kk > 0);
+      for (int kk = 0; kk < K / 16; ++kk) wg::ss_n128_t<TI>(O, dq + kb(kk), ds + 256 * kk, kk > 0);
       wg::commit();
       // (NORM, while the products run) q_i . n for rows i0, i1: thread c of a row's quad takes keys
       // [K c / 4, K (c + 1) / 4), then the quad's sum.
@@ -266,8 +307,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
 #pragma unroll
         for (int u = 0; u < K / 32; ++u) {
           const int d = (K / 4) * c + 8 * u;
-          const uint4 x0 = *reinterpret_cast<const uint4*>(Qs + (i0 / 8) * (64 * KP) + (d / 8) * 64 + (i0 % 8) * 8);
-          const uint4 x1 = *reinterpret_cast<const uint4*>(Qs + (i1 / 8) * (64 * KP) + (d / 8) * 64 + (i1 % 8) * 8);
+          const uint4 x0 = *reinterpret_cast<const uint4*>(Qs + wg::sw(i0, d));
+          const uint4 x1 = *reinterpret_cast<const uint4*>(Qs + wg::sw(i1, d));
           const float4 na = *reinterpret_cast<const float4*>(nv + d);
           const float4 nb2 = *reinterpret_cast<const float4*>(nv + d + 4);
           const float nn[8] = {na.x, na.y, na.z, na.w, nb2.x, nb2.y, nb2.z, nb2.w};
@@ -305,7 +346,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
         quad_sum2(s0, s1);
         den0 = r0.z * qn0 + s0, den1 = r1.z * qn1 + s1;
       }
-      const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS);
+      const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS, true);
       uint32_t pa[4][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
@@ -318,7 +359,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
       wg::keep(O);
       wg::fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(O, pa[kk], dv + 256 * kk, 1);
+      for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(O, pa[kk], dv + 128 * kk, 1);
       wg::commit();
       wg::wait0();
       wg::keep(O);
@@ -387,15 +428,17 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
     const float4* tab = ch.tab;
     const float e = expf(tab[ch.L - 1].x);
     const float* Ek = &tab[0].w;
+    const int L = ch.L;  // (rows from L on are not this chunk's: their Ek is taken as 0)
     uint32_t fa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       // Kd^T rows d = 64 hh + 16 w + (0..15), columns j = 16 kk + (0..15): matrix m = l / 8 of the x4
       // load is rows j = 16 kk + 8 (m / 2) + l % 8 of K at key columns 64 hh + 16 w + 8 (m % 2).
       const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
-      mma::ldsm4t(fa[kk], Ks + (j / 8) * (64 * KP) + (d0 / 8) * 64 + (j % 8) * 8);
+      mma::ldsm4t(fa[kk], Ks + wg::sw(j, d0));
       const int k0 = 16 * kk + 2 * c;
-      const float e0 = Ek[4 * k0], e1 = Ek[4 * (k0 + 1)], e8 = Ek[4 * (k0 + 8)], e9 = Ek[4 * (k0 + 9)];
+      const float e0 = k0 < L ? Ek[4 * k0] : 0.f, e1 = k0 + 1 < L ? Ek[4 * (k0 + 1)] : 0.f;
+      const float e8 = k0 + 8 < L ? Ek[4 * (k0 + 8)] : 0.f, e9 = k0 + 9 < L ? Ek[4 * (k0 + 9)] : 0.f;
       fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
       fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
       fa[kk][2] = mma::scale2<TI>(fa[kk][2], e8, e9);
@@ -405,18 +448,18 @@ __global__ void __launch_bounds__(wg_threads<K>, 1) tc_fwd_wg(core_args a, fwd_o
 #pragma unroll
     for (int x = 0; x < 64; ++x) S[x] *= e;
     wg::keep(S);
-    const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS);
+    const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS, true);
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 256 * kk, 1);
+    for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 128 * kk, 1);
     wg::commit();
     if (nrm && tw < 64) {
       // n = e n + sum_j Ek_j k_j (key dn), while the products run
       float x = 0.f;
 #pragma unroll 8
       for (int j = 0; j < kC; ++j) {
-        const TI kv = Ks[(j / 8) * (64 * KP) + (dn / 8) * 64 + (j % 8) * 8 + dn % 8];
-        x += Ek[4 * j] * static_cast<float>(kv);
+        const TI kv = Ks[wg::sw(j, dn)];
+        x += (j < L ? Ek[4 * j] : 0.f) * static_cast<float>(kv);
       }
       nreg = e * nreg + x;
       nbuf[(ci & 1) * K + dn] = nreg;
