@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Device run for the opt-in wgmma forward (tc_fwd_wg, src/ops/decay_attn/cuda/chunk_wg.cuh; LRNN_DA_WG):
+# Device run for the Hopper wgmma forward (tc_fwd_wg, src/ops/decay_attn/cuda/chunk_wg.cuh; LRNN_DA_WG=0 / 1
+# turn it off / on, the default is on):
 # the GPU suite with it on for the forward without the normaliser (s), the decay_attn / C ABI tests
 # with it on everywhere (1), memcheck and racecheck of wgmma cases, then the benchmark's lrnn rows
 # with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from

@@ -209,8 +209,8 @@ TEST(decay_attn_cuda, v_tiles) {
   }
 }
 
-// The scalar-decay forward has two kernels on Hopper: the wgmma one (tc_fwd_wg, LRNN_DA_WG=1 while it
-// is opt-in) and the mma.sync one (every other GPU, LRNN_DA_WG=0): both against the reference, with K = 64
+// The scalar-decay forward has two kernels on Hopper: the wgmma one (tc_fwd_wg, the default there;
+// LRNN_DA_WG=1) and the mma.sync one (every other GPU; LRNN_DA_WG=0 on Hopper): both against the reference, with K = 64
 // and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
 // packed batch and forced segments (elsewhere in the suite only the default kernel runs).
 TEST(decay_attn_cuda, forward_kernels) {
