@@ -6,7 +6,8 @@
 # with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from
 # scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
 #   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
-# QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
+# AB: the LRNN_DA_WG values of the benchmark processes, in order (default "1 0 1"; 2 adds the TMA
+# stores of O). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
 # segments-3 rerun, no racecheck.
 # Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
 set -u
@@ -44,26 +45,28 @@ step "memcheck, LRNN_DA_WG=1" memcheck.log env LRNN_DA_WG=1 timeout 150 compute-
 [ "$quick" = 1 ] || step "racecheck, LRNN_DA_WG=1, segments 3" racecheck.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 200 compute-sanitizer --tool racecheck \
   --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
   --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64'
-# A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), on / off / on.
+# A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), alternating processes.
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 skip=sdpa_flash_causal,fla_chunk_simple_gla,fla_chunk_gla,fla_chunk_rwkv6,lrnn_gla,lrnn_rwkv6,lrnn_mlstm_recompute
-for i in 1 2 3; do
-  w=$(( i % 2 ))
+ab=${AB:-1 0 1}
+i=0
+for w in $ab; do
+  i=$(( i + 1 ))
   t=$(date +%s)
   LRNN_DA_WG=$w timeout 150 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --skip "$skip" \
     --out "$out/ab$i" >"$out/ab$i.log" 2>&1
   echo "bench process $i (LRNN_DA_WG=$w): exit $? in $(( $(date +%s) - t )) s"
 done
-python3 - "$out" <<'PY'
+python3 - "$out" $ab <<'PY'
 import json, sys
-out = sys.argv[1]
-for i in (1, 2, 3):
+out, ws = sys.argv[1], sys.argv[2:]
+for i, w in enumerate(ws, 1):
     try:
         r = json.load(open(f"{out}/ab{i}/bench.json"))
     except Exception as e:  # noqa: BLE001
         print(f"ab{i}: no results ({e})")
         continue
-    print(f"ab{i} (LRNN_DA_WG={i % 2}): copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
+    print(f"ab{i} (LRNN_DA_WG={w}): copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
     for x in r["rows"]:
         print("  %-26s %dx%-6d fwd %-8s fwd+bwd %-8s fwd floor %s %s" % (x.get("op"), x.get("B", 0), x.get("T", 0), x.get("fwd_ms"),
               x.get("fwdbwd_ms"), x.get("fwd_floor_frac"), (x.get("status", "") + " " + x.get("error", ""))[:80]))

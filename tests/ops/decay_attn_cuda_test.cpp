@@ -210,12 +210,13 @@ TEST(decay_attn_cuda, v_tiles) {
 }
 
 // The scalar-decay forward has two kernels on Hopper: the wgmma one (tc_fwd_wg, the default there;
-// LRNN_DA_WG=1) and the mma.sync one (every other GPU; LRNN_DA_WG=0 on Hopper): both against the reference, with K = 64
+// LRNN_DA_WG=1; 2: with TMA stores of O at K = 128) and the mma.sync one (every other GPU; LRNN_DA_WG=0
+// on Hopper): each against the reference, with K = 64
 // and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
 // packed batch and forced segments (elsewhere in the suite only the default kernel runs).
 TEST(decay_attn_cuda, forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  for (const char* wgv : {"0", "1"}) {
+  for (const char* wgv : {"0", "1", "2"}) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);

@@ -2247,10 +2247,12 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// Tensor maps of q, k, v (swizzled 64 x 64 boxes) and the gate table for tc_fwd_wg; false where they
-// cannot be made (no encoder, a pointer not 16-byte aligned, too many tokens): the caller falls back.
+// Tensor maps of q, k, v (swizzled 64 x 64 boxes) and the gate table for tc_fwd_wg, and of o for its
+// TMA stores of whole chunks (m.ost: LRNN_DA_WG=2 while they have not run on a GPU; o in the input
+// dtype, 16-byte aligned); false where the loads' maps cannot be made (no encoder, a pointer not
+// 16-byte aligned, too many tokens): the caller falls back.
 template <typename TI>
-bool wg_maps_for(const core_args& a, wg::maps& m) {
+bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
   const auto enc = tensor_map_encoder();
   const auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
   if (!enc || !al(a.q) || !al(a.k) || !al(a.v) || !al(a.gate_tab) || a.tokens >= (int64_t{1} << 31)) return false;
@@ -2267,6 +2269,8 @@ bool wg_maps_for(const core_args& a, wg::maps& m) {
   const cuuint64_t tdims[3] = {4, static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
   const cuuint64_t tstrides[2] = {16, static_cast<cuuint64_t>(16) * a.H};
   const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
+  const char* e = getenv("LRNN_DA_WG");
+  m.ost = e && e[0] == '2' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
   return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
          enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -2287,7 +2291,7 @@ int fwd_k(const core_args& args, const fwd_out& o) {
   if (int e = seg_passes<TI, K, VT, false, NORM>(a, sg, nullptr, {}, !ready)) return e;
   if constexpr (VT == 128) {
     wg::maps mp;
-    if (wg_forward_usable<TI, K, NORM>() && wg_maps_for<TI>(a, mp)) {
+    if (wg_forward_usable<TI, K, NORM>() && wg_maps_for<TI>(a, o, mp)) {
       constexpr size_t wbytes = wg::lay<K>::total;
       auto wkern = tc_fwd_wg<TI, K, NORM>;
       if (int e = tc_smem(wkern, wbytes)) return e;

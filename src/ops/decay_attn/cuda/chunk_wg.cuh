@@ -68,7 +68,22 @@ __device__ __forceinline__ void tma3(uint32_t dst, const CUtensorMap* map, int c
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
+// A box of shared memory at src to a 3-d tensor map (one bulk group per commit); the issuing thread
+// waits until the copies of its groups have read shared memory (store_wait_read) or finished (store_wait).
+__device__ __forceinline__ void tma3_store(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(c2), "r"(src)
+               : "memory");
+}
+__device__ __forceinline__ void store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void store_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void store_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 #else
+__device__ __forceinline__ void tma3_store(const CUtensorMap*, uint32_t, int, int, int) {}
+__device__ __forceinline__ void store_commit() {}
+__device__ __forceinline__ void store_wait_read() {}
+__device__ __forceinline__ void store_wait() {}
 __device__ __forceinline__ void mbar_init(uint32_t, uint32_t) {}
 __device__ __forceinline__ void mbar_expect(uint32_t, uint32_t) {}
 __device__ __forceinline__ void mbar_wait(uint32_t, uint32_t) {}
@@ -182,9 +197,12 @@ struct strides {
 };
 
 // (The host's tensor maps: q, k [tokens][H][K] and v [tokens][H][Vin] in boxes of 64 x 1 x 64, the gate
-// table [tokens][H] float4 in boxes of 4 x 1 x 64.)
+// table [tokens][H] float4 in boxes of 4 x 1 x 64; with ost, o [tokens][H][Vin] in the input dtype as v:
+// K = 128 writes a whole chunk's O through the stage's Q slabs with TMA stores — full 32-byte sectors,
+// where the threads' own stores fill half of one each.)
 struct maps {
-  CUtensorMap q, k, v, tab;
+  CUtensorMap q, k, v, tab, o;
+  int ost;
 };
 
 // This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
@@ -269,6 +287,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     const float4* tab;
   };
   auto step = [&](int ci) {
+    if (tid == 0) wg::store_wait_read();  // (the O stores of chunk ci - 1 have read their stage)
     wg::mbar_wait(bar0 + 8 * (ci % Ly::NS), (ci / Ly::NS) & 1);
     asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");
     issue(ci + 2);
@@ -390,6 +409,26 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
           if (i1 < L) out.den[r1h] = den1;
         }
       }
+      if (K == 128 && mp.ost && L == kC) {
+        // Whole chunk: O into the stage's Q slabs (free: Q K^T, Q S and q.n have read them) in the
+        // swizzled layout, then two TMA stores by thread 0; it waits for them to have read the slabs
+        // before the next chunk's barrier (after which the stage is reloaded).
+        TI* Os = const_cast<TI*>(Qs);
+#pragma unroll
+        for (int t = 0; t < 16; ++t) {
+          *reinterpret_cast<uint32_t*>(Os + wg::sw(i0, 8 * t + 2 * c)) = mma::pack2<TI>(O[4 * t], O[4 * t + 1]);
+          *reinterpret_cast<uint32_t*>(Os + wg::sw(i1, 8 * t + 2 * c)) = mma::pack2<TI>(O[4 * t + 2], O[4 * t + 3]);
+        }
+        wg::proxy_fence();
+        asm volatile("bar.sync 1, 128;\n" ::: "memory");
+        if (tid == 0) {
+          const uint32_t os = mma::smem_u32(Os);
+          wg::tma3_store(&mp.o, os, v0, h, static_cast<int>(t0));
+          wg::tma3_store(&mp.o, os + 8192, v0 + 64, h, static_cast<int>(t0));
+          wg::store_commit();
+        }
+        continue;
+      }
       TI* o = static_cast<TI*>(out.o);
       TI* p0 = o + r0h * Vin + v0 + 2 * c;
       TI* p1 = o + r1h * Vin + v0 + 2 * c;
@@ -399,6 +438,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         if (i1 < L) *reinterpret_cast<uint32_t*>(p1 + 8 * t) = mma::pack2<TI>(O[4 * t + 2], O[4 * t + 3]);
       }
     }
+    if (tid == 0) wg::store_wait();
     return;
   }
   {
