@@ -7,7 +7,7 @@
 # scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
 #   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
 # AB: the LRNN_DA_WG values of the benchmark processes, in order (default "1 0 1"; 2 adds the TMA
-# stores of O). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
+# stores of O); PROF (below). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
 # segments-3 rerun, no racecheck.
 # Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
 set -u
@@ -71,4 +71,12 @@ for i, w in enumerate(ws, 1):
         print("  %-26s %dx%-6d fwd %-8s fwd+bwd %-8s fwd floor %s %s" % (x.get("op"), x.get("B", 0), x.get("T", 0), x.get("fwd_ms"),
               x.get("fwdbwd_ms"), x.get("fwd_floor_frac"), (x.get("status", "") + " " + x.get("error", ""))[:80]))
 PY
+# PROF=op,op: GPU kernel times (us per call) of those ops' forward+backward with the default kernels,
+# e.g. PROF=lrnn_mlstm,lrnn_simple_gla for where mLSTM's extra time goes.
+if [ -n "${PROF:-}" ]; then
+  timeout 150 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --skip "$skip" --reps 5 \
+    --profile "$PROF" --out "$out/prof" >"$out/prof.log" 2>&1
+  echo "kernel profile: exit $?"
+  for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && head -14 "$f"; done
+fi
 echo "total $(( $(date +%s) - t0 )) s"
