@@ -2211,12 +2211,18 @@ struct fwd_cfg {
   static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
 };
 
+// LRNN_DA_WG, the wgmma forward's switch: 0 off (the mma.sync forward), s only without the normaliser
+// column, 2 with the TMA stores of O; unset (or 1): on.
+inline char wg_switch() {
+  const char* e = getenv("LRNN_DA_WG");
+  return e ? e[0] : '1';
+}
+
 // The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
 // a build with its sm_90a code (the kernel is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the
 // loaded image must not be JIT-compiled from older PTX), room for its shared memory (checked per call:
 // LRNN_DA_SMEM_LIMIT may lower it), and tensor maps for its TMA copies (wg_maps_for). The default there
-// since run 22 (19-20% faster than the mma.sync forward, every test passing); LRNN_DA_WG=0 turns it
-// off (the mma.sync forward), s keeps it only for the forward without the normaliser column.
+// since run 22 (forward 1.14-1.28x faster than the mma.sync one, every test passing; wg_switch).
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A
@@ -2227,8 +2233,8 @@ bool wg_forward_usable() {
     if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K, NORM>) != cudaSuccess) return false;
     return fa.ptxVersion >= 90 && fa.binaryVersion >= 90;
   }();
-  const char* e = getenv("LRNN_DA_WG");
-  return ok && wg::lay<K>::total <= smem_limit() && !(e && (e[0] == '0' || (NORM && e[0] == 's')));
+  const char w = wg_switch();
+  return ok && wg::lay<K>::total <= smem_limit() && w != '0' && !(NORM && w == 's');
 #else
   return false;
 #endif
@@ -2269,8 +2275,7 @@ bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
   const cuuint64_t tdims[3] = {4, static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
   const cuuint64_t tstrides[2] = {16, static_cast<cuuint64_t>(16) * a.H};
   const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
-  const char* e = getenv("LRNN_DA_WG");
-  m.ost = e && e[0] == '2' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
+  m.ost = wg_switch() == '2' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
   return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
          enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;

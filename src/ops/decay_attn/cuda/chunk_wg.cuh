@@ -43,7 +43,13 @@ __device__ __forceinline__ void wait0() { LRNN_WG_ASM("wgmma.wait_group.sync.ali
 // Generic-proxy writes to shared memory (stores, cp.async) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void proxy_fence() { LRNN_WG_ASM("fence.proxy.async.shared::cta;\n"); }
 __device__ __forceinline__ void mbar_init_fence() { LRNN_WG_ASM("fence.mbarrier_init.release.cluster;\n"); }
+// The TMA stores' bulk groups: commit, then wait until they have read shared memory (store_wait_read)
+// or finished (store_wait).
+__device__ __forceinline__ void store_commit() { LRNN_WG_ASM("cp.async.bulk.commit_group;\n"); }
+__device__ __forceinline__ void store_wait_read() { LRNN_WG_ASM("cp.async.bulk.wait_group.read 0;\n"); }
+__device__ __forceinline__ void store_wait() { LRNN_WG_ASM("cp.async.bulk.wait_group 0;\n"); }
 #undef LRNN_WG_ASM
+// (The ones with operands: used only in tc_fwd_wg's sm_90a body, so defined for sm_90a only.)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -68,26 +74,13 @@ __device__ __forceinline__ void tma3(uint32_t dst, const CUtensorMap* map, int c
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
-// A box of shared memory at src to a 3-d tensor map (one bulk group per commit); the issuing thread
-// waits until the copies of its groups have read shared memory (store_wait_read) or finished (store_wait).
+// A box of shared memory at src to a 3-d tensor map (one bulk group per store_commit).
 __device__ __forceinline__ void tma3_store(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
   asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
                    reinterpret_cast<uint64_t>(map)),
                "r"(c0), "r"(c1), "r"(c2), "r"(src)
                : "memory");
 }
-__device__ __forceinline__ void store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void store_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-__device__ __forceinline__ void store_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-#else
-__device__ __forceinline__ void tma3_store(const CUtensorMap*, uint32_t, int, int, int) {}
-__device__ __forceinline__ void store_commit() {}
-__device__ __forceinline__ void store_wait_read() {}
-__device__ __forceinline__ void store_wait() {}
-__device__ __forceinline__ void mbar_init(uint32_t, uint32_t) {}
-__device__ __forceinline__ void mbar_expect(uint32_t, uint32_t) {}
-__device__ __forceinline__ void mbar_wait(uint32_t, uint32_t) {}
-__device__ __forceinline__ void tma3(uint32_t, const CUtensorMap*, int, int, int, uint32_t) {}
 #endif
 // Keeps the compiler from moving accesses of accumulator registers across wgmma's fence / wait.
 template <int N>
