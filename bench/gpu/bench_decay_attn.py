@@ -28,6 +28,7 @@ ap.add_argument("--shapes", default="8x4096 2x16384", help="BxT list")
 ap.add_argument("--reps", type=int, default=30)
 ap.add_argument("--skip-tfla", action="store_true")
 ap.add_argument("--skip", default="", help="comma-separated ops not to time (e.g. fla_chunk_gla)")
+ap.add_argument("--only", default="", help="comma-separated ops to time, none else (e.g. lrnn_mlstm, for a profiler)")
 ap.add_argument("--tfla-probe", default="", help=argparse.SUPPRESS)
 ap.add_argument("--triton-cache", default="",
                 help="directory for Triton's kernel cache with autotuning results kept (TRITON_CACHE_AUTOTUNING): "
@@ -271,7 +272,7 @@ def row(**kw):
 
 
 def bench(op, B, T, nbytes_fwd, nbytes_fb, fwd, fwdbwd, reps_fb=None):
-    if op in args.skip.split(","):
+    if op in args.skip.split(",") or (args.only and op not in args.only.split(",")):
         return
     r = {"op": op, "B": B, "T": T}
     try:

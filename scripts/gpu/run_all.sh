@@ -19,6 +19,8 @@ tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run 
 pk=.carry/$name
 export LD_LIBRARY_PATH=$PWD/$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PATH=$PATH:/usr/local/cuda/bin
+# The Python peers may come as one archive (the 64 MiB carry limit): .carry/py.tar.xz -> .carry/py.
+[ -d .carry/py ] || [ ! -e .carry/py.tar.xz ] || tar -C .carry -xJf .carry/py.tar.xz
 report=$out/report.md
 {
   echo "# lrnn GPU run ($(date -u +%Y-%m-%dT%H:%MZ))"

@@ -30,6 +30,7 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -2211,20 +2212,22 @@ struct fwd_cfg {
   static seg_io plan(const core_args& a) { return choose_segments(a, VT, per_sm()); }
 };
 
-// LRNN_DA_WG, the wgmma forward's switch: 0 off (the mma.sync forward), s only without the normaliser
-// column, 2 with the TMA stores of O; unset (or 1): on.
+// LRNN_DA_WG, the wgmma forward's switch: 0 off (the mma.sync forward), 1 on with the threads' own stores
+// of O, s only without the normaliser column; unset (or 2): on, whole chunks of O through TMA stores
+// (the default since run 23: 1.10-1.20x faster forwards than 1).
 inline char wg_switch() {
   const char* e = getenv("LRNN_DA_WG");
-  return e ? e[0] : '1';
+  return e ? e[0] : '2';
 }
 
 // The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
 // a build with its sm_90a code (the kernel is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the
 // loaded image must not be JIT-compiled from older PTX), room for its shared memory (checked per call:
 // LRNN_DA_SMEM_LIMIT may lower it), and tensor maps for its TMA copies (wg_maps_for). The default there
-// since run 22 (forward 1.14-1.28x faster than the mma.sync one, every test passing; wg_switch).
+// since run 22 (forward 1.14-1.28x faster than the mma.sync one, every test passing; wg_switch), with
+// TMA stores of O since run 23.
 template <typename TI, int K, bool NORM>
-bool wg_forward_usable() {
+bool wg_kernel_loads() {
 #ifdef LRNN_CUDA_SM90A
   static const bool ok = [] {
     int dev = 0, major = 0;
@@ -2233,6 +2236,19 @@ bool wg_forward_usable() {
     if (major != 9 || cudaFuncGetAttributes(&fa, tc_fwd_wg<TI, K, NORM>) != cudaSuccess) return false;
     return fa.ptxVersion >= 90 && fa.binaryVersion >= 90;
   }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+// Per kind, the forward launches (tc_forward_launches).
+std::atomic<int64_t> fwd_launches[3];
+
+template <typename TI, int K, bool NORM>
+bool wg_forward_usable() {
+#ifdef LRNN_CUDA_SM90A
+  const bool ok = wg_kernel_loads<TI, K, NORM>();
   const char w = wg_switch();
   return ok && wg::lay<K>::total <= smem_limit() && w != '0' && !(NORM && w == 's');
 #else
@@ -2254,7 +2270,7 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 // Tensor maps of q, k, v (swizzled 64 x 64 boxes) and the gate table for tc_fwd_wg, and of o for its
-// TMA stores of whole chunks (m.ost: LRNN_DA_WG=2 while they have not run on a GPU; o in the input
+// TMA stores of whole chunks (m.ost: unless LRNN_DA_WG=1; o in the input
 // dtype, 16-byte aligned); false where the loads' maps cannot be made (no encoder, a pointer not
 // 16-byte aligned, too many tokens): the caller falls back.
 template <typename TI>
@@ -2275,7 +2291,7 @@ bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
   const cuuint64_t tdims[3] = {4, static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
   const cuuint64_t tstrides[2] = {16, static_cast<cuuint64_t>(16) * a.H};
   const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
-  m.ost = wg_switch() == '2' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
+  m.ost = wg_switch() != '1' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
   return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
          enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -2301,11 +2317,13 @@ int fwd_k(const core_args& args, const fwd_out& o) {
       auto wkern = tc_fwd_wg<TI, K, NORM>;
       if (int e = tc_smem(wkern, wbytes)) return e;
       wkern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, wbytes, launch_stream()>>>(a, o, sg, mp);
+      ++fwd_launches[mp.ost ? 2 : 1];
       return static_cast<int>(cudaGetLastError());
     }
   }
   if (int e = tc_smem(kern, bytes)) return e;
   kern<<<dim3(a.Vin / VT, a.H, a.N * sg.nseg), cfg<VT>::T, bytes, launch_stream()>>>(a, o, sg, key_io{});
+  ++fwd_launches[0];
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -2590,6 +2608,12 @@ int tc_backward(const core_args& args, const bwd_io& io) {
     return direct ? bwd_k<TI, Kc, VTc, true, false>(a, io) : bwd_k<TI, Kc, VTc, false, false>(a, io);
   });
 }
+
+void tc_forward_launches(int64_t out[3]) {
+  for (int i = 0; i < 3; ++i) out[i] = fwd_launches[i].load();
+}
+
+bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }
 
 void tc_occupancy(int K, int out[3]) {
   using T = __nv_bfloat16;

@@ -165,7 +165,8 @@ __device__ __forceinline__ void rs_n128_t(float (&d)[64], const uint32_t (&a)[4]
 
 // Shared memory (from a 1024-byte aligned base: the swizzle's atoms): three stages of {Q [64][K],
 // K [64][K], V [64][128] 16-bit (swizzled slabs), the gate table's 64 rows}, then two 16-bit copies of
-// the state [K][128], then (the normaliser) two copies of n [K] in fp32, then the stages' mbarriers.
+// the state [K][128], then (the normaliser) two copies of n [K] in fp32 and two of the rows' divisor
+// floors exp(-m) [64], then the stages' mbarriers.
 template <int K>
 struct lay {
   static constexpr size_t QB = kC * K * 2, VB = kC * 128 * 2;
@@ -173,7 +174,8 @@ struct lay {
   static constexpr int NS = 3;
   static constexpr size_t sb = NS * stage, SBB = static_cast<size_t>(K) * 128 * 2;
   static constexpr size_t nb = sb + 2 * SBB;
-  static constexpr size_t bars = nb + 8 * K;
+  static constexpr size_t fb = nb + 8 * K;
+  static constexpr size_t bars = fb + 8 * kC;
   static constexpr uint32_t tx = static_cast<uint32_t>(tab + 16 * kC);  // bytes a stage receives
   static constexpr size_t total = bars + 8 * NS + 1024;               // (+ the base's alignment)
   static_assert(stage % 1024 == 0 && QB % 1024 == 0, "swizzled tiles need 1024-byte alignment");
@@ -207,7 +209,8 @@ template <int K>
 constexpr int wg_threads = 128 * (1 + K / 64);
 
 // NORM: mLSTM's normaliser column (V = Vin + 1; the CTAs of V tile 0): n = exp(G_L) n + sum_j Ek_j k_j
-// by the state warpgroups on CUDA cores in fp32 (thread d of each, while its wgmma runs), two fp32
+// by the state warpgroups on CUDA cores in fp32 (each thread from the k of its Kd^T fragments, a quad's
+// sum for its two rows d, while the wgmma runs), two fp32
 // copies in shared memory as for the state; warpgroup 0 adds den_i = Eq_i q_i.n + sum_j P_ij (P's
 // unrounded fp32 rows) and then, fused (out.den, one V tile), divides its rows of O by
 // max(|den_i|, exp(-m_i)) + eps and writes den; otherwise o in fp32 [tokens, H, V] with den in column Vin.
@@ -228,6 +231,11 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   const bool nrm = NORM && blockIdx.x == 0;
   const bool fuse = NORM && out.den != nullptr;
   float* nbuf = reinterpret_cast<float*>(sm + Ly::nb);  // (NORM) n before / after the chunk, [2][K]
+  // (fused, with the stabiliser) exp(-m) of chunk ci's rows in fbuf[ci % 2], loaded a chunk ahead by the
+  // state warpgroup 0's threads tw < 64 (warpgroup 0 would wait for the load on its critical path)
+  float* fbuf = reinterpret_cast<float*>(sm + Ly::fb);
+  const int tw = tid % 128;
+  const bool ldm = fuse && out.m && warp >= 4 && warp < 8 && tw < kC;
   const int hh = warp / 4 - 1;  // (state warpgroups) rows 64 hh.. of the state
   const int64_t tb = sr.tb, te = sr.te;
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
@@ -299,6 +307,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       const float4* tab = ch.tab;
       const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
       float P[32], O[64];
+      // (fused normaliser: the stabiliser m of rows i0, i1 requested now, used after the products)
+      const int i0 = 16 * w + g, i1 = i0 + 8;
+      const size_t r0h = static_cast<size_t>(t0 + i0) * H + h, r1h = r0h + static_cast<size_t>(8) * H;
       // (descriptors advanced in their address field: 16-byte units)
       const uint64_t dq = wg::desc(Qs, Sd::QL, Sd::QS, true), dk = wg::desc(Ks, Sd::QL, Sd::QS, true);
       const uint64_t ds = wg::desc(Sprev, Sd::SL, Sd::SS);
@@ -315,7 +326,6 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       float qn0 = 0.f, qn1 = 0.f;
       if (nrm) {
         const float* nv = nbuf + ((ci + 1) & 1) * K;
-        const int i0 = 16 * w + g, i1 = i0 + 8;
 #pragma unroll
         for (int u = 0; u < K / 32; ++u) {
           const int d = (K / 4) * c + 8 * u;
@@ -338,7 +348,6 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       wg::keep(P);
       wg::keep(O);
       // P's mask and decay (rows past L are masked: G = 0 there), O's rows scaled by Eq.
-      const int i0 = 16 * w + g, i1 = i0 + 8;
       const float4 r0 = tab[i0], r1 = tab[i1];
       const int lim0 = i0 < L ? i0 : -1, lim1 = i1 < L ? i1 : -1;
       const float sc = a.scale;
@@ -375,7 +384,6 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       wg::commit();
       wg::wait0();
       wg::keep(O);
-      const size_t r0h = static_cast<size_t>(t0 + i0) * H + h, r1h = r0h + static_cast<size_t>(8) * H;
       if (NORM && !fuse) {
         // o' in fp32 with den in column Vin (normalise_forward divides)
         float* of = static_cast<float*>(out.o);
@@ -393,7 +401,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         continue;
       }
       if (fuse) {
-        const float fl0 = out.m && i0 < L ? expf(-out.m[r0h]) : 1.f, fl1 = out.m && i1 < L ? expf(-out.m[r1h]) : 1.f;
+        const float* fl = fbuf + (ci & 1) * kC;
+        const float fl0 = out.m ? fl[i0] : 1.f, fl1 = out.m ? fl[i1] : 1.f;
         const float s0 = 1.f / norm_divisor(den0, fl0, out.eps), s1 = 1.f / norm_divisor(den1, fl1, out.eps);
 #pragma unroll
         for (int t = 0; t < 16; ++t) O[4 * t] *= s0, O[4 * t + 1] *= s0, O[4 * t + 2] *= s1, O[4 * t + 3] *= s1;
@@ -448,12 +457,19 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     write_copy(sbuf + Ly::SBB / 2);  // copy 1: the state before chunk 0
     wg::proxy_fence();
   }
-  // (NORM) thread tw < 64 of each state warpgroup keeps n[64 hh + tw] in a register
-  const int tw = tid % 128, dn = 64 * hh + tw;
-  float nreg = 0.f;
-  if (nrm && tw < 64) {
-    nreg = norm_boundary(a, sg, sr, srow, h, dn, a.n0, false);
-    nbuf[K + dn] = nreg;
+  // (NORM) the quad's thread c = 0 keeps n of its fragment rows d = 64 hh + 16 w + g and d + 8 in registers
+  const int dn0 = 64 * hh + 16 * w + g, dn1 = dn0 + 8;
+  float nr0 = 0.f, nr1 = 0.f;
+  // (ldm) exp(-m) of chunk cj's row tw (1 past the segment)
+  auto floor_of = [&](int cj) {
+    const int64_t t = tb + static_cast<int64_t>(cj) * kC + tw;
+    return t < te ? expf(-out.m[static_cast<size_t>(t) * H + h]) : 1.f;
+  };
+  if (ldm) fbuf[tw] = floor_of(0);
+  if (nrm && c == 0) {
+    nr0 = norm_boundary(a, sg, sr, srow, h, dn0, a.n0, false);
+    nr1 = norm_boundary(a, sg, sr, srow, h, dn1, a.n0, false);
+    nbuf[K + dn0] = nr0, nbuf[K + dn1] = nr1;
   }
   for (int ci = 0; ci < nch; ++ci) {
     const chunk_view ch = step(ci);
@@ -461,17 +477,26 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     const float4* tab = ch.tab;
     const float e = expf(tab[ch.L - 1].x);
     const float* Ek = &tab[0].w;
+    const float fnext = ldm && ci + 1 < nch ? floor_of(ci + 1) : 1.f;  // (stored after the products)
     const int L = ch.L;  // (rows from L on are not this chunk's: their Ek is taken as 0)
     uint32_t fa[4][4];
+    float x0 = 0.f, x1 = 0.f;  // (NORM) this thread's part of sum_j Ek_j k_jd for its rows d = dn0, dn1
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       // Kd^T rows d = 64 hh + 16 w + (0..15), columns j = 16 kk + (0..15): matrix m = l / 8 of the x4
       // load is rows j = 16 kk + 8 (m / 2) + l % 8 of K at key columns 64 hh + 16 w + 8 (m % 2).
+      // Fragment: [0] row g, j = k0, k0 + 1; [1] row g + 8, same j; [2], [3] the same rows at j + 8.
       const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
       mma::ldsm4t(fa[kk], Ks + wg::sw(j, d0));
       const int k0 = 16 * kk + 2 * c;
       const float e0 = k0 < L ? Ek[4 * k0] : 0.f, e1 = k0 + 1 < L ? Ek[4 * (k0 + 1)] : 0.f;
       const float e8 = k0 + 8 < L ? Ek[4 * (k0 + 8)] : 0.f, e9 = k0 + 9 < L ? Ek[4 * (k0 + 9)] : 0.f;
+      if (nrm) {  // (k exactly, as loaded; fp32 products)
+        const float2 f0 = mma::unpack2<TI>(fa[kk][0]), f1 = mma::unpack2<TI>(fa[kk][1]);
+        const float2 f2 = mma::unpack2<TI>(fa[kk][2]), f3 = mma::unpack2<TI>(fa[kk][3]);
+        x0 += e0 * f0.x + e1 * f0.y + e8 * f2.x + e9 * f2.y;
+        x1 += e0 * f1.x + e1 * f1.y + e8 * f3.x + e9 * f3.y;
+      }
       fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
       fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
       fa[kk][2] = mma::scale2<TI>(fa[kk][2], e8, e9);
@@ -486,23 +511,21 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 128 * kk, 1);
     wg::commit();
-    if (nrm && tw < 64) {
-      // n = e n + sum_j Ek_j k_j (key dn), while the products run
-      float x = 0.f;
-#pragma unroll 8
-      for (int j = 0; j < kC; ++j) {
-        const TI kv = Ks[wg::sw(j, dn)];
-        x += (j < L ? Ek[4 * j] : 0.f) * static_cast<float>(kv);
+    if (nrm) {
+      // n = e n + sum_j Ek_j k_j: the quad's parts summed (its threads hold disjoint j), while the products run
+      quad_sum2(x0, x1);
+      if (c == 0) {
+        nr0 = e * nr0 + x0, nr1 = e * nr1 + x1;
+        nbuf[(ci & 1) * K + dn0] = nr0, nbuf[(ci & 1) * K + dn1] = nr1;
       }
-      nreg = e * nreg + x;
-      nbuf[(ci & 1) * K + dn] = nreg;
     }
     wg::wait0();
     wg::keep(S);
+    if (ldm) fbuf[((ci + 1) & 1) * kC + tw] = fnext;  // (warpgroup 0 last read this buffer in chunk ci - 1)
     write_copy(sbuf + (ci & 1) * (Ly::SBB / 2));
     wg::proxy_fence();
   }
-  if (nrm && out.nf && te == sr.se && tw < 64) out.nf[srow + dn] = nreg;
+  if (nrm && out.nf && te == sr.se && c == 0) out.nf[srow + dn0] = nr0, out.nf[srow + dn1] = nr1;
   if (out.sf && te == sr.se) {
 #pragma unroll
     for (int t = 0; t < 16; ++t)
