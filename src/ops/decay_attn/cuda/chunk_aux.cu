@@ -24,6 +24,7 @@ __device__ __forceinline__ float gate_at(const float* g, int gmode, int64_t t, i
 constexpr int kBT = 256;  // threads per CTA
 constexpr int kBL = 256;  // tokens per block
 constexpr int kSB = 16;
+constexpr int kCB = 16;  // blocks per batch of the carry kernels (phase 2)
 
 __host__ __device__ __forceinline__ int stab_segs(int H) { return H >= kBT ? 1 : kBT / H; }
 
@@ -118,11 +119,18 @@ __global__ void stab_fwd_carry(int N, int H, int nblk, const int32_t* __restrict
   const int n = idx / H, h = idx % H;
   const int nb = static_cast<int>((offsets[n + 1] - offsets[n] + kBL - 1) / kBL);
   float cur = m0 ? m0[idx] : 0.f;
-  for (int b = 0; b < nb; ++b) {
-    const size_t o = (static_cast<size_t>(n) * nblk + b) * H + h;
-    entry[o] = cur;
-    const float2 ab = maps[o];
-    cur = fmaxf(cur + ab.x, ab.y);
+  // (the maps in batches of kCB, all loaded before the batch's steps: one memory round trip a batch)
+  for (int b0 = 0; b0 < nb; b0 += kCB) {
+    float2 ab[kCB];
+#pragma unroll
+    for (int r = 0; r < kCB; ++r)
+      if (b0 + r < nb) ab[r] = maps[(static_cast<size_t>(n) * nblk + b0 + r) * H + h];
+#pragma unroll
+    for (int r = 0; r < kCB; ++r)
+      if (b0 + r < nb) {
+        entry[(static_cast<size_t>(n) * nblk + b0 + r) * H + h] = cur;
+        cur = fmaxf(cur + ab[r].x, ab[r].y);
+      }
   }
   if (mT) mT[idx] = cur;
 }
@@ -237,12 +245,19 @@ __global__ void stab_bwd_carry(int N, int H, int K, int nblk, const int32_t* __r
   const float up = dmT ? dmT[idx] : 0.f;
   float cur = up;
   if (F)
+#pragma unroll 16
     for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
-  for (int b = nb - 1; b >= 0; --b) {
-    const size_t o = (static_cast<size_t>(n) * nblk + b) * H + h;
-    entry[o] = cur;
-    const float2 pq = maps[o];
-    cur = pq.x * cur + pq.y;
+  for (int b1 = nb - 1; b1 >= 0; b1 -= kCB) {  // (batches of kCB maps, as stab_fwd_carry)
+    float2 pq[kCB];
+#pragma unroll
+    for (int r = 0; r < kCB; ++r)
+      if (b1 - r >= 0) pq[r] = maps[(static_cast<size_t>(n) * nblk + b1 - r) * H + h];
+#pragma unroll
+    for (int r = 0; r < kCB; ++r)
+      if (b1 - r >= 0) {
+        entry[(static_cast<size_t>(n) * nblk + b1 - r) * H + h] = cur;
+        cur = pq[r].x * cur + pq[r].y;
+      }
   }
   if (dm0) dm0[idx] = se > sb ? (dg ? dg[sb * H + h] : 0.f) + cur : up;
 }

@@ -416,6 +416,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         // swizzled layout, then two TMA stores by thread 0; it waits for them to have read the slabs
         // before the next chunk's barrier (after which the stage is reloaded).
         TI* Os = const_cast<TI*>(Qs);
+        __syncwarp();  // (the normaliser's q.n read these rows of Q: the warp's own, no other warp's)
 #pragma unroll
         for (int t = 0; t < 16; ++t) {
           *reinterpret_cast<uint32_t*>(Os + wg::sw(i0, 8 * t + 2 * c)) = mma::pack2<TI>(O[4 * t], O[4 * t + 1]);
