@@ -213,14 +213,15 @@ TEST(decay_attn_cuda, v_tiles) {
 // LRNN_DA_WG=1 with the threads' stores of O; 2, the default: TMA stores of whole chunks at K = 128)
 // and the mma.sync one (every other GPU; LRNN_DA_WG=0 on Hopper): each against the reference, with
 // K = 64 and 128, two V tiles of 128 (mLSTM: its unfused normaliser), an initial state, odd lengths, a
-// packed batch and forced segments (elsewhere in the suite only the default kernel runs). The
-// launch counts show which kernel ran: where tc_fwd_wg can run, LRNN_DA_WG=1 / 2 must not fall back.
+// packed batch and forced segments (elsewhere in the suite only the default kernel runs; the segments
+// also run the forward-direction segment pass, on wgmma where the forward is). The launch counts show
+// which kernel ran: where tc_fwd_wg can run, LRNN_DA_WG=1 / 2 must not fall back.
 TEST(decay_attn_cuda, forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const bool wg = ops::cuda_chunk::tc_forward_wg_available();
   for (const char* wgv : {"0", "1", "2"}) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
-    int64_t before[3], after[3];
+    int64_t before[5], after[5];
     ops::cuda_chunk::tc_forward_launches(before);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
@@ -235,10 +236,12 @@ TEST(decay_attn_cuda, forward_kernels) {
     }
     ops::cuda_chunk::tc_forward_launches(after);
     const int64_t mma = after[0] - before[0], wg1 = after[1] - before[1], wg2 = after[2] - before[2];
+    const int64_t seg_wg = after[4] - before[4];  // (the forward-direction segment pass on wgmma)
     if (!wg || wgv[0] == '0') {
       EXPECT_GT(mma, 0) << "LRNN_DA_WG=" << wgv;
-      EXPECT_EQ(wg1 + wg2, 0) << "LRNN_DA_WG=" << wgv;
+      EXPECT_EQ(wg1 + wg2 + seg_wg, 0) << "LRNN_DA_WG=" << wgv;
     } else {
+      EXPECT_GT(seg_wg, 0) << "LRNN_DA_WG=" << wgv << ": the segment pass did not run on wgmma";
       EXPECT_EQ(mma, 0) << "LRNN_DA_WG=" << wgv << ": the wgmma forward fell back to the mma.sync one";
       EXPECT_GT(wg1, 0) << "LRNN_DA_WG=" << wgv << " (K = 64 and fp32 o' use the threads' stores)";
       if (wgv[0] == '2') EXPECT_GT(wg2, 0) << "no TMA stores of O with LRNN_DA_WG=2";

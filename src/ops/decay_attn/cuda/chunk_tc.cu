@@ -2174,6 +2174,13 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
 }
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
+// The forward segment pass on warpgroup MMA where it runs (defined below): 0 launched, -1 not usable
+// here (the caller runs tc_seg), else a CUDA error.
+template <typename TI, int K, bool NORM>
+int seg_pass_wg(const core_args& a, const seg_io& sg);
+// Per kind, the launches of the forward and its segment pass (tc_forward_launches).
+std::atomic<int64_t> fwd_launches[5];
+
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
                bool rev = true) {
@@ -2185,9 +2192,15 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   if (fwd) {
-    auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
-    if (int e = tc_smem(kern, fbytes)) return e;
-    kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
+    int w = -1;
+    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, NORM>(a, sg);
+    if (w > 0) return w;
+    if (w < 0) {
+      auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
+      if (int e = tc_smem(kern, fbytes)) return e;
+      kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
+      ++fwd_launches[3];
+    }
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
   }
   if (io && rev) {
@@ -2242,8 +2255,6 @@ bool wg_kernel_loads() {
 #endif
 }
 
-// Per kind, the forward launches (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[3];
 
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
@@ -2291,10 +2302,29 @@ bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
   const cuuint64_t tdims[3] = {4, static_cast<cuuint64_t>(a.H), static_cast<cuuint64_t>(a.tokens)};
   const cuuint64_t tstrides[2] = {16, static_cast<cuuint64_t>(16) * a.H};
   const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
-  m.ost = wg_switch() != '1' && a.K == 128 && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
+  m.ost = wg_switch() != '1' && a.K == 128 && out.o && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
   return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
          enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// LRNN_DA_SEG_WG=0 keeps the mma.sync segment pass (tc_seg) where the wgmma one could run.
+template <typename TI, int K, bool NORM>
+int seg_pass_wg(const core_args& a, const seg_io& sg) {
+  static const bool off = [] {
+    const char* e = getenv("LRNN_DA_SEG_WG");
+    return e && e[0] == '0';
+  }();
+  wg::maps mp;
+  if (off || a.Vin % 128 != 0 || !wg_kernel_loads<TI, K, NORM>() || wg_switch() == '0' ||
+      wg::seg_lay<K>::total > smem_limit() || !wg_maps_for<TI>(a, fwd_out{}, mp))
+    return -1;
+  constexpr size_t bytes = wg::seg_lay<K>::total;
+  auto kern = tc_seg_wg<TI, K, NORM>;
+  if (int e = tc_smem(kern, bytes)) return e;
+  kern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), 128 * (K / 64), bytes, launch_stream()>>>(a, sg, mp);
+  ++fwd_launches[4];
+  return static_cast<int>(cudaGetLastError());
 }
 
 template <typename TI, int K, int VT, bool NORM>
@@ -2609,8 +2639,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[3]) {
-  for (int i = 0; i < 3; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[5]) {
+  for (int i = 0; i < 5; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }

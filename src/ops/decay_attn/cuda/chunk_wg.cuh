@@ -203,6 +203,50 @@ struct maps {
 // This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
 // index 4 t + x is row 16 w + l / 4 (+ 8 for x >= 2), column 8 t + 2 (l % 4) + (x & 1).
 
+// A state warpgroup's chunk (rows d = 64 hh + 16 w + (0..15) of the state, warp w): S = e S + Kd^T V
+// issued (one commit group: the caller waits), Kd = Diag(Ek) K with rows j >= L weighing 0 (Ek: the
+// gate table's column, stride 4 floats); with nrm also x0, x1 = sum_j Ek_j k_jd for the quad's rows
+// d = 64 hh + 16 w + l / 4 and d + 8 (from the k of its own fragments, exact, before their scaling
+// to 16 bits; fp32 products, summed over the quad). K, V: the stage's swizzled slabs.
+template <typename TI>
+__device__ __forceinline__ void state_issue(float (&S)[64], float& x0, float& x1, const TI* Ks, const TI* Vs, const float* Ek,
+                                            int L, float e, int hh, bool nrm) {
+  const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, c = l % 4;
+  uint32_t fa[4][4];
+  x0 = 0.f, x1 = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    // Kd^T rows d = 64 hh + 16 w + (0..15), columns j = 16 kk + (0..15): matrix m = l / 8 of the x4
+    // load is rows j = 16 kk + 8 (m / 2) + l % 8 of K at key columns 64 hh + 16 w + 8 (m % 2).
+    // Fragment: [0] row g, j = k0, k0 + 1; [1] row g + 8, same j; [2], [3] the same rows at j + 8.
+    const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
+    mma::ldsm4t(fa[kk], Ks + sw(j, d0));
+    const int k0 = 16 * kk + 2 * c;
+    const float e0 = k0 < L ? Ek[4 * k0] : 0.f, e1 = k0 + 1 < L ? Ek[4 * (k0 + 1)] : 0.f;
+    const float e8 = k0 + 8 < L ? Ek[4 * (k0 + 8)] : 0.f, e9 = k0 + 9 < L ? Ek[4 * (k0 + 9)] : 0.f;
+    if (nrm) {
+      const float2 f0 = mma::unpack2<TI>(fa[kk][0]), f1 = mma::unpack2<TI>(fa[kk][1]);
+      const float2 f2 = mma::unpack2<TI>(fa[kk][2]), f3 = mma::unpack2<TI>(fa[kk][3]);
+      x0 += e0 * f0.x + e1 * f0.y + e8 * f2.x + e9 * f2.y;
+      x1 += e0 * f1.x + e1 * f1.y + e8 * f3.x + e9 * f3.y;
+    }
+    fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
+    fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
+    fa[kk][2] = mma::scale2<TI>(fa[kk][2], e8, e9);
+    fa[kk][3] = mma::scale2<TI>(fa[kk][3], e8, e9);
+    keep(fa[kk]);
+  }
+#pragma unroll
+  for (int x = 0; x < 64; ++x) S[x] *= e;
+  keep(S);
+  const uint64_t dv = desc(Vs, strides<128>::VL, strides<128>::VS, true);
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) rs_n128_t<TI>(S, fa[kk], dv + 128 * kk, 1);
+  commit();
+  if (nrm) quad_sum2(x0, x1);
+}
+
 }  // namespace wg
 
 template <int K>
@@ -480,41 +524,10 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     const float* Ek = &tab[0].w;
     const float fnext = ldm && ci + 1 < nch ? floor_of(ci + 1) : 1.f;  // (stored after the products)
     const int L = ch.L;  // (rows from L on are not this chunk's: their Ek is taken as 0)
-    uint32_t fa[4][4];
-    float x0 = 0.f, x1 = 0.f;  // (NORM) this thread's part of sum_j Ek_j k_jd for its rows d = dn0, dn1
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      // Kd^T rows d = 64 hh + 16 w + (0..15), columns j = 16 kk + (0..15): matrix m = l / 8 of the x4
-      // load is rows j = 16 kk + 8 (m / 2) + l % 8 of K at key columns 64 hh + 16 w + 8 (m % 2).
-      // Fragment: [0] row g, j = k0, k0 + 1; [1] row g + 8, same j; [2], [3] the same rows at j + 8.
-      const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
-      mma::ldsm4t(fa[kk], Ks + wg::sw(j, d0));
-      const int k0 = 16 * kk + 2 * c;
-      const float e0 = k0 < L ? Ek[4 * k0] : 0.f, e1 = k0 + 1 < L ? Ek[4 * (k0 + 1)] : 0.f;
-      const float e8 = k0 + 8 < L ? Ek[4 * (k0 + 8)] : 0.f, e9 = k0 + 9 < L ? Ek[4 * (k0 + 9)] : 0.f;
-      if (nrm) {  // (k exactly, as loaded; fp32 products)
-        const float2 f0 = mma::unpack2<TI>(fa[kk][0]), f1 = mma::unpack2<TI>(fa[kk][1]);
-        const float2 f2 = mma::unpack2<TI>(fa[kk][2]), f3 = mma::unpack2<TI>(fa[kk][3]);
-        x0 += e0 * f0.x + e1 * f0.y + e8 * f2.x + e9 * f2.y;
-        x1 += e0 * f1.x + e1 * f1.y + e8 * f3.x + e9 * f3.y;
-      }
-      fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
-      fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
-      fa[kk][2] = mma::scale2<TI>(fa[kk][2], e8, e9);
-      fa[kk][3] = mma::scale2<TI>(fa[kk][3], e8, e9);
-      wg::keep(fa[kk]);
-    }
-#pragma unroll
-    for (int x = 0; x < 64; ++x) S[x] *= e;
-    wg::keep(S);
-    const uint64_t dv = wg::desc(Vs, Sd::VL, Sd::VS, true);
-    wg::fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) wg::rs_n128_t<TI>(S, fa[kk], dv + 128 * kk, 1);
-    wg::commit();
+    float x0, x1;  // (NORM) sum_j Ek_j k_jd for this quad's rows d = dn0, dn1
+    wg::state_issue<TI>(S, x0, x1, Ks, Vs, Ek, L, e, hh, nrm);
     if (nrm) {
-      // n = e n + sum_j Ek_j k_j: the quad's parts summed (its threads hold disjoint j), while the products run
-      quad_sum2(x0, x1);
+      // n = e n + sum_j Ek_j k_j, while the products run
       if (c == 0) {
         nr0 = e * nr0 + x0, nr1 = e * nr1 + x1;
         nbuf[(ci & 1) * K + dn0] = nr0, nbuf[(ci & 1) * K + dn1] = nr1;
@@ -536,5 +549,97 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         out.sf[(srow + d) * Vin + v0 + col] = S[4 * t + x];
       }
   }
+#endif
+}
+
+// The forward segment pass on warpgroup MMA (tc_seg's forward direction for the scalar decays): per
+// (segment but the last, head, 128-column V tile) the state the segment leaves from a zero start,
+// S = exp(G_L) S + Kd^T V chunk by chunk, into sg.buf [K][V] (NORM, V tile 0: n into column Vin) and the
+// segment's decay exp(sum of its log decays) into sg.decay. K / 64 state warpgroups, 64 rows of S
+// each (wg::state_issue, as tc_fwd_wg's); no output rows, so no warpgroup 0 and no state copy: the
+// chunks' K and V stream through four TMA stages (thread 0 issues them; one CTA barrier a chunk
+// before a stage is refilled).
+namespace wg {
+template <int K>
+struct seg_lay {
+  static constexpr size_t KB = kC * K * 2, VB = kC * 128 * 2;
+  static constexpr size_t k = 0, v = KB, tab = KB + VB, stage = tab + 16 * kC;
+  static constexpr int NS = 4;
+  static constexpr size_t bars = NS * stage;
+  static constexpr uint32_t tx = static_cast<uint32_t>(stage);
+  static constexpr size_t total = bars + 8 * NS + 1024;
+  static_assert(stage % 1024 == 0 && KB % 1024 == 0, "swizzled tiles need 1024-byte alignment");
+};
+}  // namespace wg
+
+template <typename TI, int K, bool NORM = false>
+__global__ void __launch_bounds__(128 * (K / 64), 1)
+    tc_seg_wg(core_args a, seg_io sg, const __grid_constant__ wg::maps mp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Ly = wg::seg_lay<K>;
+  constexpr int NT = 128 * (K / 64);
+  extern __shared__ __align__(128) unsigned char sm_raw[];
+  unsigned char* sm = sm_raw + ((1024 - (mma::smem_u32(sm_raw) & 1023)) & 1023);
+  const seg_range sr = seg_of(a, sg);
+  if (sr.s == sg.nseg - 1) return;  // (the last segment's end state is nobody's start)
+  const int h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H;
+  const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4, hh = warp / 4;
+  const bool nrm = NORM && blockIdx.x == 0;
+  const int64_t tb = sr.tb, te = sr.te;
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
+  if (tid == 0) {
+    for (int i = 0; i < Ly::NS; ++i) wg::mbar_init(bar0 + 8 * i, 1);
+    wg::mbar_init_fence();
+  }
+  __syncthreads();
+  auto issue = [&](int ci) {
+    if (tid != 0 || ci >= nch) return;
+    const uint32_t st = smb + static_cast<uint32_t>((ci % Ly::NS) * Ly::stage), bar = bar0 + 8 * (ci % Ly::NS);
+    const int t0 = static_cast<int>(tb + static_cast<int64_t>(ci) * kC);
+    wg::mbar_expect(bar, Ly::tx);
+#pragma unroll
+    for (int sl = 0; sl < K / 64; ++sl) wg::tma3(st + Ly::k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
+    wg::tma3(st + Ly::v, &mp.v, v0, h, t0, bar);
+    wg::tma3(st + Ly::v + 8192, &mp.v, v0 + 64, h, t0, bar);
+    wg::tma3(st + Ly::tab, &mp.tab, 0, h, t0, bar);
+  };
+#pragma unroll
+  for (int i = 0; i < Ly::NS - 1; ++i) issue(i);
+  float S[64];
+#pragma unroll
+  for (int x = 0; x < 64; ++x) S[x] = 0.f;
+  float nr0 = 0.f, nr1 = 0.f;  // (nrm, c == 0) n of rows 64 hh + 16 w + g and + 8
+  double glsum = 0.0;          // (thread 0) the segment's log decay
+  for (int ci = 0; ci < nch; ++ci) {
+    wg::mbar_wait(bar0 + 8 * (ci % Ly::NS), (ci / Ly::NS) & 1);
+    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (every warp is done with chunk ci - 1's stage)
+    issue(ci + Ly::NS - 1);
+    const unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
+    const float4* tab = reinterpret_cast<const float4*>(st + Ly::tab);
+    const int L = rows_left(te - (tb + static_cast<int64_t>(ci) * kC));
+    const float gL = tab[L - 1].x, e = expf(gL);
+    if (tid == 0) glsum += gL;
+    float x0, x1;
+    wg::state_issue<TI>(S, x0, x1, reinterpret_cast<const TI*>(st + Ly::k), reinterpret_cast<const TI*>(st + Ly::v), &tab[0].w,
+                        L, e, hh, nrm);
+    if (nrm && c == 0) nr0 = e * nr0 + x0, nr1 = e * nr1 + x1;
+    wg::wait0();
+    wg::keep(S);
+  }
+  float* dst = sg.buf + seg_off(a, sg, sr.n, sr.s, h);
+#pragma unroll
+  for (int t = 0; t < 16; ++t)
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
+      dst[static_cast<size_t>(d) * a.V + v0 + col] = S[4 * t + x];
+    }
+  if (nrm && c == 0) {
+    const int d = 64 * hh + 16 * w + g;
+    dst[static_cast<size_t>(d) * a.V + a.Vin] = nr0;
+    dst[static_cast<size_t>(d + 8) * a.V + a.Vin] = nr1;
+  }
+  if (blockIdx.x == 0 && tid == 0) sg.decay[(static_cast<size_t>(sr.n) * sg.nseg + sr.s) * H + h] = static_cast<float>(exp(glsum));
 #endif
 }
