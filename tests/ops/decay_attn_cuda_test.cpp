@@ -221,7 +221,9 @@ TEST(decay_attn_cuda, forward_kernels) {
   const bool wg = ops::cuda_chunk::tc_forward_wg_available();
   for (const char* wgv : {"0", "1", "2"}) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
-    int64_t before[5], after[5];
+    // (LRNN_DA_WG=2 also runs the reverse segment pass on wgmma: LRNN_DA_SEG_WG=2)
+    const env_scope seg_wg_env("LRNN_DA_SEG_WG", wgv[0] == '2' ? "2" : "1");
+    int64_t before[7], after[7];
     ops::cuda_chunk::tc_forward_launches(before);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
@@ -236,12 +238,14 @@ TEST(decay_attn_cuda, forward_kernels) {
     }
     ops::cuda_chunk::tc_forward_launches(after);
     const int64_t mma = after[0] - before[0], wg1 = after[1] - before[1], wg2 = after[2] - before[2];
-    const int64_t seg_wg = after[4] - before[4];  // (the forward-direction segment pass on wgmma)
+    const int64_t seg_wg = after[4] - before[4], rev_wg = after[6] - before[6];  // (segment passes on wgmma)
     if (!wg || wgv[0] == '0') {
       EXPECT_GT(mma, 0) << "LRNN_DA_WG=" << wgv;
-      EXPECT_EQ(wg1 + wg2 + seg_wg, 0) << "LRNN_DA_WG=" << wgv;
+      EXPECT_EQ(wg1 + wg2 + seg_wg + rev_wg, 0) << "LRNN_DA_WG=" << wgv;
     } else {
       EXPECT_GT(seg_wg, 0) << "LRNN_DA_WG=" << wgv << ": the segment pass did not run on wgmma";
+      if (wgv[0] == '2') EXPECT_GT(rev_wg, 0) << "the reverse segment pass did not run on wgmma (LRNN_DA_SEG_WG=2)";
+      else EXPECT_EQ(rev_wg, 0) << "the reverse segment pass ran on wgmma without LRNN_DA_SEG_WG=2";
       EXPECT_EQ(mma, 0) << "LRNN_DA_WG=" << wgv << ": the wgmma forward fell back to the mma.sync one";
       EXPECT_GT(wg1, 0) << "LRNN_DA_WG=" << wgv << " (K = 64 and fp32 o' use the threads' stores)";
       if (wgv[0] == '2') EXPECT_GT(wg2, 0) << "no TMA stores of O with LRNN_DA_WG=2";

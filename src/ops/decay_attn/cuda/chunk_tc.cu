@@ -2174,12 +2174,12 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
 }
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
-// The forward segment pass on warpgroup MMA where it runs (defined below): 0 launched, -1 not usable
-// here (the caller runs tc_seg), else a CUDA error.
-template <typename TI, int K, bool NORM>
+// A segment pass on warpgroup MMA where it runs (defined below): 0 launched, -1 not usable here (the
+// caller runs tc_seg), else a CUDA error.
+template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg);
-// Per kind, the launches of the forward and its segment pass (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[5];
+// Per kind, the launches of the forward and the segment passes (tc_forward_launches).
+std::atomic<int64_t> fwd_launches[7];
 
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
@@ -2193,7 +2193,7 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   if (fwd) {
     int w = -1;
-    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, NORM>(a, sg);
+    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, true, NORM>(a, sg);
     if (w > 0) return w;
     if (w < 0) {
       auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
@@ -2207,9 +2207,15 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
     core_args r = a;
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
-    auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
-    if (int e = tc_smem(kern, rbytes)) return e;
-    kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
+    int w = -1;
+    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, false, NORM>(r, sg);
+    if (w > 0) return w;
+    if (w < 0) {
+      auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
+      if (int e = tc_smem(kern, rbytes)) return e;
+      kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
+      ++fwd_launches[5];
+    }
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
@@ -2308,22 +2314,22 @@ bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
              CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// LRNN_DA_SEG_WG=0 keeps the mma.sync segment pass (tc_seg) where the wgmma one could run.
-template <typename TI, int K, bool NORM>
+// LRNN_DA_SEG_WG, the segment passes' switch where tc_fwd_wg runs (Hopper, LRNN_DA_WG not 0): 0 keeps
+// tc_seg for both, unset or 1 runs the forward-direction pass on wgmma (checked on a GPU in run 27),
+// 2 the reverse one too (written in session 15, not yet run on a GPU). Read per call (tests switch it).
+template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg) {
-  static const bool off = [] {
-    const char* e = getenv("LRNN_DA_SEG_WG");
-    return e && e[0] == '0';
-  }();
+  const char* e = getenv("LRNN_DA_SEG_WG");
+  const char sw = e ? e[0] : '1';
   wg::maps mp;
-  if (off || a.Vin % 128 != 0 || !wg_kernel_loads<TI, K, NORM>() || wg_switch() == '0' ||
+  if (sw == '0' || (!FWD && sw != '2') || a.Vin % 128 != 0 || !wg_kernel_loads<TI, K, NORM>() || wg_switch() == '0' ||
       wg::seg_lay<K>::total > smem_limit() || !wg_maps_for<TI>(a, fwd_out{}, mp))
     return -1;
   constexpr size_t bytes = wg::seg_lay<K>::total;
-  auto kern = tc_seg_wg<TI, K, NORM>;
-  if (int e = tc_smem(kern, bytes)) return e;
+  auto kern = tc_seg_wg<TI, K, FWD, NORM>;
+  if (int err = tc_smem(kern, bytes)) return err;
   kern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), 128 * (K / 64), bytes, launch_stream()>>>(a, sg, mp);
-  ++fwd_launches[4];
+  ++fwd_launches[FWD ? 4 : 6];
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -2639,8 +2645,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[5]) {
-  for (int i = 0; i < 5; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[7]) {
+  for (int i = 0; i < 7; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }

@@ -205,12 +205,13 @@ struct maps {
 
 // A state warpgroup's chunk (rows d = 64 hh + 16 w + (0..15) of the state, warp w): S = e S + Kd^T V
 // issued (one commit group: the caller waits), Kd = Diag(Ek) K with rows j >= L weighing 0 (Ek: the
-// gate table's column, stride 4 floats); with nrm also x0, x1 = sum_j Ek_j k_jd for the quad's rows
-// d = 64 hh + 16 w + l / 4 and d + 8 (from the k of its own fragments, exact, before their scaling
-// to 16 bits; fp32 products, summed over the quad). K, V: the stage's swizzled slabs.
+// gate table's column, stride 4 floats); with nrm also x0, x1 = sum_j Ek_j f_j k_jd for the quad's
+// rows d = 64 hh + 16 w + l / 4 and d + 8 (f: a value per row j, null: ones; from the k of its own
+// fragments, exact, before their scaling to 16 bits; fp32 products, summed over the quad). K, V: the
+// stage's swizzled slabs (the reverse segment pass passes Q and d_o, Eq, and d_o's normaliser column).
 template <typename TI>
 __device__ __forceinline__ void state_issue(float (&S)[64], float& x0, float& x1, const TI* Ks, const TI* Vs, const float* Ek,
-                                            int L, float e, int hh, bool nrm) {
+                                            int L, float e, int hh, bool nrm, const float* f = nullptr) {
   const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, c = l % 4;
   uint32_t fa[4][4];
   x0 = 0.f, x1 = 0.f;
@@ -227,8 +228,10 @@ __device__ __forceinline__ void state_issue(float (&S)[64], float& x0, float& x1
     if (nrm) {
       const float2 f0 = mma::unpack2<TI>(fa[kk][0]), f1 = mma::unpack2<TI>(fa[kk][1]);
       const float2 f2 = mma::unpack2<TI>(fa[kk][2]), f3 = mma::unpack2<TI>(fa[kk][3]);
-      x0 += e0 * f0.x + e1 * f0.y + e8 * f2.x + e9 * f2.y;
-      x1 += e0 * f1.x + e1 * f1.y + e8 * f3.x + e9 * f3.y;
+      float w0 = e0, w1 = e1, w8 = e8, w9 = e9;
+      if (f) w0 *= f[k0], w1 *= f[k0 + 1], w8 *= f[k0 + 8], w9 *= f[k0 + 9];
+      x0 += w0 * f0.x + w1 * f0.y + w8 * f2.x + w9 * f2.y;
+      x1 += w0 * f1.x + w1 * f1.y + w8 * f3.x + w9 * f3.y;
     }
     fa[kk][0] = mma::scale2<TI>(fa[kk][0], e0, e1);
     fa[kk][1] = mma::scale2<TI>(fa[kk][1], e0, e1);
@@ -552,27 +555,32 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
 #endif
 }
 
-// The forward segment pass on warpgroup MMA (tc_seg's forward direction for the scalar decays): per
-// (segment but the last, head, 128-column V tile) the state the segment leaves from a zero start,
-// S = exp(G_L) S + Kd^T V chunk by chunk, into sg.buf [K][V] (NORM, V tile 0: n into column Vin) and the
-// segment's decay exp(sum of its log decays) into sg.decay. K / 64 state warpgroups, 64 rows of S
-// each (wg::state_issue, as tc_fwd_wg's); no output rows, so no warpgroup 0 and no state copy: the
-// chunks' K and V stream through four TMA stages (thread 0 issues them; one CTA barrier a chunk
-// before a stage is refilled).
+// The segment passes on warpgroup MMA (tc_seg's, for the scalar decays): per (segment, head,
+// 128-column V tile) the state a segment hands on from a zero start, chunk by chunk,
+//   FWD (every segment but the last): S = exp(G_L) S + Kd^T V, Kd = Diag(Ek) K, into sg.buf;
+//   reverse (every segment but the first, its chunks from the last): S = exp(G_L) S + Qe^T dO,
+//     Qe = Diag(Eq) Q (the caller passes q and d_o as k and v), into sg.rbuf;
+// [K][V] floats each (NORM, V tile 0: n into column Vin, from ones or, reverse, from d_o's normaliser
+// column sg.dn), and the segment's decay exp(sum of its log decays) into sg.decay. K / 64 state
+// warpgroups, 64 rows of S each (wg::state_issue, as tc_fwd_wg's); no output rows, so no warpgroup 0
+// and no state copy: the chunks' K and V stream through four TMA stages (thread 0 issues them; one
+// CTA barrier a chunk before a stage is refilled). The reverse pass's sg.dn rows of the next chunk are
+// loaded a chunk ahead by threads 0..63 into shared memory (two buffers), as tc_fwd_wg's divisor floors.
 namespace wg {
 template <int K>
 struct seg_lay {
   static constexpr size_t KB = kC * K * 2, VB = kC * 128 * 2;
   static constexpr size_t k = 0, v = KB, tab = KB + VB, stage = tab + 16 * kC;
   static constexpr int NS = 4;
-  static constexpr size_t bars = NS * stage;
+  static constexpr size_t dn = NS * stage;  // (reverse, NORM) [2][64] floats
+  static constexpr size_t bars = dn + 8 * kC;
   static constexpr uint32_t tx = static_cast<uint32_t>(stage);
   static constexpr size_t total = bars + 8 * NS + 1024;
   static_assert(stage % 1024 == 0 && KB % 1024 == 0, "swizzled tiles need 1024-byte alignment");
 };
 }  // namespace wg
 
-template <typename TI, int K, bool NORM = false>
+template <typename TI, int K, bool FWD, bool NORM = false>
 __global__ void __launch_bounds__(128 * (K / 64), 1)
     tc_seg_wg(core_args a, seg_io sg, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -581,22 +589,31 @@ __global__ void __launch_bounds__(128 * (K / 64), 1)
   extern __shared__ __align__(128) unsigned char sm_raw[];
   unsigned char* sm = sm_raw + ((1024 - (mma::smem_u32(sm_raw) & 1023)) & 1023);
   const seg_range sr = seg_of(a, sg);
-  if (sr.s == sg.nseg - 1) return;  // (the last segment's end state is nobody's start)
+  if (FWD ? sr.s == sg.nseg - 1 : sr.s == 0) return;  // (nobody starts from that segment's state)
   const int h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H;
   const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4, hh = warp / 4;
   const bool nrm = NORM && blockIdx.x == 0;
+  const bool ldn = nrm && !FWD && tid < kC;  // (loads d_o's normaliser column a chunk ahead)
+  float* dnb = reinterpret_cast<float*>(sm + Ly::dn);
   const int64_t tb = sr.tb, te = sr.te;
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  auto chunk_t0 = [&](int it) { return tb + static_cast<int64_t>(FWD ? it : nch - 1 - it) * kC; };
   const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
   if (tid == 0) {
     for (int i = 0; i < Ly::NS; ++i) wg::mbar_init(bar0 + 8 * i, 1);
     wg::mbar_init_fence();
   }
+  // (ldn) d_o's normaliser column at row tid of iteration it's chunk (0 past the segment)
+  auto dn_of = [&](int it) {
+    const int64_t t = chunk_t0(it) + tid;
+    return t < te && sg.dn ? sg.dn[static_cast<size_t>(t) * H + h] : 0.f;
+  };
+  if (ldn && nch > 0) dnb[tid] = dn_of(0);
   __syncthreads();
-  auto issue = [&](int ci) {
-    if (tid != 0 || ci >= nch) return;
-    const uint32_t st = smb + static_cast<uint32_t>((ci % Ly::NS) * Ly::stage), bar = bar0 + 8 * (ci % Ly::NS);
-    const int t0 = static_cast<int>(tb + static_cast<int64_t>(ci) * kC);
+  auto issue = [&](int it) {
+    if (tid != 0 || it >= nch) return;
+    const uint32_t st = smb + static_cast<uint32_t>((it % Ly::NS) * Ly::stage), bar = bar0 + 8 * (it % Ly::NS);
+    const int t0 = static_cast<int>(chunk_t0(it));
     wg::mbar_expect(bar, Ly::tx);
 #pragma unroll
     for (int sl = 0; sl < K / 64; ++sl) wg::tma3(st + Ly::k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
@@ -611,23 +628,25 @@ __global__ void __launch_bounds__(128 * (K / 64), 1)
   for (int x = 0; x < 64; ++x) S[x] = 0.f;
   float nr0 = 0.f, nr1 = 0.f;  // (nrm, c == 0) n of rows 64 hh + 16 w + g and + 8
   double glsum = 0.0;          // (thread 0) the segment's log decay
-  for (int ci = 0; ci < nch; ++ci) {
-    wg::mbar_wait(bar0 + 8 * (ci % Ly::NS), (ci / Ly::NS) & 1);
-    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (every warp is done with chunk ci - 1's stage)
-    issue(ci + Ly::NS - 1);
-    const unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
+  for (int it = 0; it < nch; ++it) {
+    wg::mbar_wait(bar0 + 8 * (it % Ly::NS), (it / Ly::NS) & 1);
+    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (every warp is done with iteration it - 1's stage)
+    issue(it + Ly::NS - 1);
+    const float dnext = ldn && it + 1 < nch ? dn_of(it + 1) : 0.f;  // (stored after the products)
+    const unsigned char* st = sm + (it % Ly::NS) * Ly::stage;
     const float4* tab = reinterpret_cast<const float4*>(st + Ly::tab);
-    const int L = rows_left(te - (tb + static_cast<int64_t>(ci) * kC));
+    const int L = rows_left(te - chunk_t0(it));
     const float gL = tab[L - 1].x, e = expf(gL);
     if (tid == 0) glsum += gL;
     float x0, x1;
-    wg::state_issue<TI>(S, x0, x1, reinterpret_cast<const TI*>(st + Ly::k), reinterpret_cast<const TI*>(st + Ly::v), &tab[0].w,
-                        L, e, hh, nrm);
+    wg::state_issue<TI>(S, x0, x1, reinterpret_cast<const TI*>(st + Ly::k), reinterpret_cast<const TI*>(st + Ly::v),
+                        FWD ? &tab[0].w : &tab[0].z, L, e, hh, nrm, FWD ? nullptr : dnb + (it & 1) * kC);
     if (nrm && c == 0) nr0 = e * nr0 + x0, nr1 = e * nr1 + x1;
     wg::wait0();
     wg::keep(S);
+    if (ldn) dnb[((it + 1) & 1) * kC + tid] = dnext;  // (buffer (it + 1) % 2 was last read in iteration it - 1)
   }
-  float* dst = sg.buf + seg_off(a, sg, sr.n, sr.s, h);
+  float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, sr.n, sr.s, h);
 #pragma unroll
   for (int t = 0; t < 16; ++t)
 #pragma unroll
