@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Device run for the Hopper wgmma forward (tc_fwd_wg, src/ops/decay_attn/cuda/chunk_wg.cuh; LRNN_DA_WG=0 / 1
-# turn it off / on, the default is on):
+# Device run for the Hopper wgmma kernels (tc_fwd_wg, tc_seg_wg: src/ops/decay_attn/cuda/chunk_wg.cuh;
+# LRNN_DA_WG=0 turns them off, 1 keeps the threads' own stores of O, 2 (the default) TMA stores;
+# LRNN_DA_SEG_WG=0 / 1 (default) / 2: the segment passes on wgmma none / forward-direction / both):
 # the GPU suite with it on for the forward without the normaliser (s), the decay_attn / C ABI tests
-# with it on everywhere (1), memcheck and racecheck of wgmma cases, then the benchmark's lrnn rows
+# with it on everywhere (1), memcheck and racecheck of wgmma cases (both segment passes on wgmma), then the benchmark's lrnn rows
 # with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from
 # scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
 #   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
-# AB: the LRNN_DA_WG values of the benchmark processes, in order (default "1 0 1"; 2 adds the TMA
-# stores of O); PROF (below). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of LRNN_DA_WG=s, no
-# segments-3 rerun, no racecheck.
+# AB: the benchmark processes' settings, in order (default "2 0 2"): a value is LRNN_DA_WG's, or
+# VAR=value[,VAR=value] environment assignments (e.g. AB="LRNN_DA_SEG_WG=2 LRNN_DA_SEG_WG=0"); PROF and
+# NCU_OP (below). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of
+# LRNN_DA_WG=s, no racecheck.
 # Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
 set -u
 cd "$(dirname "$0")/../.."
@@ -41,23 +43,25 @@ else
   step "GPU suite, LRNN_DA_WG=s" tests_s.log env LRNN_DA_WG=s timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
 fi
 step "decay_attn + C ABI, LRNN_DA_WG=1" tests_1.log env LRNN_DA_WG=1 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
-[ "$quick" = 1 ] || step "same, segments 3" tests_seg.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
-step "memcheck, LRNN_DA_WG=1" memcheck.log env LRNN_DA_WG=1 timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
+step "decay_attn, LRNN_DA_SEG_WG=2, segments 3" tests_seg.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
+step "memcheck, default kernels, LRNN_DA_SEG_WG=2, segments 3" memcheck.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
   "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_retnet.t63_init_k64_v128:decay_attn_cuda_mlstm.varlen:decay_attn_cuda_mlstm_sig.t200_init_k128_v128'
-[ "$quick" = 1 ] || step "racecheck, LRNN_DA_WG=1, segments 3" racecheck.log env LRNN_DA_WG=1 LRNN_DA_SEGMENTS=3 timeout 200 compute-sanitizer --tool racecheck \
+[ "$quick" = 1 ] || step "racecheck, default kernels, LRNN_DA_SEG_WG=2, segments 3" racecheck.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 300 compute-sanitizer --tool racecheck \
   --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
   --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64'
 # A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), alternating processes.
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 skip=sdpa_flash_causal,fla_chunk_simple_gla,fla_chunk_gla,fla_chunk_rwkv6,lrnn_gla,lrnn_rwkv6,lrnn_mlstm_recompute
-ab=${AB:-1 0 1}
+ab=${AB:-2 0 2}
 i=0
 for w in $ab; do
   i=$(( i + 1 ))
   t=$(date +%s)
-  LRNN_DA_WG=$w timeout 150 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --skip "$skip" \
+  case $w in *=*) set_env=${w//,/ } ;; *) set_env="LRNN_DA_WG=$w" ;; esac
+  # shellcheck disable=SC2086
+  env $set_env timeout 150 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --skip "$skip" \
     --out "$out/ab$i" >"$out/ab$i.log" 2>&1
-  echo "bench process $i (LRNN_DA_WG=$w): exit $? in $(( $(date +%s) - t )) s"
+  echo "bench process $i ($set_env): exit $? in $(( $(date +%s) - t )) s"
 done
 python3 - "$out" $ab <<'PY'
 import json, sys
@@ -68,7 +72,7 @@ for i, w in enumerate(ws, 1):
     except Exception as e:  # noqa: BLE001
         print(f"ab{i}: no results ({e})")
         continue
-    print(f"ab{i} (LRNN_DA_WG={w}): copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
+    print(f"ab{i} ({w}): copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
     for x in r["rows"]:
         print("  %-26s %dx%-6d fwd %-8s fwd+bwd %-8s fwd floor %s %s" % (x.get("op"), x.get("B", 0), x.get("T", 0), x.get("fwd_ms"),
               x.get("fwdbwd_ms"), x.get("fwd_floor_frac"), (x.get("status", "") + " " + x.get("error", ""))[:80]))
