@@ -2186,36 +2186,31 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
                bool rev = true) {
   if (sg_in.nseg == 1) return 0;
   seg_io sg = sg_in;
-  constexpr size_t fbytes = seg_lay<K, VT, true, KEY, NORM>::total;
-  constexpr size_t rbytes = seg_lay<K, VT, false, KEY, NORM>::total;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
   const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
   const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
-  if (fwd) {
+  // One direction's pass: on wgmma where it runs, else tc_seg (launch counts [3] / [5]).
+  auto pass = [&](auto dir, const core_args& x) -> int {
+    constexpr bool F = decltype(dir)::value;
     int w = -1;
-    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, true, NORM>(a, sg);
-    if (w > 0) return w;
-    if (w < 0) {
-      auto kern = tc_seg<TI, K, VT, true, KEY, NORM>;
-      if (int e = tc_smem(kern, fbytes)) return e;
-      kern<<<grid, cfg<VT>::T, fbytes, launch_stream()>>>(a, sg, kio);
-      ++fwd_launches[3];
-    }
+    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, F, NORM>(x, sg);
+    if (w >= 0) return w;
+    constexpr size_t bytes = seg_lay<K, VT, F, KEY, NORM>::total;
+    auto kern = tc_seg<TI, K, VT, F, KEY, NORM>;
+    if (int e = tc_smem(kern, bytes)) return e;
+    kern<<<grid, cfg<VT>::T, bytes, launch_stream()>>>(x, sg, kio);
+    ++fwd_launches[F ? 3 : 5];
+    return 0;
+  };
+  if (fwd) {
+    if (int e = pass(std::true_type{}, a)) return e;
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
   }
   if (io && rev) {
     core_args r = a;
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
-    int w = -1;
-    if constexpr (VT == 128 && !KEY) w = seg_pass_wg<TI, K, false, NORM>(r, sg);
-    if (w > 0) return w;
-    if (w < 0) {
-      auto kern = tc_seg<TI, K, VT, false, KEY, NORM>;
-      if (int e = tc_smem(kern, rbytes)) return e;
-      kern<<<grid, cfg<VT>::T, rbytes, launch_stream()>>>(r, sg, kio);
-      ++fwd_launches[5];
-    }
+    if (int e = pass(std::false_type{}, r)) return e;
     seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
