@@ -2173,7 +2173,6 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
   return segment_buffers(a, sg, sc, reverse, fwd_ctx ? fwd_ctx : forward_states(a, sg, bwd_ctx));
 }
 
-// The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 // A segment pass on warpgroup MMA where it runs (defined below): 0 launched, -1 not usable here (the
 // caller runs tc_seg), else a CUDA error.
 template <typename TI, int K, bool FWD, bool NORM>
@@ -2181,6 +2180,7 @@ int seg_pass_wg(const core_args& a, const seg_io& sg);
 // Per kind, the launches of the forward and the segment passes (tc_forward_launches).
 std::atomic<int64_t> fwd_launches[7];
 
+// The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
                bool rev = true) {
@@ -2234,12 +2234,9 @@ inline char wg_switch() {
   return e ? e[0] : '2';
 }
 
-// The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
-// a build with its sm_90a code (the kernel is empty elsewhere: LRNN_CUDA_SM90A from CMake, and the
-// loaded image must not be JIT-compiled from older PTX), room for its shared memory (checked per call:
-// LRNN_DA_SMEM_LIMIT may lower it), and tensor maps for its TMA copies (wg_maps_for). The default there
-// since run 22 (forward 1.14-1.28x faster than the mma.sync one, every test passing; wg_switch), with
-// TMA stores of O since run 23.
+// Whether this build's sm_90a code loads on this GPU (Hopper; the kernel is empty elsewhere: LRNN_CUDA_SM90A
+// from CMake, and the loaded image must not be JIT-compiled from older PTX). tc_fwd_wg's image stands
+// for tc_seg_wg's: both come from this translation unit's one sm_90a fatbin entry.
 template <typename TI, int K, bool NORM>
 bool wg_kernel_loads() {
 #ifdef LRNN_CUDA_SM90A
@@ -2256,7 +2253,11 @@ bool wg_kernel_loads() {
 #endif
 }
 
-
+// The wgmma forward (tc_fwd_wg, with or without the normaliser column) where it runs: a Hopper GPU,
+// its sm_90a code (wg_kernel_loads), room for its shared memory (checked per call:
+// LRNN_DA_SMEM_LIMIT may lower it), and tensor maps for its TMA copies (wg_maps_for). The default there
+// since run 22 (forward 1.14-1.28x faster than the mma.sync one, every test passing; wg_switch), with
+// TMA stores of O since run 23.
 template <typename TI, int K, bool NORM>
 bool wg_forward_usable() {
 #ifdef LRNN_CUDA_SM90A

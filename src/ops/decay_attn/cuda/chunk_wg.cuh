@@ -200,6 +200,41 @@ struct maps {
   int ost;
 };
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// ns mbarriers at bar0 (8 bytes apart), one arrival each (the producer's); the caller then syncs the CTA.
+__device__ __forceinline__ void init_bars(uint32_t bar0, int ns) {
+  for (int i = 0; i < ns; ++i) mbar_init(bar0 + 8 * i, 1);
+  mbar_init_fence();
+}
+// The TMA copies of the chunk at token t0 into a stage (shared addresses): (HQ) Q's K / 64 slabs at q,
+// K's at k, V's two 64-column slabs from column v0 at v, the gate table's 64 rows at tab; the stage's
+// mbarrier bar expects tx bytes.
+template <int K, bool HQ>
+__device__ __forceinline__ void load_chunk(const maps& mp, uint32_t q, uint32_t k, uint32_t v, uint32_t tab, int h, int v0,
+                                           int t0, uint32_t bar, uint32_t tx) {
+  mbar_expect(bar, tx);
+#pragma unroll
+  for (int sl = 0; sl < K / 64; ++sl) {
+    if constexpr (HQ) tma3(q + 8192 * sl, &mp.q, 64 * sl, h, t0, bar);
+    tma3(k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
+  }
+  tma3(v, &mp.v, v0, h, t0, bar);
+  tma3(v + 8192, &mp.v, v0 + 64, h, t0, bar);
+  tma3(tab, &mp.tab, 0, h, t0, bar);
+}
+#endif
+
+// fn(x, d, col) for a state warpgroup thread's 64 accumulator elements S[x] (rows d of the state,
+// columns col of its 128-column tile; warpgroup hh holds rows 64 hh..).
+template <typename Fn>
+__device__ __forceinline__ void for_each_state(int hh, Fn&& fn) {
+  const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, g = l / 4, c = l % 4;
+#pragma unroll
+  for (int t = 0; t < 16; ++t)
+#pragma unroll
+    for (int x = 0; x < 4; ++x) fn(4 * t + x, 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), 8 * t + 2 * c + (x & 1));
+}
+
 // This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
 // index 4 t + x is row 16 w + l / 4 (+ 8 for x >= 2), column 8 t + 2 (l % 4) + (x & 1).
 
@@ -288,25 +323,14 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
   const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
   constexpr int producer = 128;  // (thread 0 of warpgroup 1 issues the copies)
-  if (tid == producer) {
-    for (int i = 0; i < Ly::NS; ++i) wg::mbar_init(bar0 + 8 * i, 1);
-    wg::mbar_init_fence();
-  }
+  if (tid == producer) wg::init_bars(bar0, Ly::NS);
   __syncthreads();
   // Copies of chunk ci into its stage (none past the last chunk).
   auto issue = [&](int ci) {
     if (tid != producer || ci >= nch) return;
     const uint32_t st = smb + static_cast<uint32_t>((ci % Ly::NS) * Ly::stage), bar = bar0 + 8 * (ci % Ly::NS);
     const int t0 = static_cast<int>(tb + static_cast<int64_t>(ci) * kC);
-    wg::mbar_expect(bar, Ly::tx);
-#pragma unroll
-    for (int sl = 0; sl < K / 64; ++sl) {
-      wg::tma3(st + Ly::q + 8192 * sl, &mp.q, 64 * sl, h, t0, bar);
-      wg::tma3(st + Ly::k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
-    }
-    wg::tma3(st + Ly::v, &mp.v, v0, h, t0, bar);
-    wg::tma3(st + Ly::v + 8192, &mp.v, v0 + 64, h, t0, bar);
-    wg::tma3(st + Ly::tab, &mp.tab, 0, h, t0, bar);
+    wg::load_chunk<K, true>(mp, st + Ly::q, st + Ly::k, st + Ly::v, st + Ly::tab, h, v0, t0, bar, Ly::tx);
   };
   issue(0);
   issue(1);
@@ -354,7 +378,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       const float4* tab = ch.tab;
       const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
       float P[32], O[64];
-      // (fused normaliser: the stabiliser m of rows i0, i1 requested now, used after the products)
+      // (this thread's rows of the chunk and their [tokens, H] offsets)
       const int i0 = 16 * w + g, i1 = i0 + 8;
       const size_t r0h = static_cast<size_t>(t0 + i0) * H + h, r1h = r0h + static_cast<size_t>(8) * H;
       // (descriptors advanced in their address field: 16-byte units)
@@ -495,13 +519,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     const float* st0 = sr.s == 0 ? a.s0 : sg.buf + seg_off(a, sg, sr.n, sr.s - 1, h);
     const int64_t ld = sr.s == 0 ? Vin : a.V;
     const size_t base = sr.s == 0 ? srow * Vin + v0 : v0;
-#pragma unroll
-    for (int t = 0; t < 16; ++t)
-#pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
-        S[4 * t + x] = st0 ? st0[base + d * ld + col] : 0.f;
-      }
+    wg::for_each_state(hh, [&](int x, int d, int col) { S[x] = st0 ? st0[base + d * ld + col] : 0.f; });
     write_copy(sbuf + Ly::SBB / 2);  // copy 1: the state before chunk 0
     wg::proxy_fence();
   }
@@ -543,15 +561,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     wg::proxy_fence();
   }
   if (nrm && out.nf && te == sr.se && c == 0) out.nf[srow + dn0] = nr0, out.nf[srow + dn1] = nr1;
-  if (out.sf && te == sr.se) {
-#pragma unroll
-    for (int t = 0; t < 16; ++t)
-#pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
-        out.sf[(srow + d) * Vin + v0 + col] = S[4 * t + x];
-      }
-  }
+  if (out.sf && te == sr.se)
+    wg::for_each_state(hh, [&](int x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = S[x]; });
 #endif
 }
 
@@ -599,10 +610,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1)
   const int nch = static_cast<int>((te - tb + kC - 1) / kC);
   auto chunk_t0 = [&](int it) { return tb + static_cast<int64_t>(FWD ? it : nch - 1 - it) * kC; };
   const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
-  if (tid == 0) {
-    for (int i = 0; i < Ly::NS; ++i) wg::mbar_init(bar0 + 8 * i, 1);
-    wg::mbar_init_fence();
-  }
+  if (tid == 0) wg::init_bars(bar0, Ly::NS);
   // (ldn) d_o's normaliser column at row tid of iteration it's chunk (0 past the segment)
   auto dn_of = [&](int it) {
     const int64_t t = chunk_t0(it) + tid;
@@ -613,13 +621,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1)
   auto issue = [&](int it) {
     if (tid != 0 || it >= nch) return;
     const uint32_t st = smb + static_cast<uint32_t>((it % Ly::NS) * Ly::stage), bar = bar0 + 8 * (it % Ly::NS);
-    const int t0 = static_cast<int>(chunk_t0(it));
-    wg::mbar_expect(bar, Ly::tx);
-#pragma unroll
-    for (int sl = 0; sl < K / 64; ++sl) wg::tma3(st + Ly::k + 8192 * sl, &mp.k, 64 * sl, h, t0, bar);
-    wg::tma3(st + Ly::v, &mp.v, v0, h, t0, bar);
-    wg::tma3(st + Ly::v + 8192, &mp.v, v0 + 64, h, t0, bar);
-    wg::tma3(st + Ly::tab, &mp.tab, 0, h, t0, bar);
+    wg::load_chunk<K, false>(mp, 0, st + Ly::k, st + Ly::v, st + Ly::tab, h, v0, static_cast<int>(chunk_t0(it)), bar, Ly::tx);
   };
 #pragma unroll
   for (int i = 0; i < Ly::NS - 1; ++i) issue(i);
@@ -647,13 +649,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1)
     if (ldn) dnb[((it + 1) & 1) * kC + tid] = dnext;  // (buffer (it + 1) % 2 was last read in iteration it - 1)
   }
   float* dst = (FWD ? sg.buf : sg.rbuf) + seg_off(a, sg, sr.n, sr.s, h);
-#pragma unroll
-  for (int t = 0; t < 16; ++t)
-#pragma unroll
-    for (int x = 0; x < 4; ++x) {
-      const int d = 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), col = 8 * t + 2 * c + (x & 1);
-      dst[static_cast<size_t>(d) * a.V + v0 + col] = S[4 * t + x];
-    }
+  wg::for_each_state(hh, [&](int x, int d, int col) { dst[static_cast<size_t>(d) * a.V + v0 + col] = S[x]; });
   if (nrm && c == 0) {
     const int d = 64 * hh + 16 * w + g;
     dst[static_cast<size_t>(d) * a.V + a.Vin] = nr0;
