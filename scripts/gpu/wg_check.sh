@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Device run for the Hopper wgmma kernels (tc_fwd_wg, tc_seg_wg: src/ops/decay_attn/cuda/chunk_wg.cuh;
 # LRNN_DA_WG=0 turns them off, 1 keeps the threads' own stores of O, 2 (the default) TMA stores;
-# LRNN_DA_SEG_WG=0 / 1 (default) / 2: the segment passes on wgmma none / forward-direction / both):
+# LRNN_DA_SEG_WG=0 / 1 / 2 (default): the segment passes on wgmma none / forward-direction / both;
+# LRNN_DA_KEY_WG=0 / 1 (default): the fused per-key forward tc_key_wg off / on):
 # the GPU suite with it on for the forward without the normaliser (s), the decay_attn / C ABI tests
-# with it on everywhere (1), memcheck and racecheck of wgmma cases (both segment passes on wgmma), then the benchmark's lrnn rows
+# with it on everywhere (1), memcheck and racecheck of wgmma cases (both segment passes on wgmma: the default), then the benchmark's lrnn rows
 # with it on and off in alternating processes (same run: the A/B). Needs .carry/<pack>.tar.xz from
 # scripts/gpu/pack.sh (TEST_TARGET=lrnn_gpu_tests is enough) and .carry/py (bench/gpu/README.md).
 #   bash scripts/gpu/wg_check.sh [pack name (default gpu)]
@@ -43,15 +44,17 @@ else
   step "GPU suite, LRNN_DA_WG=s" tests_s.log env LRNN_DA_WG=s timeout 200 "$pk/lrnn_tests" --gtest_filter="$gpu"
 fi
 step "decay_attn + C ABI, LRNN_DA_WG=1" tests_1.log env LRNN_DA_WG=1 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
-step "decay_attn, LRNN_DA_SEG_WG=2, segments 3" tests_seg.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
-step "memcheck, default kernels, LRNN_DA_SEG_WG=2, segments 3" memcheck.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
-  "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_retnet.t63_init_k64_v128:decay_attn_cuda_mlstm.varlen:decay_attn_cuda_mlstm_sig.t200_init_k128_v128'
-[ "$quick" = 1 ] || step "racecheck, default kernels, LRNN_DA_SEG_WG=2, segments 3" racecheck.log env LRNN_DA_SEG_WG=2 LRNN_DA_SEGMENTS=3 timeout 300 compute-sanitizer --tool racecheck \
+step "decay_attn, segments 3" tests_seg.log env LRNN_DA_SEGMENTS=3 timeout 150 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*'
+# (MC_FILTER / RC_FILTER replace the memcheck / racecheck tests; MC_SEGS / RC_SEGS their LRNN_DA_SEGMENTS)
+step "memcheck, default kernels, segments ${MC_SEGS:-3}" memcheck.log env LRNN_DA_SEGMENTS=${MC_SEGS:-3} timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
+  "$pk/lrnn_tests" --gtest_filter="${MC_FILTER:-decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_retnet.t63_init_k64_v128:decay_attn_cuda_mlstm.varlen:decay_attn_cuda_mlstm_sig.t200_init_k128_v128}"
+[ "$quick" = 1 ] || step "racecheck, default kernels, segments ${RC_SEGS:-3}" racecheck.log env LRNN_DA_SEGMENTS=${RC_SEGS:-3} timeout 300 compute-sanitizer --tool racecheck \
   --racecheck-report hazard --print-limit 10 --error-exitcode 3 "$pk/lrnn_tests" \
-  --gtest_filter='decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64'
+  --gtest_filter="${RC_FILTER:-decay_attn_cuda_simple_gla.t200_init_k128_v128:decay_attn_cuda_mlstm.t200_init_k128_v128:decay_attn_cuda_gla.t65_k128_v64}"
 # A/B: lrnn rows only (the peers need their own calls: bench/gpu/README.md), alternating processes.
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-skip=sdpa_flash_causal,fla_chunk_simple_gla,fla_chunk_gla,fla_chunk_rwkv6,lrnn_gla,lrnn_rwkv6,lrnn_mlstm_recompute
+# (SKIP replaces the benchmark ops left out, e.g. to time lrnn_gla too)
+skip=${SKIP:-sdpa_flash_causal,fla_chunk_simple_gla,fla_chunk_gla,fla_chunk_rwkv6,lrnn_gla,lrnn_rwkv6,lrnn_mlstm_recompute}
 ab=${AB:-2 0 2}
 i=0
 for w in $ab; do

@@ -226,7 +226,7 @@ TEST(decay_attn_cuda, forward_kernels) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
     // (LRNN_DA_WG=2 also runs the reverse segment pass on wgmma: LRNN_DA_SEG_WG=2)
     const env_scope seg_wg_env("LRNN_DA_SEG_WG", wgv[0] == '2' ? "2" : "1");
-    int64_t before[7], after[7];
+    int64_t before[8], after[8];
     ops::cuda_chunk::tc_forward_launches(before);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
@@ -254,6 +254,44 @@ TEST(decay_attn_cuda, forward_kernels) {
       if (wgv[0] == '2') EXPECT_GT(wg2, 0) << "no TMA stores of O with LRNN_DA_WG=2";
       else EXPECT_EQ(wg2, 0) << "TMA stores of O with LRNN_DA_WG=1";
     }
+  }
+#endif
+}
+
+// The fused per-key forward (tc_key_wg: GLA's gates, bf16, K = V tile = 128, one segment, Hopper; the
+// default there, LRNN_DA_KEY_WG=0 off) against the reference: an initial state, odd lengths, a whole
+// last chunk (TMA stores of O) and partial ones, two V tiles, a packed batch with empty and one-token
+// sequences, strong decay (every 16-row block split: P's diagonal blocks from the pairwise sums) and
+// log gates uniform in [-5.5, 0] (about half the blocks split), also with the threads' own stores of O
+// (LRNN_DA_WG=1). RWKV-6 (the bonus) must not take it. The launch counts show which kernel ran.
+TEST(decay_attn_cuda, key_forward_kernels) {
+#ifndef LRNN_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const bool wg = ops::cuda_chunk::tc_forward_wg_available();
+  const std::pair<const char*, const char*> modes[] = {{"1", "2"}, {"1", "1"}, {"0", "2"}};
+  for (const auto& [kw, wgv] : modes) {
+    const env_scope key_env("LRNN_DA_KEY_WG", kw);
+    const env_scope wg_env("LRNN_DA_WG", wgv);
+    int64_t before[8], after[8];
+    ops::cuda_chunk::tc_forward_launches(before);
+    for (const op_case& c : {sized(variant::gla, 2, 300, 128, 128, true, 1.0, 2), sized(variant::gla, 1, 128, 128, 128, false, 1.0, 3),
+                             sized(variant::gla, 1, 257, 128, 256, true, 1.0, 1), sized(variant::gla, 1, 300, 128, 128, true, 50.0, 2),
+                             sized(variant::gla, 1, 300, 128, 128, true, 5.5, 2),
+                             varlen(variant::gla, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " " << c.name << ": " << rep.summary();
+    }
+    ops::cuda_chunk::tc_forward_launches(after);
+    const int64_t fused = after[7] - before[7];
+    if (wg && kw[0] == '1') EXPECT_GT(fused, 0) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
+    else EXPECT_EQ(fused, 0) << "LRNN_DA_KEY_WG=" << kw;
+    ops::cuda_chunk::tc_forward_launches(before);
+    const auto rep = run_op_case(cuda_family(), sized(variant::rwkv6, 1, 300, 128, 128, true, 1.0, 2));
+    EXPECT_TRUE(rep.pass()) << rep.summary();
+    ops::cuda_chunk::tc_forward_launches(after);
+    EXPECT_EQ(after[7] - before[7], 0) << "RWKV-6 (the bonus) ran on tc_key_wg";
   }
 #endif
 }

@@ -2055,6 +2055,8 @@ __global__ void key_gk(core_args a, bwd_io io, key_io kio) {
   }
 }
 
+#include "ops/decay_attn/cuda/chunk_key_wg.cuh"
+
 // Dynamic shared memory of `bytes` and the largest shared-memory carveout.
 template <typename KernelT>
 int tc_smem(KernelT kern, size_t bytes) {
@@ -2178,7 +2180,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
 template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg);
 // Per kind, the launches of the forward and the segment passes (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[7];
+std::atomic<int64_t> fwd_launches[8];
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
@@ -2287,7 +2289,7 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 // dtype, 16-byte aligned); false where the loads' maps cannot be made (no encoder, a pointer not
 // 16-byte aligned, too many tokens): the caller falls back.
 template <typename TI>
-bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
+bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m, bool tab = true) {
   const auto enc = tensor_map_encoder();
   const auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
   if (!enc || !al(a.q) || !al(a.k) || !al(a.v) || !al(a.gate_tab) || a.tokens >= (int64_t{1} << 31)) return false;
@@ -2306,17 +2308,18 @@ bool wg_maps_for(const core_args& a, const fwd_out& out, wg::maps& m) {
   const cuuint32_t tbox[3] = {4, 1, static_cast<cuuint32_t>(kC)};
   m.ost = wg_switch() != '1' && a.K == 128 && out.o && !out.o_f32 && al(out.o) && tile(&m.o, out.o, a.Vin);
   return tile(&m.q, a.q, a.K) && tile(&m.k, a.k, a.K) && tile(&m.v, a.v, a.Vin) &&
-         enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+         (!tab || enc(&m.tab, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, a.gate_tab, tdims, tstrides, tbox, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS);
 }
 
 // LRNN_DA_SEG_WG, the segment passes' switch where tc_fwd_wg runs (Hopper, LRNN_DA_WG not 0): 0 keeps
-// tc_seg for both, unset or 1 runs the forward-direction pass on wgmma (checked on a GPU in run 27),
-// 2 the reverse one too (written in session 15, not yet run on a GPU). Read per call (tests switch it).
+// tc_seg for both, 1 runs the forward-direction pass on wgmma, unset or 2 the reverse one too (the
+// default since device run 28: tests, memcheck and racecheck clean; B=2, T=16384 forward+backward
+// 1.26 vs 1.29 ms simple GLA, 1.49-1.50 vs 1.57 mLSTM against 0). Read per call (tests switch it).
 template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg) {
   const char* e = getenv("LRNN_DA_SEG_WG");
-  const char sw = e ? e[0] : '1';
+  const char sw = e ? e[0] : '2';
   wg::maps mp;
   if (sw == '0' || (!FWD && sw != '2') || a.Vin % 128 != 0 || !wg_kernel_loads<TI, K, NORM>() || wg_switch() == '0' ||
       wg::seg_lay<K>::total > smem_limit() || !wg_maps_for<TI>(a, fwd_out{}, mp))
@@ -2468,9 +2471,38 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   return 0;
 }
 
+// LRNN_DA_KEY_WG, the fused per-key forward's switch (tc_key_wg): 0 off (key_prep + the sweep), unset or
+// 1 on where it runs: GLA's gates (no bonus, no input scale), bf16, K = V tile = 128, one segment per
+// sequence (the sweep's plan: the backward then needs no forward context), a Hopper GPU with its sm_90a
+// code, LRNN_DA_WG not 0, its shared memory and tensor maps. Read per call (tests switch it).
+template <typename TI, int K, int VT>
+int key_pass_wg(const core_args& a, const fwd_out& o) {
+  if constexpr (VT == 128 && K == 128 && std::is_same_v<TI, __nv_bfloat16>) {
+    const char* e = getenv("LRNN_DA_KEY_WG");
+    wg::maps mp;
+    if ((e && e[0] == '0') || a.u || a.b || !wg_kernel_loads<TI, K, false>() || wg_switch() == '0' ||
+        wg::key_lay<K>::total > smem_limit() || fwd_cfg<TI, K, VT, false, true>::plan(a).nseg != 1 ||
+        !wg_maps_for<TI>(a, o, mp, false))
+      return -1;
+    constexpr size_t bytes = wg::key_lay<K>::total;
+    auto kern = tc_key_wg<TI, K>;
+    if (int err = tc_smem(kern, bytes)) return err;
+    kern<<<dim3(a.Vin / 128, a.H, a.N), wg_threads<K>, bytes, launch_stream()>>>(a, o, mp);
+    ++fwd_launches[7];
+    return static_cast<int>(cudaGetLastError());
+  } else {
+    (void)a, (void)o;
+    return -1;
+  }
+}
+
 template <typename TI, int K, int VT>
 int fwd_key(const core_args& args, const fwd_out& o) {
   core_args a = args;
+  if (a.tokens > 0) {
+    const int w = key_pass_wg<TI, K, VT>(a, o);
+    if (w >= 0) return w;
+  }
   constexpr size_t bytes = cta_lay<K, VT, true, false, 1, 0, false, true>::total;
   key_io kio;
   seg_io sg;
@@ -2641,8 +2673,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[7]) {
-  for (int i = 0; i < 7; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[8]) {
+  for (int i = 0; i < 8; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }
