@@ -258,12 +258,12 @@ TEST(decay_attn_cuda, forward_kernels) {
 #endif
 }
 
-// The fused per-key forward (tc_key_wg: GLA's gates, bf16, K = V tile = 128, one segment, Hopper; the
-// default there, LRNN_DA_KEY_WG=0 off) against the reference: an initial state, odd lengths, a whole
-// last chunk (TMA stores of O) and partial ones, two V tiles, a packed batch with empty and one-token
-// sequences, strong decay (every 16-row block split: P's diagonal blocks from the pairwise sums) and
-// log gates uniform in [-5.5, 0] (about half the blocks split), also with the threads' own stores of O
-// (LRNN_DA_WG=1). RWKV-6 (the bonus) must not take it. The launch counts show which kernel ran.
+// The fused per-key forward (tc_key_wg: GLA's and RWKV-6's gates, bf16, K = V tile = 128, one segment,
+// Hopper; the default there, LRNN_DA_KEY_WG=0 off) against the reference: an initial state, odd lengths,
+// a whole last chunk (TMA stores of O) and partial ones, two V tiles, a packed batch with empty and
+// one-token sequences, strong decay (every 16-row block split: P's diagonal blocks from the pairwise
+// sums) and log gates uniform in [-5.5, 0] (about half the blocks split), also with the threads' own
+// stores of O (LRNN_DA_WG=1). The launch counts show which kernel ran.
 TEST(decay_attn_cuda, key_forward_kernels) {
 #ifndef LRNN_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
@@ -274,24 +274,21 @@ TEST(decay_attn_cuda, key_forward_kernels) {
   for (const auto& [kw, wgv] : modes) {
     const env_scope key_env("LRNN_DA_KEY_WG", kw);
     const env_scope wg_env("LRNN_DA_WG", wgv);
-    int64_t before[8], after[8];
-    ops::cuda_chunk::tc_forward_launches(before);
-    for (const op_case& c : {sized(variant::gla, 2, 300, 128, 128, true, 1.0, 2), sized(variant::gla, 1, 128, 128, 128, false, 1.0, 3),
-                             sized(variant::gla, 1, 257, 128, 256, true, 1.0, 1), sized(variant::gla, 1, 300, 128, 128, true, 50.0, 2),
-                             sized(variant::gla, 1, 300, 128, 128, true, 5.5, 2),
-                             varlen(variant::gla, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
-      const auto rep = run_op_case(cuda_family(), c);
-      EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " " << c.name << ": " << rep.summary();
+    for (variant v : {variant::gla, variant::rwkv6}) {
+      int64_t before[8], after[8];
+      ops::cuda_chunk::tc_forward_launches(before);
+      for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 128, 128, 128, false, 1.0, 3),
+                               sized(v, 1, 257, 128, 256, true, 1.0, 1), sized(v, 1, 300, 128, 128, true, 50.0, 2),
+                               sized(v, 1, 300, 128, 128, true, 5.5, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
+        const auto rep = run_op_case(cuda_family(), c);
+        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " " << da::variant_name(v) << " " << c.name
+                                << ": " << rep.summary();
+      }
+      ops::cuda_chunk::tc_forward_launches(after);
+      const int64_t fused = after[7] - before[7];
+      if (wg && kw[0] == '1') EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
+      else EXPECT_EQ(fused, 0) << da::variant_name(v) << " LRNN_DA_KEY_WG=" << kw;
     }
-    ops::cuda_chunk::tc_forward_launches(after);
-    const int64_t fused = after[7] - before[7];
-    if (wg && kw[0] == '1') EXPECT_GT(fused, 0) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
-    else EXPECT_EQ(fused, 0) << "LRNN_DA_KEY_WG=" << kw;
-    ops::cuda_chunk::tc_forward_launches(before);
-    const auto rep = run_op_case(cuda_family(), sized(variant::rwkv6, 1, 300, 128, 128, true, 1.0, 2));
-    EXPECT_TRUE(rep.pass()) << rep.summary();
-    ops::cuda_chunk::tc_forward_launches(after);
-    EXPECT_EQ(after[7] - before[7], 0) << "RWKV-6 (the bonus) ran on tc_key_wg";
   }
 #endif
 }

@@ -44,7 +44,8 @@ struct key_lay {
   static constexpr size_t fac = sb + 2 * SBB, FB = static_cast<size_t>(kKeyFR) * K * 4;
   static constexpr size_t pd = fac + 2 * FB, PB = 4 * 2 * kPairs * 4;  // [buf][block][half][pair]
   static constexpr size_t tot = pd + 2 * PB;                          // [4][K] block totals
-  static constexpr size_t flg = tot + 4 * K * 4;                      // [buf][block][half] ints
+  static constexpr size_t bon = tot + 4 * K * 4, BB = 4 * 2 * 16 * 4; // (bonus) [buf][block][half][row]
+  static constexpr size_t flg = bon + 2 * BB;                         // [buf][block][half] ints
   static constexpr size_t bars = flg + 2 * 8 * 4;                     // NQ + NV mbarriers
   static constexpr size_t total = bars + 8 * (NQ + NV) + 1024;
   static_assert(qks % 1024 == 0 && v % 1024 == 0 && VB % 1024 == 0 && sb % 1024 == 0, "swizzled tiles need 1024-byte alignment");
@@ -122,7 +123,9 @@ __device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, co
 
 }  // namespace wg
 
-template <typename TI, int K>
+// BONUS: RWKV-6 (a.u: P_ii = scale q_i . (u k_i), P_ij for j < i with Gq_i = G_{i-1}: Qa from the row
+// before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
+template <typename TI, int K, bool BONUS>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
     tc_key_wg(core_args a, fwd_out out, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -171,6 +174,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   auto Vs_of = [&](int ci) { return reinterpret_cast<const TI*>(sm + Ly::v + (ci % Ly::NV) * Ly::VB); };
   auto fac_of = [&](int ci) { return reinterpret_cast<float*>(sm + Ly::fac + (ci & 1) * Ly::FB); };
   auto pd_of = [&](int ci) { return reinterpret_cast<float*>(sm + Ly::pd + (ci & 1) * Ly::PB); };
+  auto bon_of = [&](int ci) { return reinterpret_cast<float*>(sm + Ly::bon + (ci & 1) * Ly::BB); };
   auto flg_of = [&](int ci) { return reinterpret_cast<int*>(sm + Ly::flg) + (ci & 1) * 8; };
   issue_qk(0);
   issue_qk(1);
@@ -206,6 +210,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       const int* fl = flg_of(ci);
       const bool split = (fl[2 * w] | fl[2 * w + 1]) != 0;
       const float* pd = pd_of(ci) + w * 2 * wg::kPairs;
+      const float* bn = bon_of(ci) + w * 32;  // (BONUS) the two halves' sums of rows 16 w..
       uint32_t pa[4][4];
 #pragma unroll
       for (int cb = 0; cb < 4; ++cb) {
@@ -220,11 +225,13 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
 #pragma unroll
         for (int x = 0; x < 8; ++x) {
           const int j = 16 * cb + 8 * (x / 4) + 2 * c + (x & 1), i = x % 4 < 2 ? i0 : i1;
-          float p = j <= i && j < L ? Pc[x] : 0.f;
-          if (split && cb == w && j <= i) {
+          const bool past = BONUS ? j < i : j <= i;
+          float p = past && j < L ? Pc[x] : 0.f;
+          if (split && cb == w && past) {
             const int pr = (i % 16) * (i % 16 + 1) / 2 + j % 16;
             p = j < L ? pd[pr] + pd[wg::kPairs + pr] : 0.f;
           }
+          if (BONUS && j == i) p = bn[i % 16] + bn[16 + i % 16];
           Pc[x] = p;
         }
         pa[cb][0] = mma::pack2<TI>(Pc[0], Pc[1]);
@@ -288,6 +295,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
                           : make_float2(0.f, 0.f);
   };
   float* tot = reinterpret_cast<float*>(sm + Ly::tot);
+  const float2 ub = BONUS ? *reinterpret_cast<const float2*>(a.u + static_cast<size_t>(h) * K + d0) : make_float2(0.f, 0.f);
   // Chunk cj's preparation in place (its Q, K landed): gv holds its log gates.
   auto prepare = [&](int cj) {
     const int64_t t0 = tb + static_cast<int64_t>(cj) * kC;
@@ -311,30 +319,54 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     if (l == 0) fl[2 * m + half] = wfar ? 1 : 0;
     asm volatile("bar.sync 2, 256;\n" ::: "memory");
     if ((fl[2 * m] | fl[2 * m + 1]) != 0) {
-      // P_ij = scale sum_d q_id k_jd exp(G_id - G_jd), j <= i in block m, j < L: this warp's 64 keys
-      // (each thread reads only its own keys' q, k: the rewrite below needs no barrier).
+      // P_ij = scale sum_d q_id k_jd exp(Gq_id - G_jd), j <= i (BONUS: j < i) in block m, j < L: this
+      // warp's 64 keys (each thread reads only its own keys' q, k: the rewrite below needs no barrier).
       float* pd = pd_of(cj) + (m * 2 + half) * wg::kPairs;
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
+      for (int i = BONUS ? 1 : 0; i < 16; ++i) {
         const float2 qi = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(Qs + wg::sw(16 * m + i, d0)));
+        const float2 gq = gv[BONUS ? i - 1 : i];
 #pragma unroll
-        for (int j = 0; j <= i; ++j) {
+        for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
           const float2 kj = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(Ks + wg::sw(16 * m + j, d0)));
-          float x = 16 * m + j < L ? qi.x * kj.x * expf(gv[i].x - gv[j].x) + qi.y * kj.y * expf(gv[i].y - gv[j].y) : 0.f;
+          float x = 16 * m + j < L ? qi.x * kj.x * expf(gq.x - gv[j].x) + qi.y * kj.y * expf(gq.y - gv[j].y) : 0.f;
 #pragma unroll
           for (int o = 16; o > 0; o /= 2) x += __shfl_xor_sync(0xffffffffu, x, o);
           if (l == 0) pd[i * (i + 1) / 2 + j] = a.scale * x;
         }
       }
     }
-    // Qa = scale q exp(G - E_{m-1}), Kb = k exp(E_m - G) (0 past the sequence).
+    // Qa = scale q exp(Gq - E_{m-1}), Kb = k exp(E_m - G) (0 past the sequence); (BONUS) this thread's
+    // part of q_i . (u k_i) from the raw q, k.
+    float bp[16];
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
       const int i = 16 * m + r;
       uint32_t* qp = reinterpret_cast<uint32_t*>(Qs + wg::sw(i, d0));
       uint32_t* kp2 = reinterpret_cast<uint32_t*>(Ks + wg::sw(i, d0));
-      *qp = mma::scale2<TI>(*qp, a.scale * expf(gv[r].x), a.scale * expf(gv[r].y));
-      *kp2 = i < L ? mma::scale2<TI>(*kp2, expf(T.x - gv[r].x), expf(T.y - gv[r].y)) : 0u;
+      const uint32_t q2 = *qp, k2 = *kp2;
+      if constexpr (BONUS) {
+        const float2 qf = mma::unpack2<TI>(q2), kf = mma::unpack2<TI>(k2);
+        bp[r] = qf.x * ub.x * kf.x + qf.y * ub.y * kf.y;
+      }
+      const float2 gq = BONUS ? (r > 0 ? gv[r - 1] : make_float2(0.f, 0.f)) : gv[r];
+      *qp = mma::scale2<TI>(q2, a.scale * expf(gq.x), a.scale * expf(gq.y));
+      *kp2 = i < L ? mma::scale2<TI>(k2, expf(T.x - gv[r].x), expf(T.y - gv[r].y)) : 0u;
+    }
+    if constexpr (BONUS) {
+      // The warp's sums of bp, reduced and scattered: lane l ends with row (l / 2) % 16's.
+#pragma unroll
+      for (int st2 = 0; st2 < 4; ++st2) {
+        const int nh = 8 >> st2, bit = 16 >> st2;
+        const bool up = (l & bit) != 0;
+#pragma unroll
+        for (int k2 = 0; k2 < nh; ++k2) {
+          const float send = up ? bp[k2] : bp[k2 + nh], keep = up ? bp[k2 + nh] : bp[k2];
+          bp[k2] = keep + __shfl_xor_sync(0xffffffffu, send, bit);
+        }
+      }
+      bp[0] += __shfl_xor_sync(0xffffffffu, bp[0], 1);
+      if (l % 2 == 0) bon_of(cj)[(2 * m + half) * 16 + (l / 2) % 16] = a.scale * bp[0];
     }
     // The factor table from the blocks' totals T_b: exponents E[x] - E[y] (E[b + 1] = E_b = T_0 + .. + T_b,
     // E[0] = E_-1 = 0) as sums of the totals between (no cancellation of large E): rows m, m + 4, ..
