@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Short device run for the fused per-key forward (tc_key_wg, src/ops/decay_attn/cuda/chunk_key_wg.cuh;
+# LRNN_DA_KEY_WG=0 turns it off): the decay_attn and C ABI tests with the default kernels, an A/B of
+# the GLA and RWKV-6 benchmark rows with it on and off (alternating processes), then memcheck and
+# racecheck of one GLA and one RWKV-6 case, in that order (the most important first: a run cut short
+# by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
+# (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
+#   bash scripts/gpu/key_check.sh [pack name (default gpu)]
+# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops.
+set -u
+cd "$(dirname "$0")/../.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+name=${1:-gpu}
+tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first"; exit 1; }
+pk=$PWD/.carry/$name
+export LD_LIBRARY_PATH=$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=$PATH:/usr/local/cuda/bin
+[ -d .carry/py ] || [ ! -e .carry/py.tar.xz ] || tar -C .carry -xJf .carry/py.tar.xz
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+t0=$(date +%s)
+step() {  # step <label> <log> <command...>
+  local label=$1 log=$2 t
+  shift 2
+  t=$(date +%s)
+  "$@" >"$out/$log" 2>&1
+  echo "$label: exit $? in $(( $(date +%s) - t )) s; OK $(grep -c '^\[       OK \]' "$out/$log")"
+  grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
+  grep -E 'Failure|FAIL |rror|max_abs|rms' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -30
+}
+step "decay_attn + C ABI" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
+export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+i=0
+for kw in ${AB:-1 0 1}; do
+  i=$(( i + 1 ))
+  t=$(date +%s)
+  LRNN_DA_KEY_WG=$kw timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
+    --only "${ONLY:-lrnn_gla,lrnn_rwkv6,lrnn_simple_gla}" --out "$out/ab$i" >"$out/ab$i.log" 2>&1
+  echo "bench process $i (LRNN_DA_KEY_WG=$kw): exit $? in $(( $(date +%s) - t )) s"
+  python3 - "$out/ab$i/bench.json" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:  # noqa: BLE001
+    print(f"  no results ({e})"); sys.exit(0)
+print(f"  copy {r.get('copy_bw_GBps', 0):.0f} GB/s")
+for x in r["rows"]:
+    if x.get("fwd_ms") is None: continue
+    print("  %-18s %dx%-6d fwd %.4f fwd+bwd %.4f fwd floor %.3f %s" % (x.get("op"), x.get("B", 0), x.get("T", 0), x["fwd_ms"],
+          x.get("fwdbwd_ms") or 0, x.get("fwd_floor_frac") or 0, (x.get("status", "") + " " + x.get("error", ""))[:60]))
+PY
+done
+cases='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128'
+step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
+step "racecheck" racecheck.log timeout 200 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 \
+  "$pk/lrnn_tests" --gtest_filter="${RC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128}"
+echo "total $(( $(date +%s) - t0 )) s"
