@@ -2471,16 +2471,18 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
   return 0;
 }
 
-// LRNN_DA_KEY_WG, the fused per-key forward's switch (tc_key_wg): 0 off (key_prep + the sweep), unset or
-// 1 on where it runs: GLA's or RWKV-6's gates (no input scale), bf16, K = V tile = 128, one segment per
+// LRNN_DA_KEY_WG, the fused per-key forward's switch (tc_key_wg): 0 off (key_prep + the sweep), 1 on
+// where it runs: GLA's or RWKV-6's gates (no input scale), bf16, K = V tile = 128, one segment per
 // sequence (the sweep's plan: the backward then needs no forward context), a Hopper GPU with its sm_90a
-// code, LRNN_DA_WG not 0, its shared memory and tensor maps. Read per call (tests switch it).
+// code, LRNN_DA_WG not 0, its shared memory and tensor maps. Unset: kKeyWgDefault (off until a device
+// run has checked it). Read per call (tests switch it).
+constexpr bool kKeyWgDefault = false;
 template <typename TI, int K, int VT>
 int key_pass_wg(const core_args& a, const fwd_out& o) {
   if constexpr (VT == 128 && K == 128 && std::is_same_v<TI, __nv_bfloat16>) {
     const char* e = getenv("LRNN_DA_KEY_WG");
     wg::maps mp;
-    if ((e && e[0] == '0') || a.b || !wg_kernel_loads<TI, K, false>() || wg_switch() == '0' ||
+    if (!(e ? e[0] == '1' : kKeyWgDefault) || a.b || !wg_kernel_loads<TI, K, false>() || wg_switch() == '0' ||
         wg::key_lay<K>::total > smem_limit() || fwd_cfg<TI, K, VT, false, true>::plan(a).nseg != 1 ||
         !wg_maps_for<TI>(a, o, mp, false))
       return -1;
