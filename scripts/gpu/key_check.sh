@@ -6,7 +6,8 @@
 # by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
-# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops.
+# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops;
+# TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck.
 set -u
 cd "$(dirname "$0")/../.."
 out=${OUT:-gpu-out}
@@ -28,7 +29,7 @@ step() {  # step <label> <log> <command...>
   grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
   grep -E 'Failure|FAIL |rror|max_abs|rms' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -30
 }
-step "decay_attn + C ABI" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter='decay_attn_cuda*:capi*'
+step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-decay_attn_cuda*:capi*}"
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 i=0
 for kw in ${AB:-1 0 1}; do
@@ -50,6 +51,7 @@ for x in r["rows"]:
           x.get("fwdbwd_ms") or 0, x.get("fwd_floor_frac") or 0, (x.get("status", "") + " " + x.get("error", ""))[:60]))
 PY
 done
+[ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 cases='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128'
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
 step "racecheck" racecheck.log timeout 200 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 \
