@@ -9,26 +9,8 @@
 # AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck.
 set -u
-cd "$(dirname "$0")/../.."
-out=${OUT:-gpu-out}
-mkdir -p "$out"
-name=${1:-gpu}
-tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first"; exit 1; }
-pk=$PWD/.carry/$name
-export LD_LIBRARY_PATH=$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export PATH=$PATH:/usr/local/cuda/bin
-[ -d .carry/py ] || [ ! -e .carry/py.tar.xz ] || tar -C .carry -xJf .carry/py.tar.xz
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
-t0=$(date +%s)
-step() {  # step <label> <log> <command...>
-  local label=$1 log=$2 t
-  shift 2
-  t=$(date +%s)
-  "$@" >"$out/$log" 2>&1
-  echo "$label: exit $? in $(( $(date +%s) - t )) s; OK $(grep -c '^\[       OK \]' "$out/$log")"
-  grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
-  grep -E 'Failure|FAIL |rror|max_abs|rms' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -30
-}
+# shellcheck source=scripts/gpu/common.sh
+source "$(dirname "$0")/common.sh" "${1:-gpu}"
 step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-decay_attn_cuda*:capi*}"
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 i=0

@@ -14,28 +14,9 @@
 # LRNN_DA_WG=s, no racecheck.
 # Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
 set -u
-cd "$(dirname "$0")/../.."
-out=${OUT:-gpu-out}
-mkdir -p "$out"
-name=${1:-gpu}
-tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first"; exit 1; }
-pk=$PWD/.carry/$name
-export LD_LIBRARY_PATH=$pk/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export PATH=$PATH:/usr/local/cuda/bin
-# The Python peers may come as one archive (the 64 MiB carry limit): .carry/py.tar.xz -> .carry/py.
-[ -d .carry/py ] || [ ! -e .carry/py.tar.xz ] || tar -C .carry -xJf .carry/py.tar.xz
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+# shellcheck source=scripts/gpu/common.sh
+source "$(dirname "$0")/common.sh" "${1:-gpu}"
 echo "HGMMA instructions in liblrnn.so: $(cuobjdump -sass "$pk/lib/liblrnn.so" 2>/dev/null | grep -c HGMMA)"
-t0=$(date +%s)
-step() {  # step <label> <log> <command...>: runs it, prints exit status, seconds, gtest counts and failures
-  local label=$1 log=$2 t
-  shift 2
-  t=$(date +%s)
-  "$@" >"$out/$log" 2>&1
-  echo "$label: exit $? in $(( $(date +%s) - t )) s; OK $(grep -c '^\[       OK \]' "$out/$log")"
-  grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
-  grep -E 'Failure|FAIL |rror' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -20
-}
 gpu='cuda*:*cuda*:capi*:*Cuda*:*CUDA*'
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then

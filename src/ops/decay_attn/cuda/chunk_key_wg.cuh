@@ -254,7 +254,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       wg::keep(O);
       if (mp.ost && L == kC) {
         // Whole chunk: O into the stage's Qa slabs (read by this warpgroup only, all reads done), then two
-        // TMA stores by thread 0, as tc_fwd_wg.
+        // TMA stores by thread 0, as tc_fwd_wg. (The same lines as tc_fwd_wg's stores of O: a helper for
+        // both, tried in session 16, made tc_fwd_wg<NORM> spill 12 bytes where it had none, ptxas.)
         TI* Os = const_cast<TI*>(Qs);
         __syncwarp();
 #pragma unroll
