@@ -226,7 +226,7 @@ TEST(decay_attn_cuda, forward_kernels) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
     // (LRNN_DA_WG=2 also runs the reverse segment pass on wgmma: LRNN_DA_SEG_WG=2)
     const env_scope seg_wg_env("LRNN_DA_SEG_WG", wgv[0] == '2' ? "2" : "1");
-    int64_t before[8], after[8];
+    int64_t before[9], after[9];
     ops::cuda_chunk::tc_forward_launches(before);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
@@ -263,31 +263,41 @@ TEST(decay_attn_cuda, forward_kernels) {
 // a whole last chunk (TMA stores of O) and partial ones, two V tiles, a packed batch with empty and
 // one-token sequences, strong decay (every 16-row block split: P's diagonal blocks from the pairwise
 // sums) and log gates uniform in [-5.5, 0] (about half the blocks split), also with the threads' own
-// stores of O (LRNN_DA_WG=1). The launch counts show which kernel ran.
+// stores of O (LRNN_DA_WG=1); and with forced segments (3 per sequence: the segment pass tc_seg_key_wg,
+// empty trailing segments). The launch counts show which kernels ran.
 TEST(decay_attn_cuda, key_forward_kernels) {
 #ifndef LRNN_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const bool wg = ops::cuda_chunk::tc_forward_wg_available();
-  const std::pair<const char*, const char*> modes[] = {{"1", "2"}, {"1", "1"}, {"0", "2"}};
-  for (const auto& [kw, wgv] : modes) {
+  struct mode {
+    const char *kw, *wgv, *segs;
+  };
+  for (const mode& md : {mode{"1", "2", "1"}, mode{"1", "1", "1"}, mode{"0", "2", "1"}, mode{"1", "2", "3"}}) {
+    const char *kw = md.kw, *wgv = md.wgv;
     const env_scope key_env("LRNN_DA_KEY_WG", kw);
     const env_scope wg_env("LRNN_DA_WG", wgv);
+    const env_scope seg_env("LRNN_DA_SEGMENTS", md.segs);
     for (variant v : {variant::gla, variant::rwkv6}) {
-      int64_t before[8], after[8];
+      int64_t before[9], after[9];
       ops::cuda_chunk::tc_forward_launches(before);
       for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 128, 128, 128, false, 1.0, 3),
                                sized(v, 1, 257, 128, 256, true, 1.0, 1), sized(v, 1, 300, 128, 128, true, 50.0, 2),
                                sized(v, 1, 300, 128, 128, true, 5.5, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
         const auto rep = run_op_case(cuda_family(), c);
-        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " " << da::variant_name(v) << " " << c.name
-                                << ": " << rep.summary();
+        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " segments " << md.segs << " "
+                                << da::variant_name(v) << " " << c.name << ": " << rep.summary();
       }
       ops::cuda_chunk::tc_forward_launches(after);
-      const int64_t fused = after[7] - before[7];
-      if (wg && kw[0] == '1') EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
-      else EXPECT_EQ(fused, 0) << da::variant_name(v) << " LRNN_DA_KEY_WG=" << kw;
+      const int64_t fused = after[7] - before[7], seg = after[8] - before[8];
+      if (wg && kw[0] == '1') {
+        EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
+        if (md.segs[0] == '3') EXPECT_GT(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg did not run with segments";
+        else EXPECT_EQ(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg ran without segments";
+      } else {
+        EXPECT_EQ(fused + seg, 0) << da::variant_name(v) << " LRNN_DA_KEY_WG=" << kw;
+      }
     }
   }
 #endif

@@ -91,26 +91,26 @@ __device__ __forceinline__ void a_scaled(uint32_t (&A)[K / 16][4], const TI* Qs,
   }
 }
 
-// A state warpgroup's chunk with per-key gates: S = Diag(es) S + Kd^T V issued (one commit group),
-// Kd = Kb with rows of 16-row block kk scaled per key d by fk[kk K + d] (exp(E_3 - E_kk)), es = fk[4 K
-// + d] (exp(E_3)): as state_issue, the factors per fragment row instead of per token.
-template <typename TI, int K>
-__device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, const TI* Vs, const float* fk, int hh) {
-  const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, g = l / 4;
-  const int dr = 64 * hh + 16 * w + g;  // this thread's fragment rows dr, dr + 8
+// A state warpgroup's chunk with per-key gates: S = Diag(e) S + Kd^T V issued (one commit group), Kd =
+// Kb with rows of 16-row block kk scaled per key by exp(E_3 - E_kk), e = exp(E_3): as state_issue, the
+// factors per fragment row instead of per token: f0, f1 for this thread's rows dr = 64 hh + 16 w + l / 4
+// and dr + 8 ([kk] Kd's, [4] e).
+template <typename TI>
+__device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, const TI* Vs, const float (&f0)[5], const float (&f1)[5],
+                                                int hh) {
+  const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4;
   uint32_t fa[4][4];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     const int m = l / 8, j = 16 * kk + 8 * (m / 2) + l % 8, d0 = 64 * hh + 16 * w + 8 * (m % 2);
     mma::ldsm4t(fa[kk], Ks + sw(j, d0));
-    const float f0 = fk[kk * K + dr], f1 = fk[kk * K + dr + 8];
-    fa[kk][0] = mma::scale2<TI>(fa[kk][0], f0, f0);
-    fa[kk][1] = mma::scale2<TI>(fa[kk][1], f1, f1);
-    fa[kk][2] = mma::scale2<TI>(fa[kk][2], f0, f0);
-    fa[kk][3] = mma::scale2<TI>(fa[kk][3], f1, f1);
+    fa[kk][0] = mma::scale2<TI>(fa[kk][0], f0[kk], f0[kk]);
+    fa[kk][1] = mma::scale2<TI>(fa[kk][1], f1[kk], f1[kk]);
+    fa[kk][2] = mma::scale2<TI>(fa[kk][2], f0[kk], f0[kk]);
+    fa[kk][3] = mma::scale2<TI>(fa[kk][3], f1[kk], f1[kk]);
     keep(fa[kk]);
   }
-  const float e0 = fk[4 * K + dr], e1 = fk[4 * K + dr + 8];
+  const float e0 = f0[4], e1 = f1[4];
 #pragma unroll
   for (int t = 0; t < 16; ++t) S[4 * t] *= e0, S[4 * t + 1] *= e0, S[4 * t + 2] *= e1, S[4 * t + 3] *= e1;
   keep(S);
@@ -127,15 +127,17 @@ __device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, co
 // before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
 template <typename TI, int K, bool BONUS>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
-    tc_key_wg(core_args a, fwd_out out, const __grid_constant__ wg::maps mp) {
+    tc_key_wg(core_args a, fwd_out out, seg_io sg, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(K == 128, "two state warpgroups: a key pair per thread and 16-row block");
   using Ly = wg::key_lay<K>;
   constexpr int NT = wg_threads<K>;
   extern __shared__ __align__(128) unsigned char sm_raw[];
   unsigned char* sm = sm_raw + ((1024 - (mma::smem_u32(sm_raw) & 1023)) & 1023);
-  const int n = blockIdx.z, h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H, Vin = a.Vin;
-  const int64_t tb = a.offsets[n], te = a.offsets[n + 1];
+  const seg_range sr = seg_of(a, sg);
+  if (sr.s > 0 && sr.tb >= sr.se) return;
+  const int n = sr.n, h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H, Vin = a.Vin;
+  const int64_t tb = sr.tb, te = sr.te;
   const size_t srow = (static_cast<size_t>(n) * H + h) * K;
   const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4;
   const bool state_wg = warp >= 4;
@@ -405,8 +407,11 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   };
   float S[64];
   {
-    const float* st0 = a.s0;
-    wg::for_each_state(hh, [&](int x, int d, int col) { S[x] = st0 ? st0[srow * Vin + v0 + static_cast<size_t>(d) * Vin + col] : 0.f; });
+    // (segment s > 0 starts from the state the segment passes left in sg.buf)
+    const float* st0 = sr.s == 0 ? a.s0 : sg.buf + seg_off(a, sg, sr.n, sr.s - 1, h);
+    const int64_t ld = sr.s == 0 ? Vin : a.V;
+    const size_t base = sr.s == 0 ? srow * Vin + v0 : v0;
+    wg::for_each_state(hh, [&](int x, int d, int col) { S[x] = st0 ? st0[base + d * ld + col] : 0.f; });
     auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
     TI* dst = sbuf + Ly::SBB / 2;  // copy 1: the state before chunk 0
 #pragma unroll
@@ -426,7 +431,14 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   for (int ci = 0; ci < nch; ++ci) {
     sync_issue(ci);
     wait_v(ci);
-    wg::state_issue_key<TI, K>(S, Ks_of(ci), Vs_of(ci), fac_of(ci) + wg::kfK * K, hh);
+    {
+      const float* fk = fac_of(ci) + wg::kfK * K;
+      const int dr = 64 * hh + 16 * w + g;
+      float f0[5], f1[5];
+#pragma unroll
+      for (int x = 0; x < 5; ++x) f0[x] = fk[x * K + dr], f1[x] = fk[x * K + dr + 8];
+      wg::state_issue_key<TI>(S, Ks_of(ci), Vs_of(ci), f0, f1, hh);
+    }
     wg::wait0();
     wg::keep(S);
     {
@@ -446,6 +458,120 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       if (ci + 2 < nch) load_g(ci + 2);
     }
   }
-  if (out.sf) wg::for_each_state(hh, [&](int x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = S[x]; });
+  if (out.sf && te == sr.se) wg::for_each_state(hh, [&](int x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = S[x]; });
+#endif
+}
+
+// The forward-direction segment pass for tc_key_wg (per-key gates on wgmma, gating in the CTA): per
+// (segment, head, 128-column V tile), every segment but the last, the state the segment hands on from a
+// zero start into sg.buf and its decay per key exp(sum of its log gates) into sg.decay [N, nseg, H, K]
+// (seg_scan then chains them). Two state warpgroups as tc_key_wg's, no warpgroup 0: per chunk K and V by
+// TMA (four stages), the log gates in registers a chunk ahead, then in place Kb = k exp(E_m - G) (thread
+// (16-row block m, key pair)), the blocks' totals through shared memory, and S = Diag(exp(E_3)) S + Kd^T V
+// with each thread's factors for its own fragment rows formed from the totals.
+namespace wg {
+template <int K>
+struct seg_key_lay {
+  static constexpr size_t KB = kC * K * 2, VB = kC * 128 * 2;
+  static constexpr int NS = 4;
+  static constexpr size_t stage = KB + VB;  // K at 0, V at KB
+  static constexpr size_t tot = NS * stage;
+  static constexpr size_t bars = tot + 4 * K * 4;
+  static constexpr size_t total = bars + 8 * NS + 1024;
+  static_assert(stage % 1024 == 0 && KB % 1024 == 0, "swizzled tiles need 1024-byte alignment");
+};
+}  // namespace wg
+
+template <typename TI, int K>
+__global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, seg_io sg, const __grid_constant__ wg::maps mp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(K == 128, "a key pair per thread and 16-row block");
+  using Ly = wg::seg_key_lay<K>;
+  constexpr int NT = 128 * (K / 64);
+  extern __shared__ __align__(128) unsigned char sm_raw[];
+  unsigned char* sm = sm_raw + ((1024 - (mma::smem_u32(sm_raw) & 1023)) & 1023);
+  const seg_range sr = seg_of(a, sg);
+  if (sr.s == sg.nseg - 1) return;  // (nobody starts from the last segment's state)
+  const int h = blockIdx.y, v0 = blockIdx.x * 128, H = a.H;
+  const int tid = threadIdx.x, warp = tid / 32, w = warp % 4, l = tid % 32, g = l / 4, c = l % 4, hh = warp / 4;
+  const int m = tid / (K / 2), kp = tid % (K / 2), d0 = 2 * kp;
+  const int64_t tb = sr.tb, te = sr.te;
+  const int nch = static_cast<int>((te - tb + kC - 1) / kC);
+  const uint32_t smb = mma::smem_u32(sm), bar0 = smb + static_cast<uint32_t>(Ly::bars);
+  float* tot = reinterpret_cast<float*>(sm + Ly::tot);
+  if (tid == 0) wg::init_bars(bar0, Ly::NS);
+  __syncthreads();
+  auto issue = [&](int it) {
+    if (tid != 0 || it >= nch) return;
+    const uint32_t st = smb + static_cast<uint32_t>((it % Ly::NS) * Ly::stage), bar = bar0 + 8 * (it % Ly::NS);
+    const int t0 = static_cast<int>(tb + static_cast<int64_t>(it) * kC);
+    wg::mbar_expect(bar, static_cast<uint32_t>(Ly::stage));
+#pragma unroll
+    for (int s2 = 0; s2 < K / 64; ++s2) wg::tma3(st + 8192 * s2, &mp.k, 64 * s2, h, t0, bar);
+    wg::tma3(st + static_cast<uint32_t>(Ly::KB), &mp.v, v0, h, t0, bar);
+    wg::tma3(st + static_cast<uint32_t>(Ly::KB) + 8192, &mp.v, v0 + 64, h, t0, bar);
+  };
+#pragma unroll
+  for (int i = 0; i < Ly::NS - 1; ++i) issue(i);
+  float2 gv[16];
+  auto load_g = [&](int cj) {
+    const int64_t t0 = tb + static_cast<int64_t>(cj) * kC + 16 * m;
+#pragma unroll
+    for (int r = 0; r < 16; ++r)
+      gv[r] = t0 + r < te ? __ldg(reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0 + r) * H + h) * K + d0))
+                          : make_float2(0.f, 0.f);
+  };
+  if (nch > 0) load_g(0);
+  float S[64];
+#pragma unroll
+  for (int x = 0; x < 64; ++x) S[x] = 0.f;
+  const int dr = 64 * hh + 16 * w + g;  // this thread's fragment rows dr, dr + 8
+  double ls0 = 0.0, ls1 = 0.0;           // the segment's log decay of keys dr, dr + 8
+  for (int it = 0; it < nch; ++it) {
+    wg::mbar_wait(bar0 + 8 * (it % Ly::NS), (it / Ly::NS) & 1);
+    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (every warp is done with iteration it - 1)
+    issue(it + Ly::NS - 1);
+    const int64_t t0 = tb + static_cast<int64_t>(it) * kC;
+    const int L = rows_left(te - t0);
+    TI* Ks = reinterpret_cast<TI*>(sm + (it % Ly::NS) * Ly::stage);
+    const TI* Vs = reinterpret_cast<const TI*>(sm + (it % Ly::NS) * Ly::stage + Ly::KB);
+    // Kb in place (0 past the segment), the block's totals.
+    float2 acc = make_float2(0.f, 0.f);
+#pragma unroll
+    for (int r = 0; r < 16; ++r) acc.x += gv[r].x, acc.y += gv[r].y, gv[r] = acc;
+    *reinterpret_cast<float2*>(tot + m * K + d0) = acc;
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      const int i = 16 * m + r;
+      uint32_t* kq = reinterpret_cast<uint32_t*>(Ks + wg::sw(i, d0));
+      *kq = i < L ? mma::scale2<TI>(*kq, expf(acc.x - gv[r].x), expf(acc.y - gv[r].y)) : 0u;
+    }
+    if (it + 1 < nch) load_g(it + 1);
+    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (Kb and the totals complete)
+    // This thread's factors: exp(E_3 - E_cb) = exp(T_{cb+1} + .. + T_3), exp(E_3).
+    float f0[5], f1[5];
+    {
+      float t0r[4], t1r[4];
+#pragma unroll
+      for (int b = 0; b < 4; ++b) t0r[b] = tot[b * K + dr], t1r[b] = tot[b * K + dr + 8];
+      float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+      for (int cb = 3; cb >= 0; --cb) {
+        f0[cb] = expf(s0), f1[cb] = expf(s1);
+        s0 += t0r[cb], s1 += t1r[cb];
+      }
+      f0[4] = expf(s0), f1[4] = expf(s1);
+      ls0 += static_cast<double>(s0), ls1 += static_cast<double>(s1);
+    }
+    wg::state_issue_key<TI>(S, Ks, Vs, f0, f1, hh);
+    wg::wait0();
+    wg::keep(S);
+  }
+  float* dst = sg.buf + seg_off(a, sg, sr.n, sr.s, h);
+  wg::for_each_state(hh, [&](int x, int d, int col) { dst[static_cast<size_t>(d) * a.V + v0 + col] = S[x]; });
+  if (blockIdx.x == 0 && c == 0) {
+    float* dec = sg.decay + ((static_cast<size_t>(sr.n) * sg.nseg + sr.s) * H + h) * K;
+    dec[dr] = static_cast<float>(exp(ls0)), dec[dr + 8] = static_cast<float>(exp(ls1));
+  }
 #endif
 }

@@ -2180,7 +2180,7 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
 template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg);
 // Per kind, the launches of the forward and the segment passes (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[8];
+std::atomic<int64_t> fwd_launches[9];
 
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
@@ -2472,10 +2472,11 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 }
 
 // LRNN_DA_KEY_WG, the fused per-key forward's switch (tc_key_wg): 0 off (key_prep + the sweep), 1 on
-// where it runs: GLA's or RWKV-6's gates (no input scale), bf16, K = V tile = 128, one segment per
-// sequence (the sweep's plan: the backward then needs no forward context), a Hopper GPU with its sm_90a
-// code, LRNN_DA_WG not 0, its shared memory and tensor maps. Unset: kKeyWgDefault (off until a device
-// run has checked it). Read per call (tests switch it).
+// where it runs: GLA's or RWKV-6's gates (no input scale), bf16, K = V tile = 128, a Hopper GPU with its
+// sm_90a code, LRNN_DA_WG not 0, its shared memory and tensor maps. Segments as the mma.sync per-key
+// forward's plan (what fwd_out::seg_ctx holds for the backward): their states from tc_seg_key_wg (the
+// gating in the CTA too) and seg_scan. Unset: kKeyWgDefault (off until a device run has checked it).
+// Read per call (tests switch it).
 constexpr bool kKeyWgDefault = false;
 template <typename TI, int K, int VT>
 int key_pass_wg(const core_args& a, const fwd_out& o) {
@@ -2483,13 +2484,24 @@ int key_pass_wg(const core_args& a, const fwd_out& o) {
     const char* e = getenv("LRNN_DA_KEY_WG");
     wg::maps mp;
     if (!(e ? e[0] == '1' : kKeyWgDefault) || a.b || !wg_kernel_loads<TI, K, false>() || wg_switch() == '0' ||
-        wg::key_lay<K>::total > smem_limit() || fwd_cfg<TI, K, VT, false, true>::plan(a).nseg != 1 ||
-        !wg_maps_for<TI>(a, o, mp, false))
+        wg::key_lay<K>::total > smem_limit() || wg::seg_key_lay<K>::total > smem_limit() || !wg_maps_for<TI>(a, o, mp, false))
       return -1;
+    seg_io sg = fwd_cfg<TI, K, VT, false, true>::plan(a);
+    scratch_scope sc;
+    if (int err = segment_buffers(a, sg, sc, false, o.seg_ctx)) return err;
+    if (sg.nseg > 1 && !(o.seg_ctx && o.seg_ready)) {
+      constexpr size_t sbytes = wg::seg_key_lay<K>::total;
+      auto skern = tc_seg_key_wg<TI, K>;
+      if (int err = tc_smem(skern, sbytes)) return err;
+      skern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), 128 * (K / 64), sbytes, launch_stream()>>>(a, sg, mp);
+      ++fwd_launches[8];
+      const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
+      seg_scan<<<static_cast<unsigned>((elems + 255) / 256), 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
+    }
     constexpr size_t bytes = wg::key_lay<K>::total;
     auto kern = a.u ? tc_key_wg<TI, K, true> : tc_key_wg<TI, K, false>;
     if (int err = tc_smem(kern, bytes)) return err;
-    kern<<<dim3(a.Vin / 128, a.H, a.N), wg_threads<K>, bytes, launch_stream()>>>(a, o, mp);
+    kern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, bytes, launch_stream()>>>(a, o, sg, mp);
     ++fwd_launches[7];
     return static_cast<int>(cudaGetLastError());
   } else {
@@ -2675,8 +2687,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[8]) {
-  for (int i = 0; i < 8; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[9]) {
+  for (int i = 0; i < 9; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }
