@@ -121,6 +121,14 @@ __device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, co
   commit();
 }
 
+// The log gates of 16 rows from token t0 (0 from te on), keys d0, d0 + 1, into registers.
+__device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a, int64_t t0, int64_t te, int h, int d0) {
+#pragma unroll
+  for (int r = 0; r < 16; ++r)
+    gv[r] = t0 + r < te ? __ldg(reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0 + r) * a.H + h) * a.K + d0))
+                        : make_float2(0.f, 0.f);
+}
+
 }  // namespace wg
 
 // BONUS: RWKV-6 (a.u: P_ii = scale q_i . (u k_i), P_ij for j < i with Gq_i = G_{i-1}: Qa from the row
@@ -290,13 +298,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   // ---- the state warpgroups ----
   const int st = tid - 128, m = st / (K / 2), kp = st % (K / 2), d0 = 2 * kp, half = kp / 32;
   float2 gv[16];  // log gates of rows 16 m.. of the next chunk to prepare, keys d0, d0 + 1 (0 past the sequence)
-  auto load_g = [&](int cj) {
-    const int64_t t0 = tb + static_cast<int64_t>(cj) * kC + 16 * m;
-#pragma unroll
-    for (int r = 0; r < 16; ++r)
-      gv[r] = t0 + r < te ? __ldg(reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0 + r) * H + h) * K + d0))
-                          : make_float2(0.f, 0.f);
-  };
+  auto load_g = [&](int cj) { wg::load_gates(gv, a, tb + static_cast<int64_t>(cj) * kC + 16 * m, te, h, d0); };
   float* tot = reinterpret_cast<float*>(sm + Ly::tot);
   const float2 ub = BONUS ? *reinterpret_cast<const float2*>(a.u + static_cast<size_t>(h) * K + d0) : make_float2(0.f, 0.f);
   // Chunk cj's preparation in place (its Q, K landed): gv holds its log gates.
@@ -514,13 +516,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
 #pragma unroll
   for (int i = 0; i < Ly::NS - 1; ++i) issue(i);
   float2 gv[16];
-  auto load_g = [&](int cj) {
-    const int64_t t0 = tb + static_cast<int64_t>(cj) * kC + 16 * m;
-#pragma unroll
-    for (int r = 0; r < 16; ++r)
-      gv[r] = t0 + r < te ? __ldg(reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0 + r) * H + h) * K + d0))
-                          : make_float2(0.f, 0.f);
-  };
+  auto load_g = [&](int cj) { wg::load_gates(gv, a, tb + static_cast<int64_t>(cj) * kC + 16 * m, te, h, d0); };
   if (nch > 0) load_g(0);
   float S[64];
 #pragma unroll
