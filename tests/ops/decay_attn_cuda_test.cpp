@@ -258,8 +258,8 @@ TEST(decay_attn_cuda, forward_kernels) {
 #endif
 }
 
-// The fused per-key forward (tc_key_wg: GLA's and RWKV-6's gates, bf16, K = V tile = 128, one segment,
-// Hopper; the default there, LRNN_DA_KEY_WG=0 off) against the reference: an initial state, odd lengths,
+// The fused per-key forward (tc_key_wg: GLA's and RWKV-6's gates, bf16 / f16, K = V tile = 128, Hopper;
+// LRNN_DA_KEY_WG=1 on, 0 off) against the reference (f32 takes the SIMT path): an initial state, odd lengths,
 // a whole last chunk (TMA stores of O) and partial ones, two V tiles, a packed batch with empty and
 // one-token sequences, strong decay (every 16-row block split: P's diagonal blocks from the pairwise
 // sums) and log gates uniform in [-5.5, 0] (about half the blocks split), also with the threads' own

@@ -16,7 +16,8 @@
 //     registers (warp w = row block w; F(w, cb) = exp(E_{w-1} - E_cb) per key, 0 for cb > w), then
 //     O = Qg S_prev + P V with Qg = Qa exp(E_{w-1}) per key (A from registers), stored as tc_fwd_wg's.
 // P's diagonal block (cb = w) takes F = exp(E_{w-1} - E_w) >= 1: valid where every key's cumulative log
-// gate within the block spans at most kKeySplit (bf16 holds e^+-60). A block where some key's span is
+// gate within the block spans at most wg::key_split (bf16: kKeySplit = 60, its range holds e^+-60; f16:
+// 6, so that Qa F <= e^6 |scale q| stays far below 65504 and Kb >= e^-6 |k| normal). A block where some key's span is
 // larger is "split": its diagonal factor is 0 and the block's two state warps compute its P_ij (j <= i)
 // pairwise from the raw q, k before the rewrite (exp(G_i - G_j) per pair and key, warp sums of their 64
 // keys, two partial sums that warpgroup 0 adds).
@@ -33,6 +34,11 @@ namespace wg {
 constexpr int kKeyFR = 19, kfQ = 10, kfK = 14, kfS = 18;
 __host__ __device__ constexpr int kf_p(int rb, int cb) { return rb * (rb + 1) / 2 + cb; }
 constexpr int kPairs = 136;  // pairs j <= i of a 16-row block
+// The largest span of a key's cumulative log gate within a 16-row block on the fast path (above: split).
+template <typename TI>
+__host__ __device__ constexpr float key_split() {
+  return std::is_same_v<TI, __nv_bfloat16> ? kKeySplit : 6.f;
+}
 
 template <int K>
 struct key_lay {
@@ -319,7 +325,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     }
     const float2 T = gv[15];
     *reinterpret_cast<float2*>(tot + m * K + d0) = T;
-    const bool far = hi.x - lo.x > kKeySplit || hi.y - lo.y > kKeySplit;
+    const bool far = hi.x - lo.x > wg::key_split<TI>() || hi.y - lo.y > wg::key_split<TI>();
     const bool wfar = __any_sync(0xffffffffu, far);
     if (l == 0) fl[2 * m + half] = wfar ? 1 : 0;
     asm volatile("bar.sync 2, 256;\n" ::: "memory");

@@ -2472,7 +2472,7 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 }
 
 // LRNN_DA_KEY_WG, the fused per-key forward's switch (tc_key_wg): 0 off (key_prep + the sweep), 1 on
-// where it runs: GLA's or RWKV-6's gates (no input scale), bf16, K = V tile = 128, a Hopper GPU with its
+// where it runs: GLA's or RWKV-6's gates (no input scale), bf16 or f16, K = V tile = 128, a Hopper GPU with its
 // sm_90a code, LRNN_DA_WG not 0, its shared memory and tensor maps. Segments as the mma.sync per-key
 // forward's plan (what fwd_out::seg_ctx holds for the backward): their states from tc_seg_key_wg (the
 // gating in the CTA too) and seg_scan. Unset: kKeyWgDefault (off until a device run has checked it).
@@ -2480,7 +2480,7 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 constexpr bool kKeyWgDefault = false;
 template <typename TI, int K, int VT>
 int key_pass_wg(const core_args& a, const fwd_out& o) {
-  if constexpr (VT == 128 && K == 128 && std::is_same_v<TI, __nv_bfloat16>) {
+  if constexpr (VT == 128 && K == 128) {
     const char* e = getenv("LRNN_DA_KEY_WG");
     wg::maps mp;
     if (!(e ? e[0] == '1' : kKeyWgDefault) || a.b || !wg_kernel_loads<TI, K, false>() || wg_switch() == '0' ||
