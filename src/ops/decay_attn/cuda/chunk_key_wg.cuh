@@ -1,10 +1,11 @@
-// Hopper (sm_90a) forward of the per-key gates (GLA: log gates g [tokens, H, K], no bonus, no input
-// scale) on warpgroup MMA with the gating inside the CTA: part of chunk_tc.cu, included there after
+// Hopper (sm_90a) forward of the per-key gates (log gates g [tokens, H, K]: GLA, and RWKV-6 with its
+// bonus; no input scale) on warpgroup MMA with the gating inside the CTA: part of chunk_tc.cu, included there after
 // key_prep (it uses the wg:: helpers of chunk_wg.cuh, kKeySplit and the gate-mode types). Where it
 // runs, key_prep's round trip of Qa, Kb and the factor table through HBM is gone: the CTA reads q, k,
 // v, g once and writes o (src/ops/decay_attn/README.md, "CUDA", per-key forward on wgmma).
 //
-// One CTA per (sequence, head, 128-column V tile), K = 128, 1 + K / 64 warpgroups, chunks of 64 rows
+// One CTA per (sequence or segment, head, 128-column V tile), K = 128, 1 + K / 64 warpgroups (a segment
+// starts from the state tc_seg_key_wg and seg_scan left, end of file), chunks of 64 rows
 // in 16-row blocks m (E_m: the cumulative log gate per key at the block's last row, E_-1 = 0):
 //   the state warpgroups, per chunk ci: S = Diag(exp(E_3)) S + Kd^T V, Kd = Kb scaled per (key, 16-row
 //     block cb) by exp(E_3 - E_cb) (wg::state_issue's fragments, factors per fragment row); then they
@@ -16,9 +17,9 @@
 //     registers (warp w = row block w; F(w, cb) = exp(E_{w-1} - E_cb) per key, 0 for cb > w), then
 //     O = Qg S_prev + P V with Qg = Qa exp(E_{w-1}) per key (A from registers), stored as tc_fwd_wg's.
 // P's diagonal block (cb = w) takes F = exp(E_{w-1} - E_w) >= 1: valid where every key's cumulative log
-// gate within the block spans at most wg::key_split (bf16: kKeySplit = 60, its range holds e^+-60; f16:
-// 6, so that Qa F <= e^6 |scale q| stays far below 65504 and Kb >= e^-6 |k| normal). A block where some key's span is
-// larger is "split": its diagonal factor is 0 and the block's two state warps compute its P_ij (j <= i)
+// gate within the block spans at most wg::key_split (bf16: kKeySplit = 60, its range holds e^+-60;
+// f16: 6, so that Qa F <= e^6 |scale q| stays far below 65504 and Kb >= e^-6 |k| is normal). A block
+// where some key's span is larger is "split": its diagonal factor is 0 and the block's two state warps compute its P_ij (j <= i)
 // pairwise from the raw q, k before the rewrite (exp(G_i - G_j) per pair and key, warp sums of their 64
 // keys, two partial sums that warpgroup 0 adds).
 // Shared memory: three stages of {Q, K} (swizzled slabs as tc_fwd_wg's, rewritten as Qa, Kb), two

@@ -2182,6 +2182,12 @@ int seg_pass_wg(const core_args& a, const seg_io& sg);
 // Per kind, the launches of the forward and the segment passes (tc_forward_launches).
 std::atomic<int64_t> fwd_launches[9];
 
+// seg_scan over every state element (init / ninit: the first segment's, fwd: the forward chain).
+void scan_segments(const core_args& a, const seg_io& sg, const float* init, const float* ninit, bool fwd) {
+  const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
+  seg_scan<<<static_cast<unsigned>((elems + 255) / 256), 256, 0, launch_stream()>>>(a, sg, init, ninit, fwd);
+}
+
 // The segment passes: forward (fwd), and with io (the backward) the reverse one (rev).
 template <typename TI, int K, int VT, bool KEY = false, bool NORM = false>
 int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const key_io& kio = {}, bool fwd = true,
@@ -2189,8 +2195,6 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   if (sg_in.nseg == 1) return 0;
   seg_io sg = sg_in;
   const dim3 grid(a.Vin / VT, a.H, a.N * sg.nseg);
-  const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
-  const unsigned sblocks = static_cast<unsigned>((elems + 255) / 256);
   // One direction's pass: on wgmma where it runs, else tc_seg (launch counts [3] / [5]).
   auto pass = [&](auto dir, const core_args& x) -> int {
     constexpr bool F = decltype(dir)::value;
@@ -2206,14 +2210,14 @@ int seg_passes(const core_args& a, const seg_io& sg_in, const bwd_io* io, const 
   };
   if (fwd) {
     if (int e = pass(std::true_type{}, a)) return e;
-    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
+    scan_segments(a, sg, a.s0, a.n0, true);
   }
   if (io && rev) {
     core_args r = a;
     r.k = a.q, r.v = io->d_o;  // the reverse pass reads q and d_o through the loader's k and v slots
     sg.dn = io->dn;
     if (int e = pass(std::false_type{}, r)) return e;
-    seg_scan<<<sblocks, 256, 0, launch_stream()>>>(a, sg, io->dsf, io->dnf, false);
+    scan_segments(a, sg, io->dsf, io->dnf, false);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -2495,8 +2499,7 @@ int key_pass_wg(const core_args& a, const fwd_out& o) {
       if (int err = tc_smem(skern, sbytes)) return err;
       skern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), 128 * (K / 64), sbytes, launch_stream()>>>(a, sg, mp);
       ++fwd_launches[8];
-      const int64_t elems = static_cast<int64_t>(a.N) * a.H * a.K * a.V;
-      seg_scan<<<static_cast<unsigned>((elems + 255) / 256), 256, 0, launch_stream()>>>(a, sg, a.s0, a.n0, true);
+      scan_segments(a, sg, a.s0, a.n0, true);
     }
     constexpr size_t bytes = wg::key_lay<K>::total;
     auto kern = a.u ? tc_key_wg<TI, K, true> : tc_key_wg<TI, K, false>;
