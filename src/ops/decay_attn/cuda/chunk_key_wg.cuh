@@ -549,6 +549,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
       uint32_t* kq = reinterpret_cast<uint32_t*>(Ks + wg::sw(i, d0));
       *kq = i < L ? mma::scale2<TI>(*kq, expf(acc.x - gv[r].x), expf(acc.y - gv[r].y)) : 0u;
     }
+    wg::proxy_fence();  // (the stage's next TMA load comes after these generic writes)
     if (it + 1 < nch) load_g(it + 1);
     asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (Kb and the totals complete)
     // This thread's factors: exp(E_3 - E_cb) = exp(T_{cb+1} + .. + T_3), exp(E_3).
