@@ -312,6 +312,33 @@ def profile_kernels(op, B, T, fn, reps=5):
     lines.append(f"total {allk:.1f} us per call")
     for name, (cnt, us) in sorted(tot.items(), key=lambda kv: -kv[1][1]):
         lines.append(f"{us / reps:10.1f}  x{cnt / reps:g}  {name[:150]}")
+    # The timeline: the GPU's idle time between consecutive kernels (and memsets / copies), where wall
+    # time beyond the kernels' sum goes; the largest gaps by the pair of kernels around them.
+    try:
+        evs = sorted(((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                      if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda x: x[0])
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"(no timeline: {e})")
+        evs = []
+    def short(name):  # (a kernel's name without its namespaces and template arguments)
+        return name.replace("(anonymous namespace)", "").split("<")[0].split("(")[0].split("::")[-1].replace("void ", "")[:50]
+
+    if len(evs) > 1:
+        gaps, end, prev = {}, evs[0][1], evs[0][2]
+        for st, en, name in evs[1:]:
+            gap = st - end
+            if gap > 0:
+                k = f"{short(prev)} -> {short(name)}"
+                gaps.setdefault(k, [0, 0.0])
+                gaps[k][0] += 1
+                gaps[k][1] += gap
+            if en > end:
+                end, prev = en, name
+        idle = sum(v[1] for v in gaps.values()) / reps
+        lines.append(f"span {(evs[-1][1] - evs[0][0]) / reps:.1f} us per call (first start to last end), "
+                     f"idle between kernels {idle:.1f} us per call, {len(evs) / reps:g} GPU events per call")
+        for k, (cnt, us) in sorted(gaps.items(), key=lambda kv: -kv[1][1])[:12]:
+            lines.append(f"  gap {us / reps:8.1f}  x{cnt / reps:g}  {k}")
     with open(os.path.join(args.out, f"profile_{op}_{B}x{T}.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -7,7 +7,8 @@
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
 # AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops;
-# TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck.
+# TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck; PROF: ops to
+# profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
 # shellcheck source=scripts/gpu/common.sh
 source "$(dirname "$0")/common.sh" "${1:-gpu}"
@@ -40,6 +41,14 @@ for x in r["rows"]:
           x.get("fwdbwd_ms") or 0, x.get("fwd_floor_frac") or 0, (x.get("status", "") + " " + x.get("error", ""))[:60]))
 PY
 done
+if [ -n "${PROF:-}" ]; then
+  # (PROF: ops whose forward+backward kernels and the GPU's idle gaps between them are profiled, B=8)
+  t=$(date +%s)
+  timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --only "$PROF" --profile "$PROF" \
+    --shapes 8x4096 --reps 10 --out "$out/prof" >"$out/prof.log" 2>&1
+  echo "profile process: exit $? in $(( $(date +%s) - t )) s"
+  for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
+fi
 [ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 cases='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128'
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
