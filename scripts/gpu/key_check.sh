@@ -50,6 +50,14 @@ if [ -n "${PROF:-}" ]; then
   for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
 fi
 [ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
+# Does racecheck model a CTA barrier reached at different instructions by two warp roles (tc_key_wg's
+# pattern)? scripts/gpu/probes/racecheck_barrier.cu: every mode should be free of hazards.
+if nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probes/racecheck_barrier.cu >"$out/probe.log" 2>&1; then
+  for m in 0 1 2; do
+    compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >>"$out/probe.log" 2>&1
+    echo "racecheck probe mode $m: exit $?; $(grep -c 'Potential' "$out/probe.log") hazard lines so far"
+  done
+fi
 cases='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128'
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
 step "racecheck" racecheck.log timeout 200 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 \
