@@ -6,7 +6,9 @@
 # by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
-# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"); ONLY: the benchmark ops;
+# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"; ABT: each one's time limit, default
+# 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
+# first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck; PROF: ops to
 # profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
@@ -25,8 +27,8 @@ i=0
 for kw in ${AB:-1 0 1}; do
   i=$(( i + 1 ))
   t=$(date +%s)
-  LRNN_DA_KEY_WG=$kw timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
-    --only "${ONLY:-lrnn_gla,lrnn_rwkv6,lrnn_simple_gla}" --out "$out/ab$i" >"$out/ab$i.log" 2>&1
+  LRNN_DA_KEY_WG=$kw timeout "${ABT:-240}" python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
+    --triton-cache /tmp/tc --only "${ONLY:-lrnn_gla,lrnn_rwkv6,lrnn_simple_gla}" --out "$out/ab$i" >"$out/ab$i.log" 2>&1
   echo "bench process $i (LRNN_DA_KEY_WG=$kw): exit $? in $(( $(date +%s) - t )) s"
   python3 - "$out/ab$i/bench.json" <<'PY'
 import json, sys
