@@ -2479,7 +2479,8 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 // where it runs: GLA's or RWKV-6's gates (no input scale), bf16 or f16, K = V tile = 128, a Hopper GPU with its
 // sm_90a code, LRNN_DA_WG not 0, its shared memory and tensor maps. Segments as the mma.sync per-key
 // forward's plan (what fwd_out::seg_ctx holds for the backward): their states from tc_seg_key_wg (the
-// gating in the CTA too) and seg_scan. Unset: kKeyWgDefault (off until a device run has checked it).
+// gating in the CTA too) and seg_scan. Unset: kKeyWgDefault (off: run 29's tests pass, racecheck's report
+// on it is not settled; bench/gpu/decay_attn_h100.md).
 // Read per call (tests switch it).
 constexpr bool kKeyWgDefault = false;
 template <typename TI, int K, int VT>
