@@ -6,7 +6,7 @@
 # by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
-# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"; ABT: each one's time limit, default
+# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"; or NAME=value[,NAME=value] each; ABT: each one's time limit, default
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck; PROF: ops to
@@ -27,9 +27,12 @@ i=0
 for kw in ${AB:-1 0 1}; do
   i=$(( i + 1 ))
   t=$(date +%s)
-  LRNN_DA_KEY_WG=$kw timeout "${ABT:-240}" python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
+  # (an entry "NAME=value[,NAME=value]" sets those variables instead, e.g. LRNN_DA_KEY_WG=1,LRNN_DA_GATE_TAB=1)
+  case $kw in *=*) set_env=${kw//,/ } ;; *) set_env="LRNN_DA_KEY_WG=$kw" ;; esac
+  # shellcheck disable=SC2086
+  env $set_env timeout "${ABT:-240}" python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
     --triton-cache /tmp/tc --only "${ONLY:-lrnn_gla,lrnn_rwkv6,lrnn_simple_gla}" --out "$out/ab$i" >"$out/ab$i.log" 2>&1
-  echo "bench process $i (LRNN_DA_KEY_WG=$kw): exit $? in $(( $(date +%s) - t )) s"
+  echo "bench process $i ($set_env): exit $? in $(( $(date +%s) - t )) s"
   python3 - "$out/ab$i/bench.json" <<'PY'
 import json, sys
 try:

@@ -294,6 +294,41 @@ __global__ void gate_table_kernel(core_args a, float4* tab) {
   }
 }
 
+// The same table with one warp per chunk and 16 heads (LRNN_DA_GATE_TAB=1; off by default until a device
+// run has checked it): lane l has head 16 hg + l % 16 and the chunk's rows 32 (l / 16).. + 31, so that
+// each load of g and each store of the table is two runs of 16 consecutive heads (gate_table_kernel
+// reads g at a stride of H floats and writes 16 bytes at a stride of 16 H: ~13 us for 0.5 M tokens x
+// heads on an H100, run 29, where the bytes take ~4). Sums in double, sequential per half.
+__global__ void gate_table_rows(core_args a, float4* tab) {
+  const int n = blockIdx.z, ci = blockIdx.x * 4 + threadIdx.x / 32, l = threadIdx.x % 32, H = a.H;
+  const int h = blockIdx.y * 16 + l % 16, r0 = 32 * (l / 16);
+  const int64_t t0 = a.offsets[n] + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
+  if (t0 >= te) return;  // (the whole warp: t0 is the warp's)
+  const int L = rows_left(te - t0);
+  const bool on = h < H;
+  float x[32];
+#pragma unroll
+  for (int r = 0; r < 32; ++r) {
+    const size_t o = static_cast<size_t>(t0 + r0 + r) * H + h;
+    x[r] = on && r0 + r < L ? (a.gmode == g_scalar ? a.g[o] : a.gmode == g_head ? a.g[h] : 0.f) : 0.f;
+  }
+  double G[32], s = 0.0;
+#pragma unroll
+  for (int r = 0; r < 32; ++r) s += static_cast<double>(x[r]), G[r] = s;
+  // (rows 32.. add the first half's total; the chunk's total is both halves')
+  const double first = __shfl_sync(0xffffffffu, s, l % 16), second = __shfl_sync(0xffffffffu, s, l % 16 + 16);
+  const double off = r0 > 0 ? first : 0.0, total = first + second;
+#pragma unroll
+  for (int r = 0; r < 32; ++r) {
+    if (!on || r0 + r >= L) continue;
+    const size_t o = static_cast<size_t>(t0 + r0 + r) * H + h;
+    const double g = G[r] + off;
+    const float beta = a.b ? expf(a.b[o]) : 1.f;
+    tab[o] = make_float4(static_cast<float>(g), beta, a.scale * expf(static_cast<float>(g)) * (a.eq_scale ? a.eq_scale[o] : 1.f),
+                         expf(static_cast<float>(total - g)) * beta);
+  }
+}
+
 // Block b (0..9) of the lower triangle of a chunk matrix's 16 x 16 blocks: row block rb, column cb.
 __device__ __forceinline__ void tri_block(int b, int& rb, int& cb) {
   rb = b >= 6 ? 3 : b >= 3 ? 2 : b >= 1 ? 1 : 0;
@@ -2160,6 +2195,9 @@ float* forward_states(const core_args& a, const seg_io& sg, const float* ctx) {
   return f.nseg == sg.nseg && f.len == sg.len ? const_cast<float*>(ctx) : nullptr;
 }
 
+// Per kind, the launches of the forward, the segment passes and the gate tables (tc_forward_launches).
+std::atomic<int64_t> fwd_launches[10];
+
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers: the forward's states go
 // to fwd_ctx (fwd_out::seg_ctx) where given; a backward passes bwd_ctx (bwd_io::seg_ctx, forward_states).
 int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt, int per_sm, float* fwd_ctx = nullptr,
@@ -2169,7 +2207,13 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
     if (sc.err) return sc.err;
   }
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
-  if (chunks > 0) gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
+  const char* gt = getenv("LRNN_DA_GATE_TAB");  // (read per call: tests switch it)
+  if (chunks > 0 && gt && gt[0] == '1') {
+    gate_table_rows<<<dim3((chunks + 3) / 4, (a.H + 15) / 16, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
+    ++fwd_launches[9];
+  } else if (chunks > 0) {
+    gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
+  }
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = choose_segments(a, vt, per_sm);
   return segment_buffers(a, sg, sc, reverse, fwd_ctx ? fwd_ctx : forward_states(a, sg, bwd_ctx));
@@ -2179,8 +2223,6 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
 // caller runs tc_seg), else a CUDA error.
 template <typename TI, int K, bool FWD, bool NORM>
 int seg_pass_wg(const core_args& a, const seg_io& sg);
-// Per kind, the launches of the forward and the segment passes (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[9];
 
 // seg_scan over every state element (init / ninit: the first segment's, fwd: the forward chain).
 void scan_segments(const core_args& a, const seg_io& sg, const float* init, const float* ninit, bool fwd) {
@@ -2691,8 +2733,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[9]) {
-  for (int i = 0; i < 9; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[10]) {
+  for (int i = 0; i < 10; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }
