@@ -318,14 +318,26 @@ __global__ void gate_table_rows(core_args a, float4* tab) {
   // (rows 32.. add the first half's total; the chunk's total is both halves')
   const double first = __shfl_sync(0xffffffffu, s, l % 16), second = __shfl_sync(0xffffffffu, s, l % 16 + 16);
   const double off = r0 > 0 ? first : 0.0, total = first + second;
+  // (b and eq_scale loaded 16 rows at a time ahead of the stores: a load after a store to tab, which
+  // the compiler cannot prove apart, would wait for it)
 #pragma unroll
-  for (int r = 0; r < 32; ++r) {
-    if (!on || r0 + r >= L) continue;
-    const size_t o = static_cast<size_t>(t0 + r0 + r) * H + h;
-    const double g = G[r] + off;
-    const float beta = a.b ? expf(a.b[o]) : 1.f;
-    tab[o] = make_float4(static_cast<float>(g), beta, a.scale * expf(static_cast<float>(g)) * (a.eq_scale ? a.eq_scale[o] : 1.f),
-                         expf(static_cast<float>(total - g)) * beta);
+  for (int r16 = 0; r16 < 32; r16 += 16) {
+    float beta[16], es[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      const size_t o = static_cast<size_t>(t0 + r0 + r16 + r) * H + h;
+      const bool in = on && r0 + r16 + r < L;
+      beta[r] = in && a.b ? expf(a.b[o]) : 1.f;
+      es[r] = in && a.eq_scale ? a.eq_scale[o] : 1.f;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      if (!on || r0 + r16 + r >= L) continue;
+      const size_t o = static_cast<size_t>(t0 + r0 + r16 + r) * H + h;
+      const double g = G[r16 + r] + off;
+      tab[o] = make_float4(static_cast<float>(g), beta[r], a.scale * expf(static_cast<float>(g)) * es[r],
+                           expf(static_cast<float>(total - g)) * beta[r]);
+    }
   }
 }
 
