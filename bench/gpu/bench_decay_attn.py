@@ -271,8 +271,13 @@ def row(**kw):
     print(json.dumps(kw), flush=True)
 
 
+def wanted(op):
+    """Whether op is timed in this run (--skip, --only)."""
+    return op not in args.skip.split(",") and (not args.only or op in args.only.split(","))
+
+
 def bench(op, B, T, nbytes_fwd, nbytes_fb, fwd, fwdbwd, reps_fb=None):
-    if op in args.skip.split(",") or (args.only and op not in args.only.split(",")):
+    if not wanted(op):
         return
     r = {"op": op, "B": B, "T": T}
     try:
@@ -386,6 +391,7 @@ for B, T in shapes:
     bench("sdpa_flash_causal", B, T, *floors["none"], sdpa, sdpa_fb)
     del qs, ks, vs, do_s
 
+    ref_sgla = None
     if ok_fla:
         qf, kf, vf = [x.detach().clone().requires_grad_(True) for x in (q, k, v)]
         gsf, gkf = gs.clone().requires_grad_(True), gk.clone().requires_grad_(True)
@@ -411,7 +417,9 @@ for B, T in shapes:
             torch.autograd.grad(rwkv6(), [qf, kf, vf, gkf, uf], do_f)
 
         bench("fla_chunk_simple_gla", B, T, *floors["scalar"], sgla, sgla_fb)
-        ref_sgla = sgla().detach()
+        # (fla's output as the reference for lrnn's where both run: a fla kernel not timed here is not
+        # compiled and autotuned only for that, which takes minutes on a fresh machine)
+        ref_sgla = sgla().detach() if wanted("fla_chunk_simple_gla") else None
 
     # lrnn before fla's chunk_gla is first called: Triton's autotuning of chunk_gla's kernels takes
     # minutes on a fresh machine, and a run cut short by its time limit should still have lrnn's rows.
@@ -429,7 +437,7 @@ for B, T in shapes:
                 continue
             bench(f"lrnn_{name}", B, T, *fl, op.fwd, op.fwdbwd)
             this_row = results["rows"][-1] if results["rows"] and results["rows"][-1].get("op") == f"lrnn_{name}" else None
-            if name == "simple_gla" and ok_fla and this_row is not None:
+            if name == "simple_gla" and ref_sgla is not None and this_row is not None:
                 this_row["rel_diff_vs_fla_fwd"] = rel(op.o, ref_sgla)
                 save()
             if name == "gla":
@@ -445,12 +453,12 @@ for B, T in shapes:
 
     if ok_fla:
         bench("fla_chunk_gla", B, T, *floors["key"], gla, gla_fb)
-        if "fla_chunk_gla" not in args.skip.split(",") and lrnn_gla_row is not None:
+        if wanted("fla_chunk_gla") and lrnn_gla_row is not None:
             lrnn_gla_row["rel_diff_vs_fla_fwd"] = rel(lrnn_gla_out, gla().detach())
             save()
         if chunk_rwkv6 is not None:
             bench("fla_chunk_rwkv6", B, T, *floors["key"], rwkv6, rwkv6_fb)
-            if "fla_chunk_rwkv6" not in args.skip.split(",") and lrnn_rwkv6_row is not None:
+            if wanted("fla_chunk_rwkv6") and lrnn_rwkv6_row is not None:
                 lrnn_rwkv6_row["rel_diff_vs_fla_fwd"] = rel(lrnn_rwkv6_out, rwkv6().detach())
                 save()
         del qf, kf, vf, gsf, gkf, uf, do_f

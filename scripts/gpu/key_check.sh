@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Short device run for the fused per-key forward (tc_key_wg, src/ops/decay_attn/cuda/chunk_key_wg.cuh;
-# LRNN_DA_KEY_WG=0 turns it off): the decay_attn and C ABI tests with the default kernels, an A/B of
-# the GLA and RWKV-6 benchmark rows with it on and off (alternating processes), then memcheck and
-# racecheck of one GLA and one RWKV-6 case, in that order (the most important first: a run cut short
-# by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
+# LRNN_DA_KEY_WG=0 turns it off): its own test, the decay_attn and C ABI tests, the racecheck barrier
+# probe, an A/B of benchmark rows (alternating processes), a profile, then memcheck (GLA, RWKV-6, simple
+# GLA varlen, mLSTM) and racecheck (GLA, RWKV-6), in that order (the most important first: a run cut
+# short by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
 # AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"; or NAME=value[,NAME=value] each; ABT: each one's time limit, default
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
-# TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck; PROF: ops to
+# TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck, RC=0: no racecheck
+# (MC_FILTER, RC_FILTER: their gtest filters); PROF: ops to
 # profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
 # shellcheck source=scripts/gpu/common.sh
@@ -22,6 +23,14 @@ if ! grep -q '^\[  PASSED  \] 1 test' "$out/key.log"; then
   exit 1
 fi
 step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-decay_attn_cuda*:capi*}"
+# Does racecheck model a CTA barrier reached at different instructions by two warp roles (tc_key_wg's
+# pattern)? scripts/gpu/probes/racecheck_barrier.cu: every mode should be free of hazards.
+if nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probes/racecheck_barrier.cu >"$out/probe.log" 2>&1; then
+  for m in 0 1 2; do
+    compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >"$out/probe$m.log" 2>&1
+    echo "racecheck probe mode $m: exit $?; $(grep -E 'RACECHECK SUMMARY|^mode' "$out/probe$m.log" | tr '\n' ' ')"
+  done
+fi
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 i=0
 for kw in ${AB:-1 0 1}; do
@@ -55,16 +64,9 @@ if [ -n "${PROF:-}" ]; then
   for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
 fi
 [ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
-# Does racecheck model a CTA barrier reached at different instructions by two warp roles (tc_key_wg's
-# pattern)? scripts/gpu/probes/racecheck_barrier.cu: every mode should be free of hazards.
-if nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probes/racecheck_barrier.cu >"$out/probe.log" 2>&1; then
-  for m in 0 1 2; do
-    compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >>"$out/probe.log" 2>&1
-    echo "racecheck probe mode $m: exit $?; $(grep -c 'Potential' "$out/probe.log") hazard lines so far"
-  done
-fi
-cases='decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128'
+cases=${MC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128:decay_attn_cuda_simple_gla.varlen:decay_attn_cuda_mlstm.t200_init_k128_v128}
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
+[ "${RC:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 step "racecheck" racecheck.log timeout 200 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 \
   "$pk/lrnn_tests" --gtest_filter="${RC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128}"
 echo "total $(( $(date +%s) - t0 )) s"
