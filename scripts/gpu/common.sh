@@ -24,3 +24,19 @@ step() {
   grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
   grep -E 'Failure|FAIL |rror' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -30
 }
+# NCU_OP=op NCU_KERNEL=regex: Nsight Compute on one launch of that kernel (demangled name, e.g.
+# 'tc_fwd_wg<.*bool.1>': ncu demangles as tc_fwd_wg<__nv_bfloat16, (int)128, (bool)1>) in that benchmark op at B=8, T=4096: the details page and the
+# SASS page with stall samples in $OUT (ncu.*), the top stalls printed (scripts/gpu/sass_stalls.py).
+ncu_op() {
+  local ncu
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  timeout 240 "$ncu" --kernel-name-base demangled --kernel-name "regex:${NCU_KERNEL:-tc_fwd_wg}" --launch-skip 2 --launch-count 1 \
+    --set full --import-source no -f -o "$out/ncu" python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \
+    --only "$NCU_OP" --shapes 8x4096 --reps 3 --out "$out/ncu_bench" >"$out/ncu.run.log" 2>&1
+  echo "ncu ($NCU_OP, ${NCU_KERNEL:-tc_fwd_wg}): exit $?"
+  "$ncu" -i "$out/ncu.ncu-rep" --page details >"$out/ncu.details.txt" 2>&1
+  "$ncu" -i "$out/ncu.ncu-rep" --page source --csv --print-source sass >"$out/ncu.sass.csv" 2>&1
+  rm -f "$out/ncu.ncu-rep"
+  grep -E "^  [a-zA-Z].*(Duration|DRAM Throughput|Memory Throughput|Registers Per|Issue Slots Busy|No Eligible|Elapsed Cycles)" "$out/ncu.details.txt" | head -12
+  python3 scripts/gpu/sass_stalls.py "$out/ncu.sass.csv" 45
+}

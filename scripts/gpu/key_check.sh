@@ -10,7 +10,7 @@
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck, RC=0: no racecheck
-# (MC_FILTER, RC_FILTER: their gtest filters); PROF: ops to
+# (MC_FILTER, RC_FILTER: their gtest filters); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
 # profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
 # shellcheck source=scripts/gpu/common.sh
@@ -63,6 +63,7 @@ if [ -n "${PROF:-}" ]; then
   echo "profile process: exit $? in $(( $(date +%s) - t )) s"
   for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
 fi
+[ -n "${NCU_OP:-}" ] && ncu_op
 [ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 cases=${MC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128:decay_attn_cuda_simple_gla.varlen:decay_attn_cuda_mlstm.t200_init_k128_v128}
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
