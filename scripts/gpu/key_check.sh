@@ -15,12 +15,13 @@
 set -u
 # shellcheck source=scripts/gpu/common.sh
 source "$(dirname "$0")/common.sh" "${1:-gpu}"
-# The fused kernels' own test first: where it fails (or hangs), the rest would only spend device time.
+# The fused kernels' own test first: where it fails (or hangs), the rest would only spend device time
+# (unless KEEP_GOING=1).
 step "key_forward_kernels" key.log timeout 120 "$pk/lrnn_tests" --gtest_filter=decay_attn_cuda.key_forward_kernels
 if ! grep -q '^\[  PASSED  \] 1 test' "$out/key.log"; then
   grep -B2 -A8 'Failure' "$out/key.log" | head -120
-  echo "key_forward_kernels did not pass: stopping (total $(( $(date +%s) - t0 )) s)"
-  exit 1
+  echo "key_forward_kernels did not pass (KEEP_GOING=1: the rest runs anyway, its timings of wrong results)"
+  [ "${KEEP_GOING:-0}" = 1 ] || { echo "stopping (total $(( $(date +%s) - t0 )) s)"; exit 1; }
 fi
 step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-decay_attn_cuda*:capi*}"
 # Does racecheck model a CTA barrier reached at different instructions by two warp roles (tc_key_wg's

@@ -29,11 +29,16 @@
 // their flags; the blocks' totals (one buffer: written and read within a preparation).
 namespace wg {
 
-// Factor table rows (fp32 [kKeyFR][K] per chunk): F(rb, cb) = exp(E_{rb-1} - E_cb) at kf_p(rb, cb) for
-// cb <= rb (0 on a split block's diagonal), exp(E_{rb-1}) at 10 + rb (Qa -> Qg), exp(E_3 - E_cb) at
-// 14 + cb (Kb -> Kd), exp(E_3) at 18 (the state's decay).
+// Factor table rows ([kKeyFR][K] 4-byte words per chunk): F(rb, cb) = exp(E_{rb-1} - E_cb) at kf_p(rb, cb)
+// for cb <= rb (0 on a split block's diagonal), exp(E_{rb-1}) at 10 + rb (Qa -> Qg), exp(E_3 - E_cb) at
+// 14 + cb (Kb -> Kd), exp(E_3) at 18 (the state's decay). Rows 14.. are fp32 per key (the state warps
+// read them per fragment row). Rows 0..13 scale warpgroup 0's A fragments: packed TI pairs (keys 2p,
+// 2p + 1) at word kf_pos(p), so that a thread's 16 pairs (keys 16 kk + 2 c + 8 half, kk = 0..7) are
+// the 64 bytes from word 16 c, and one HMUL2 scales a fragment register.
 constexpr int kKeyFR = 19, kfQ = 10, kfK = 14, kfS = 18;
 __host__ __device__ constexpr int kf_p(int rb, int cb) { return rb * (rb + 1) / 2 + cb; }
+__host__ __device__ constexpr int kf_pos(int p) { return (p % 4) * 16 + (p / 8) * 2 + (p / 4) % 2; }
+constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kPairs = 136;  // pairs j <= i of a 16-row block
 // The largest span of a key's cumulative log gate within a 16-row block on the fast path (above: split).
 template <typename TI>
@@ -80,20 +85,29 @@ __device__ __forceinline__ void rs_n16(float (&d)[8], const uint32_t (&a)[4], ui
 #undef LRNN_WG_RS_N16
 
 // This warp's A fragments of rows 16 w.. of a swizzled K-major tile (K / 16 k16 blocks), each key column
-// d scaled by f[d] (f null: by 0).
+// d scaled by its factor in the packed factor row f (kf_pos order; f null: 0, without reading the tile).
 template <typename TI, int K>
-__device__ __forceinline__ void a_scaled(uint32_t (&A)[K / 16][4], const TI* Qs, const float* f) {
+__device__ __forceinline__ void a_scaled(uint32_t (&A)[K / 16][4], const TI* Qs, const uint32_t* f) {
+  static_assert(K == 128, "kf_pos: 64 key pairs");
   const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, c = l % 4, mi = l / 8;
+  if (f == nullptr) {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) A[kk][0] = A[kk][1] = A[kk][2] = A[kk][3] = 0u;
+    return;
+  }
+  uint32_t fv[K / 8];
+#pragma unroll
+  for (int x = 0; x < K / 32; ++x) {
+    const uint4 v = reinterpret_cast<const uint4*>(f + 16 * c)[x];
+    fv[4 * x] = v.x, fv[4 * x + 1] = v.y, fv[4 * x + 2] = v.z, fv[4 * x + 3] = v.w;
+  }
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     mma::ldsm4(A[kk], Qs + sw(16 * w + 8 * (mi % 2) + l % 8, 16 * kk + 8 * (mi / 2)));
-    const int d = 16 * kk + 2 * c;
-    const float2 f0 = f ? *reinterpret_cast<const float2*>(f + d) : make_float2(0.f, 0.f);
-    const float2 f8 = f ? *reinterpret_cast<const float2*>(f + d + 8) : make_float2(0.f, 0.f);
-    A[kk][0] = mma::scale2<TI>(A[kk][0], f0.x, f0.y);
-    A[kk][1] = mma::scale2<TI>(A[kk][1], f0.x, f0.y);
-    A[kk][2] = mma::scale2<TI>(A[kk][2], f8.x, f8.y);
-    A[kk][3] = mma::scale2<TI>(A[kk][3], f8.x, f8.y);
+    A[kk][0] = mma::mul2<TI>(A[kk][0], fv[2 * kk]);
+    A[kk][1] = mma::mul2<TI>(A[kk][1], fv[2 * kk]);
+    A[kk][2] = mma::mul2<TI>(A[kk][2], fv[2 * kk + 1]);
+    A[kk][3] = mma::mul2<TI>(A[kk][3], fv[2 * kk + 1]);
     keep(A[kk]);
   }
 }
@@ -130,10 +144,11 @@ __device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, co
 
 // The log gates of 16 rows from token t0 (0 from te on), keys d0, d0 + 1, into registers.
 __device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a, int64_t t0, int64_t te, int h, int d0) {
+  const float2* p = reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0) * a.H + h) * a.K + d0);
+  const size_t st = static_cast<size_t>(a.H) * a.K / 2;  // (a row, in float2; K is even)
+  const int64_t n = te - t0;
 #pragma unroll
-  for (int r = 0; r < 16; ++r)
-    gv[r] = t0 + r < te ? __ldg(reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0 + r) * a.H + h) * a.K + d0))
-                        : make_float2(0.f, 0.f);
+  for (int r = 0; r < 16; ++r) gv[r] = r < n ? __ldg(p + r * st) : make_float2(0.f, 0.f);
 }
 
 }  // namespace wg
@@ -213,7 +228,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       const int L = rows_left(te - t0);
       const TI* Qs = Qs_of(ci);
       const TI* Ks = Ks_of(ci);
-      const float* fac = fac_of(ci);
+      const uint32_t* fac = reinterpret_cast<const uint32_t*>(fac_of(ci));
       const TI* Sprev = sbuf + ((ci + 1) & 1) * (Ly::SBB / 2);
       const int i0 = 16 * w + g, i1 = i0 + 8;
       const size_t r0h = static_cast<size_t>(t0 + i0) * H + h, r1h = r0h + static_cast<size_t>(8) * H;
@@ -222,8 +237,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       float O[64];
       uint32_t A[K / 16][4];
       // P's column blocks cb: A = Qa F(w, cb) (0 above the diagonal), B = Kb's rows 16 cb.. (2048 bytes
-      // each); masked (a split diagonal block from the state warps' pair sums) and packed as the A
-      // fragment of P V's k16 block cb.
+      // each); the diagonal block masked (a split one from the state warps' pair sums), and packed as the
+      // A fragment of P V's k16 block cb. (Below the diagonal nothing is masked: Kb is 0 past the
+      // sequence; above it A is 0.)
       const int* fl = flg_of(ci);
       const bool split = (fl[2 * w] | fl[2 * w + 1]) != 0;
       const float* pd = pd_of(ci) + w * 2 * wg::kPairs;
@@ -239,17 +255,19 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         wg::commit();
         wg::wait0();
         wg::keep(Pc);
+        if (cb == w) {
 #pragma unroll
-        for (int x = 0; x < 8; ++x) {
-          const int j = 16 * cb + 8 * (x / 4) + 2 * c + (x & 1), i = x % 4 < 2 ? i0 : i1;
-          const bool past = BONUS ? j < i : j <= i;
-          float p = past && j < L ? Pc[x] : 0.f;
-          if (split && cb == w && past) {
-            const int pr = (i % 16) * (i % 16 + 1) / 2 + j % 16;
-            p = j < L ? pd[pr] + pd[wg::kPairs + pr] : 0.f;
+          for (int x = 0; x < 8; ++x) {
+            const int j = 16 * cb + 8 * (x / 4) + 2 * c + (x & 1), i = x % 4 < 2 ? i0 : i1;
+            const bool past = BONUS ? j < i : j <= i;
+            float p = past && j < L ? Pc[x] : 0.f;
+            if (split && past) {
+              const int pr = (i % 16) * (i % 16 + 1) / 2 + j % 16;
+              p = j < L ? pd[pr] + pd[wg::kPairs + pr] : 0.f;
+            }
+            if (BONUS && j == i) p = bn[i % 16] + bn[16 + i % 16];
+            Pc[x] = p;
           }
-          if (BONUS && j == i) p = bn[i % 16] + bn[16 + i % 16];
-          Pc[x] = p;
         }
         pa[cb][0] = mma::pack2<TI>(Pc[0], Pc[1]);
         pa[cb][1] = mma::pack2<TI>(Pc[2], Pc[3]);
@@ -316,17 +334,19 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     TI* Ks = Ks_of(cj);
     float* fac = fac_of(cj);
     int* fl = flg_of(cj);
-    // The block's cumulative log gates (relative to E_{m-1}), in place; their span per key.
+    // The block's cumulative log gates (relative to E_{m-1}) in base 2 (every exponential below is one
+    // ex2), in place; their span per key.
     float2 lo = make_float2(0.f, 0.f), hi = lo, acc = lo;
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
-      acc.x += gv[r].x, acc.y += gv[r].y;
+      acc.x = fmaf(gv[r].x, wg::kLog2e, acc.x), acc.y = fmaf(gv[r].y, wg::kLog2e, acc.y);
       gv[r] = acc;
       lo.x = fminf(lo.x, acc.x), lo.y = fminf(lo.y, acc.y), hi.x = fmaxf(hi.x, acc.x), hi.y = fmaxf(hi.y, acc.y);
     }
     const float2 T = gv[15];
     *reinterpret_cast<float2*>(tot + m * K + d0) = T;
-    const bool far = hi.x - lo.x > wg::key_split<TI>() || hi.y - lo.y > wg::key_split<TI>();
+    constexpr float split2 = wg::key_split<TI>() * wg::kLog2e;
+    const bool far = hi.x - lo.x > split2 || hi.y - lo.y > split2;
     const bool wfar = __any_sync(0xffffffffu, far);
     if (l == 0) fl[2 * m + half] = wfar ? 1 : 0;
     asm volatile("bar.sync 2, 256;\n" ::: "memory");
@@ -341,7 +361,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
 #pragma unroll
         for (int j = 0; j < (BONUS ? i : i + 1); ++j) {
           const float2 kj = mma::unpack2<TI>(*reinterpret_cast<const uint32_t*>(Ks + wg::sw(16 * m + j, d0)));
-          float x = 16 * m + j < L ? qi.x * kj.x * expf(gq.x - gv[j].x) + qi.y * kj.y * expf(gq.y - gv[j].y) : 0.f;
+          float x = 16 * m + j < L ? qi.x * kj.x * ex2_ftz(gq.x - gv[j].x) + qi.y * kj.y * ex2_ftz(gq.y - gv[j].y) : 0.f;
 #pragma unroll
           for (int o = 16; o > 0; o /= 2) x += __shfl_xor_sync(0xffffffffu, x, o);
           if (l == 0) pd[i * (i + 1) / 2 + j] = a.scale * x;
@@ -362,8 +382,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         bp[r] = qf.x * ub.x * kf.x + qf.y * ub.y * kf.y;
       }
       const float2 gq = BONUS ? (r > 0 ? gv[r - 1] : make_float2(0.f, 0.f)) : gv[r];
-      *qp = mma::scale2<TI>(q2, a.scale * expf(gq.x), a.scale * expf(gq.y));
-      *kp2 = i < L ? mma::scale2<TI>(k2, expf(T.x - gv[r].x), expf(T.y - gv[r].y)) : 0u;
+      *qp = mma::scale2<TI>(q2, a.scale * ex2_ftz(gq.x), a.scale * ex2_ftz(gq.y));
+      *kp2 = i < L ? mma::scale2<TI>(k2, ex2_ftz(T.x - gv[r].x), ex2_ftz(T.y - gv[r].y)) : 0u;
     }
     if constexpr (BONUS) {
       // The warp's sums of bp, reduced and scattered: lane l ends with row (l / 2) % 16's.
@@ -409,8 +429,11 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         y = row - wg::kfK + 1;
       }
       const float2 ex = span(x, y);
-      const float2 f = zero ? make_float2(0.f, 0.f) : make_float2(expf(ex.x), expf(ex.y));
-      *reinterpret_cast<float2*>(fac + row * K + d0) = f;
+      const float2 f = zero ? make_float2(0.f, 0.f) : make_float2(ex2_ftz(ex.x), ex2_ftz(ex.y));
+      if (row < wg::kfK)
+        reinterpret_cast<uint32_t*>(fac + row * K)[wg::kf_pos(kp)] = mma::pack2<TI>(f.x, f.y);
+      else
+        *reinterpret_cast<float2*>(fac + row * K + d0) = f;
     }
     wg::proxy_fence();  // (Kb is read by warpgroup 0's wgmma)
   };
@@ -529,7 +552,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
 #pragma unroll
   for (int x = 0; x < 64; ++x) S[x] = 0.f;
   const int dr = 64 * hh + 16 * w + g;  // this thread's fragment rows dr, dr + 8
-  double ls0 = 0.0, ls1 = 0.0;           // the segment's log decay of keys dr, dr + 8
+  double ls0 = 0.0, ls1 = 0.0;           // the segment's log decay of keys dr, dr + 8 (base 2)
   for (int it = 0; it < nch; ++it) {
     wg::mbar_wait(bar0 + 8 * (it % Ly::NS), (it / Ly::NS) & 1);
     asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");  // (every warp is done with iteration it - 1)
@@ -539,15 +562,15 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
     TI* Ks = reinterpret_cast<TI*>(sm + (it % Ly::NS) * Ly::stage);
     const TI* Vs = reinterpret_cast<const TI*>(sm + (it % Ly::NS) * Ly::stage + Ly::KB);
     // Kb in place (0 past the segment), the block's totals.
-    float2 acc = make_float2(0.f, 0.f);
+    float2 acc = make_float2(0.f, 0.f);  // (base 2, as tc_key_wg's)
 #pragma unroll
-    for (int r = 0; r < 16; ++r) acc.x += gv[r].x, acc.y += gv[r].y, gv[r] = acc;
+    for (int r = 0; r < 16; ++r) acc.x = fmaf(gv[r].x, wg::kLog2e, acc.x), acc.y = fmaf(gv[r].y, wg::kLog2e, acc.y), gv[r] = acc;
     *reinterpret_cast<float2*>(tot + m * K + d0) = acc;
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
       const int i = 16 * m + r;
       uint32_t* kq = reinterpret_cast<uint32_t*>(Ks + wg::sw(i, d0));
-      *kq = i < L ? mma::scale2<TI>(*kq, expf(acc.x - gv[r].x), expf(acc.y - gv[r].y)) : 0u;
+      *kq = i < L ? mma::scale2<TI>(*kq, ex2_ftz(acc.x - gv[r].x), ex2_ftz(acc.y - gv[r].y)) : 0u;
     }
     wg::proxy_fence();  // (the stage's next TMA load comes after these generic writes)
     if (it + 1 < nch) load_g(it + 1);
@@ -561,10 +584,10 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
       float s0 = 0.f, s1 = 0.f;
 #pragma unroll
       for (int cb = 3; cb >= 0; --cb) {
-        f0[cb] = expf(s0), f1[cb] = expf(s1);
+        f0[cb] = ex2_ftz(s0), f1[cb] = ex2_ftz(s1);
         s0 += t0r[cb], s1 += t1r[cb];
       }
-      f0[4] = expf(s0), f1[4] = expf(s1);
+      f0[4] = ex2_ftz(s0), f1[4] = ex2_ftz(s1);
       ls0 += static_cast<double>(s0), ls1 += static_cast<double>(s1);
     }
     wg::state_issue_key<TI>(S, Ks, Vs, f0, f1, hh);
@@ -575,7 +598,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
   wg::for_each_state(hh, [&](int x, int d, int col) { dst[static_cast<size_t>(d) * a.V + v0 + col] = S[x]; });
   if (blockIdx.x == 0 && c == 0) {
     float* dec = sg.decay + ((static_cast<size_t>(sr.n) * sg.nseg + sr.s) * H + h) * K;
-    dec[dr] = static_cast<float>(exp(ls0)), dec[dr + 8] = static_cast<float>(exp(ls1));
+    dec[dr] = static_cast<float>(exp2(ls0)), dec[dr + 8] = static_cast<float>(exp2(ls1));
   }
 #endif
 }

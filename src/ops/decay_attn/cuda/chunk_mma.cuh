@@ -69,6 +69,19 @@ __device__ __forceinline__ uint32_t scale2(uint32_t x, float s0, float s1) {
   return pack2<T>(f.x * s0, f.y * s1);
 }
 
+// x * f elementwise on two packed pairs, in T's arithmetic (one HMUL2: bf16 rounds the product once, as
+// scale2 does, but f is a packed T pair, itself rounded).
+template <typename T>
+__device__ __forceinline__ uint32_t mul2(uint32_t x, uint32_t f) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&x), *reinterpret_cast<__nv_bfloat162*>(&f));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&x), *reinterpret_cast<__half2*>(&f));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
 // 16-byte (or 4-byte) global -> shared copies; a false `valid` writes zeros instead.
 __device__ __forceinline__ void cp16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0));
