@@ -37,7 +37,7 @@ i=0
 for kw in ${AB:-1 0 1}; do
   i=$(( i + 1 ))
   t=$(date +%s)
-  # (an entry "NAME=value[,NAME=value]" sets those variables instead, e.g. LRNN_DA_KEY_WG=1,LRNN_DA_GATE_TAB=1)
+  # (an entry "NAME=value[,NAME=value]" sets those variables instead, e.g. LRNN_DA_KEY_WG=1,LRNN_DA_SEGMENTS=3)
   case $kw in *=*) set_env=${kw//,/ } ;; *) set_env="LRNN_DA_KEY_WG=$kw" ;; esac
   # shellcheck disable=SC2086
   env $set_env timeout "${ABT:-240}" python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla \

@@ -258,30 +258,25 @@ TEST(decay_attn_cuda, forward_kernels) {
 #endif
 }
 
-// The scalar decays' per-token gate table (tc kernels, forward and backward) by its two kernels:
-// LRNN_DA_GATE_TAB=1 gate_table_rows (a warp per chunk and 16 heads: H = 2, 16, 17 cover a partial, a
-// whole and a second partial head group; partial last chunks; a packed batch with empty and one-token
-// sequences), 0 gate_table_kernel. The launch counts show which one ran.
-TEST(decay_attn_cuda, gate_table_kernels) {
+// The scalar decays' per-token gate table (tc kernels, forward and backward; gate_table_rows, a warp per
+// chunk and 16 heads): H = 2, 16, 17 cover a partial, a whole and a second partial head group; partial last
+// chunks; a packed batch with empty and one-token sequences. The launch count shows that it ran.
+TEST(decay_attn_cuda, gate_table) {
 #ifndef LRNN_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  for (const char* gt : {"1", "0"}) {
-    const env_scope gt_env("LRNN_DA_GATE_TAB", gt);
-    int64_t before[10], after[10];
-    ops::cuda_chunk::tc_forward_launches(before);
-    for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
-      for (const op_case& c : {sized(v, 2, 200, 64, 64, true, 1.0, 17), sized(v, 1, 129, 64, 64, false, 1.0, 16),
-                               sized(v, 1, 33, 64, 64, true, 1.0, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64)}) {
-        const auto rep = run_op_case(cuda_family(), c);
-        EXPECT_TRUE(rep.pass()) << "LRNN_DA_GATE_TAB=" << gt << " " << da::variant_name(v) << " " << c.name << ": " << rep.summary();
-      }
+  int64_t before[10], after[10];
+  ops::cuda_chunk::tc_forward_launches(before);
+  for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
+    for (const op_case& c : {sized(v, 2, 200, 64, 64, true, 1.0, 17), sized(v, 1, 129, 64, 64, false, 1.0, 16),
+                             sized(v, 1, 33, 64, 64, true, 1.0, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 64, 64)}) {
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << da::variant_name(v) << " " << c.name << ": " << rep.summary();
     }
-    ops::cuda_chunk::tc_forward_launches(after);
-    if (gt[0] == '1') EXPECT_GT(after[9] - before[9], 0) << "gate_table_rows did not run";
-    else EXPECT_EQ(after[9] - before[9], 0) << "gate_table_rows ran with LRNN_DA_GATE_TAB=0";
   }
+  ops::cuda_chunk::tc_forward_launches(after);
+  EXPECT_GT(after[9] - before[9], 0) << "gate_table_rows did not run";
 #endif
 }
 

@@ -142,6 +142,18 @@ __device__ __forceinline__ void state_issue_key(float (&S)[64], const TI* Ks, co
   commit();
 }
 
+// One stage of a warp's reduce-scatter of 16 values per lane: lanes with bit 2 NH set keep rows NH..2 NH - 1
+// of bp[0..2 NH), the others rows 0..NH - 1, each summed with its partner lane's (in bp[0..NH)).
+template <int NH>
+__device__ __forceinline__ void halve_sum(float (&bp)[16], int l) {
+  const bool up = (l & (2 * NH)) != 0;
+#pragma unroll
+  for (int k2 = 0; k2 < NH; ++k2) {
+    const float send = up ? bp[k2] : bp[k2 + NH], keep = up ? bp[k2 + NH] : bp[k2];
+    bp[k2] = keep + __shfl_xor_sync(0xffffffffu, send, 2 * NH);
+  }
+}
+
 // The log gates of 16 rows from token t0 (0 from te on), keys d0, d0 + 1, into registers.
 __device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a, int64_t t0, int64_t te, int h, int d0) {
   const float2* p = reinterpret_cast<const float2*>(a.g + (static_cast<size_t>(t0) * a.H + h) * a.K + d0);
@@ -387,16 +399,12 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     }
     if constexpr (BONUS) {
       // The warp's sums of bp, reduced and scattered: lane l ends with row (l / 2) % 16's.
-#pragma unroll
-      for (int st2 = 0; st2 < 4; ++st2) {
-        const int nh = 8 >> st2, bit = 16 >> st2;
-        const bool up = (l & bit) != 0;
-#pragma unroll
-        for (int k2 = 0; k2 < nh; ++k2) {
-          const float send = up ? bp[k2] : bp[k2 + nh], keep = up ? bp[k2 + nh] : bp[k2];
-          bp[k2] = keep + __shfl_xor_sync(0xffffffffu, send, bit);
-        }
-      }
+      // (one template instance per stage: with the stage as a loop counter the compiler kept bp in local
+      // memory, 40 local loads and stores per chunk in session 18's SASS)
+      wg::halve_sum<8>(bp, l);
+      wg::halve_sum<4>(bp, l);
+      wg::halve_sum<2>(bp, l);
+      wg::halve_sum<1>(bp, l);
       bp[0] += __shfl_xor_sync(0xffffffffu, bp[0], 1);
       if (l % 2 == 0) bon_of(cj)[(2 * m + half) * 16 + (l / 2) % 16] = a.scale * bp[0];
     }

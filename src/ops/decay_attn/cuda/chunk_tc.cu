@@ -257,48 +257,13 @@ __device__ __forceinline__ size_t seg_off(const core_args& a, const seg_io& sg, 
   return ((static_cast<size_t>(n) * sg.nseg + s) * a.H + h) * static_cast<size_t>(a.K) * a.V;
 }
 
-// Per (sequence, chunk of 64, head): the cumulative log decay G_i of the chunk (double scan) and
-// what the sweeps derive from it, per token {G_i, beta_i, scale exp(G_i), exp(G_L - G_i) beta_i}
-// (G_L = G at the chunk's last token). One warp per chunk and head; lane l has rows 2l, 2l + 1.
-__global__ void gate_table_kernel(core_args a, float4* tab) {
-  const int n = blockIdx.z, ci = blockIdx.x, h = blockIdx.y * 4 + threadIdx.x / 32, l = threadIdx.x % 32, H = a.H;
-  if (h >= H) return;
-  const int64_t t0 = a.offsets[n] + static_cast<int64_t>(ci) * kC, te = a.offsets[n + 1];
-  if (t0 >= te) return;
-  const int L = rows_left(te - t0);
-  double x[2] = {0.0, 0.0};
-  float beta[2] = {0.f, 0.f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = 2 * l + r;
-    if (i >= L) continue;
-    const size_t o = static_cast<size_t>(t0 + i) * H + h;
-    x[r] = a.gmode == g_scalar ? a.g[o] : a.gmode == g_head ? a.g[h] : 0.0;
-    beta[r] = a.b ? expf(a.b[o]) : 1.f;
-  }
-  double s = x[0] + x[1];
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, s, o);
-    if (l >= o) s += y;
-  }
-  const double total = __shfl_sync(0xffffffffu, s, 31);
-  const double G[2] = {s - x[1], s};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = 2 * l + r;
-    if (i >= L) continue;
-    const size_t o = static_cast<size_t>(t0 + i) * H + h;
-    tab[o] = make_float4(static_cast<float>(G[r]), beta[r], a.scale * expf(static_cast<float>(G[r])) * (a.eq_scale ? a.eq_scale[o] : 1.f),
-                         expf(static_cast<float>(total - G[r])) * beta[r]);
-  }
-}
-
-// The same table with one warp per chunk and 16 heads (LRNN_DA_GATE_TAB=1; off by default until a device
-// run has checked it): lane l has head 16 hg + l % 16 and the chunk's rows 32 (l / 16).. + 31, so that
-// each load of g and each store of the table is two runs of 16 consecutive heads (gate_table_kernel
-// reads g at a stride of H floats and writes 16 bytes at a stride of 16 H: ~13 us for 0.5 M tokens x
-// heads on an H100, run 29, where the bytes take ~4). Sums in double, sequential per half.
+// Per (sequence, chunk of 64, head): the cumulative log decay G_i of the chunk and what the sweeps derive
+// from it, per token {G_i, beta_i, scale exp(G_i), exp(G_L - G_i) beta_i} (G_L = G at the chunk's last
+// token). One warp per chunk and 16 heads: lane l has head 16 hg + l % 16 and the chunk's rows 32 (l / 16)..
+// + 31, so that each load of g and each store of the table is two runs of 16 consecutive heads (a warp per
+// chunk and head, reading g at a stride of H floats and writing 16 bytes at a stride of 16 H, took ~13 us
+// for 0.5 M tokens x heads on an H100, run 29; this one 6.9 us on an H200, run 30). Sums in double,
+// sequential per half.
 __global__ void gate_table_rows(core_args a, float4* tab) {
   const int n = blockIdx.z, ci = blockIdx.x * 4 + threadIdx.x / 32, l = threadIdx.x % 32, H = a.H;
   const int h = blockIdx.y * 16 + l % 16, r0 = 32 * (l / 16);
@@ -2219,12 +2184,9 @@ int prepare_tc(core_args& a, seg_io& sg, scratch_scope& sc, bool reverse, int vt
     if (sc.err) return sc.err;
   }
   const unsigned chunks = static_cast<unsigned>((a.max_len + kC - 1) / kC);
-  const char* gt = getenv("LRNN_DA_GATE_TAB");  // (read per call: tests switch it)
-  if (chunks > 0 && gt && gt[0] == '1') {
+  if (chunks > 0) {
     gate_table_rows<<<dim3((chunks + 3) / 4, (a.H + 15) / 16, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
     ++fwd_launches[9];
-  } else if (chunks > 0) {
-    gate_table_kernel<<<dim3(chunks, (a.H + 3) / 4, a.N), 128, 0, launch_stream()>>>(a, static_cast<float4*>(a.gate_tab));
   }
   if (int e = static_cast<int>(cudaGetLastError())) return e;
   sg = choose_segments(a, vt, per_sm);
