@@ -7,12 +7,65 @@
 //   0: one barrier instruction for both roles (as tc_seg_wg, which racecheck passes);
 //   1: each role's own `bar.sync 0, 64` (tc_key_wg's pattern);
 //   2: as 1 with the read by ldmatrix.
+//   3: as 2 with the rest of tc_key_wg's stage cycle: the reader then stages its output in the same
+//      bytes (generic writes, proxy fence), a second barrier, one writer thread refills them by a bulk
+//      copy (TMA, completing on an mbarrier the writers wait on), and the writers rewrite them in place
+//      (read, scale, write) before the next round. Session 18 (run 30): modes 0-2 are free of hazards;
+//      mode 3 asks whether the bulk copy and the mbarrier are what racecheck's report on tc_key_wg is about.
 //   nvcc -arch=sm_90a -o /tmp/probe scripts/gpu/probes/racecheck_barrier.cu
-//   for m in 0 1 2; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
+//   for m in 0 1 2 3; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
 #include <cstdio>
 #include <cstdlib>
 
-__global__ void probe(int mode, unsigned* out) {
+__device__ __forceinline__ unsigned smem(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+
+// Mode 3 (see the top): warp 0 reads with ldmatrix and stages its output in buf, warp 1 refills buf from src
+// by a bulk copy (thread 32) and rewrites it in place.
+__device__ void stage_cycle(const unsigned short* src, unsigned* out) {
+  __shared__ __align__(128) unsigned short buf[64];  // (8 rows of 16 bytes: one ldmatrix x1)
+  __shared__ __align__(8) unsigned long long bar;
+  const int tid = threadIdx.x, l = tid % 32;
+  const bool writer = tid >= 32;
+  const unsigned b = smem(&bar);
+  if (tid == 32) asm volatile("mbarrier.init.shared.b64 [%0], 1;\n" ::"r"(b));
+  __syncthreads();
+  auto refill = [&](int it) {  // (thread 32: the next round's bytes into buf)
+    asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], 128;\n" ::"r"(b) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 128, [%2];\n" ::"r"(smem(buf)),
+                 "l"(src + 64 * it), "r"(b)
+                 : "memory");
+  };
+  if (tid == 32) refill(0);
+  for (int it = 0; it < 4; ++it) {
+    if (writer) {
+      // wait for round it's bytes (phase it), rewrite them in place, then the barrier
+      asm volatile("{\n.reg .pred p;\nW: mbarrier.try_wait.parity.shared.b64 p, [%0], %1;\n@!p bra W;\n}\n" ::"r"(b), "r"(it & 1)
+                   : "memory");
+      if (l < 16) {
+        unsigned* w4 = reinterpret_cast<unsigned*>(buf) + 2 * l;
+        w4[0] = w4[0] * 3u + 1u, w4[1] = w4[1] * 3u + 1u;
+      }
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      asm volatile("bar.sync 0, 64;\n" ::: "memory");
+      asm volatile("bar.sync 0, 64;\n" ::: "memory");  // (the reader is done with buf)
+      if (tid == 32 && it + 1 < 4) refill(it + 1);
+    } else {
+      asm volatile("bar.sync 0, 64;\n" ::: "memory");
+      unsigned r0;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r0) : "r"(smem(buf + (l % 8) * 8)));
+      out[it * 32 + l] = r0;
+      buf[l] = static_cast<unsigned short>(r0);  // (the output staged in the same bytes, as tc_key_wg's O)
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      asm volatile("bar.sync 0, 64;\n" ::: "memory");
+    }
+  }
+}
+
+__global__ void probe(int mode, const unsigned short* src, unsigned* out) {
+  if (mode == 3) {
+    stage_cycle(src, out);
+    return;
+  }
   __shared__ __align__(16) unsigned short buf[32 * 8];
   const int tid = threadIdx.x, l = tid % 32;
   const bool writer = tid >= 32;
@@ -44,10 +97,14 @@ __global__ void probe(int mode, unsigned* out) {
 int main(int argc, char** argv) {
   const int mode = argc > 1 ? atoi(argv[1]) : 0;
   unsigned* out = nullptr;
+  unsigned short* src = nullptr;
   cudaMalloc(&out, 4 * 32 * sizeof(unsigned));
-  probe<<<1, 64>>>(mode, out);
+  cudaMalloc(&src, 4 * 64 * sizeof(unsigned short));
+  cudaMemset(src, 1, 4 * 64 * sizeof(unsigned short));
+  probe<<<1, 64>>>(mode, src, out);
   const cudaError_t e = cudaDeviceSynchronize();
   printf("mode %d: %s\n", mode, cudaGetErrorString(e));
   cudaFree(out);
+  cudaFree(src);
   return e == cudaSuccess ? 0 : 1;
 }
