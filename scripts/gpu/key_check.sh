@@ -28,7 +28,7 @@ step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-dec
 # pattern)? scripts/gpu/probes/racecheck_barrier.cu: every mode should be free of hazards.
 if [ "${PROBE:-1}" = 1 ] && nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probes/racecheck_barrier.cu >"$out/probe.log" 2>&1; then
   for m in ${PROBE_MODES:-0 1 2 3}; do
-    compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >"$out/probe$m.log" 2>&1
+    timeout 60 compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >"$out/probe$m.log" 2>&1
     echo "racecheck probe mode $m: exit $?; $(grep -E 'RACECHECK SUMMARY|^mode' "$out/probe$m.log" | tr '\n' ' ')"
   done
 fi
