@@ -38,7 +38,6 @@ namespace wg {
 constexpr int kKeyFR = 19, kfQ = 10, kfK = 14, kfS = 18;
 __host__ __device__ constexpr int kf_p(int rb, int cb) { return rb * (rb + 1) / 2 + cb; }
 __host__ __device__ constexpr int kf_pos(int p) { return (p % 4) * 16 + (p / 8) * 2 + (p / 4) % 2; }
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kPairs = 136;  // pairs j <= i of a 16-row block
 // The largest span of a key's cumulative log gate within a 16-row block on the fast path (above: split).
 template <typename TI>
@@ -351,13 +350,13 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     float2 lo = make_float2(0.f, 0.f), hi = lo, acc = lo;
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
-      acc.x = fmaf(gv[r].x, wg::kLog2e, acc.x), acc.y = fmaf(gv[r].y, wg::kLog2e, acc.y);
+      acc.x = fmaf(gv[r].x, kLog2e, acc.x), acc.y = fmaf(gv[r].y, kLog2e, acc.y);
       gv[r] = acc;
       lo.x = fminf(lo.x, acc.x), lo.y = fminf(lo.y, acc.y), hi.x = fmaxf(hi.x, acc.x), hi.y = fmaxf(hi.y, acc.y);
     }
     const float2 T = gv[15];
     *reinterpret_cast<float2*>(tot + m * K + d0) = T;
-    constexpr float split2 = wg::key_split<TI>() * wg::kLog2e;
+    constexpr float split2 = wg::key_split<TI>() * kLog2e;
     const bool far = hi.x - lo.x > split2 || hi.y - lo.y > split2;
     const bool wfar = __any_sync(0xffffffffu, far);
     if (l == 0) fl[2 * m + half] = wfar ? 1 : 0;
@@ -572,7 +571,7 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
     // Kb in place (0 past the segment), the block's totals.
     float2 acc = make_float2(0.f, 0.f);  // (base 2, as tc_key_wg's)
 #pragma unroll
-    for (int r = 0; r < 16; ++r) acc.x = fmaf(gv[r].x, wg::kLog2e, acc.x), acc.y = fmaf(gv[r].y, wg::kLog2e, acc.y), gv[r] = acc;
+    for (int r = 0; r < 16; ++r) acc.x = fmaf(gv[r].x, kLog2e, acc.x), acc.y = fmaf(gv[r].y, kLog2e, acc.y), gv[r] = acc;
     *reinterpret_cast<float2*>(tot + m * K + d0) = acc;
 #pragma unroll
     for (int r = 0; r < 16; ++r) {

@@ -262,7 +262,8 @@ __device__ __forceinline__ size_t seg_off(const core_args& a, const seg_io& sg, 
 // token). One warp per chunk and 16 heads: lane l has head 16 hg + l % 16 and the chunk's rows 32 (l / 16)..
 // + 31, so that each load of g and each store of the table is two runs of 16 consecutive heads (a warp per
 // chunk and head, reading g at a stride of H floats and writing 16 bytes at a stride of 16 H, took ~13 us
-// for 0.5 M tokens x heads on an H100, run 29; this one 6.9 us on an H200, run 30). Sums in double,
+// for 0.5 M tokens x heads on an H100, run 29; this one 6.9 us on an H200, run 30: different machines,
+// the same-run gain in whole ops was within the noise, bench/decay_attn_cuda.md). Sums in double,
 // sequential per half.
 __global__ void gate_table_rows(core_args a, float4* tab) {
   const int n = blockIdx.z, ci = blockIdx.x * 4 + threadIdx.x / 32, l = threadIdx.x % 32, H = a.H;
@@ -386,6 +387,7 @@ __device__ __forceinline__ void quad_sum2(float& s0, float& s1) {
 // beta_j where j <= lim_i, else 0 (lim_i = i, or -1 for rows past the chunk's L: G = 0 there and
 // exp(0 - G_j) may overflow; a masked element is a_ij 0 beta_j, so a and the table must be finite there).
 // g0, g1: G of the two rows; tab the chunk's gate table.
+constexpr float kLog2e = 1.4426950408889634f;  // (exp(x) = ex2_ftz(x kLog2e))
 __device__ __forceinline__ float ex2_ftz(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -395,11 +397,10 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 // back to back (a branch per element, around __expf's denormal handling, serialised the warp).
 __device__ __forceinline__ float4 decay_mask4(float a00, float a01, float a10, float a11, const float4* tab, int j, float g0,
                                               float g1, int lim0, int lim1, float scale) {
-  constexpr float kL2e = 1.4426950408889634f;
   const float4 ta = tab[j], tb = tab[j + 1];
   const float ba = ta.y * scale, bb = tb.y * scale;
-  const float x00 = j <= lim0 ? (g0 - ta.x) * kL2e : -INFINITY, x01 = j + 1 <= lim0 ? (g0 - tb.x) * kL2e : -INFINITY;
-  const float x10 = j <= lim1 ? (g1 - ta.x) * kL2e : -INFINITY, x11 = j + 1 <= lim1 ? (g1 - tb.x) * kL2e : -INFINITY;
+  const float x00 = j <= lim0 ? (g0 - ta.x) * kLog2e : -INFINITY, x01 = j + 1 <= lim0 ? (g0 - tb.x) * kLog2e : -INFINITY;
+  const float x10 = j <= lim1 ? (g1 - ta.x) * kLog2e : -INFINITY, x11 = j + 1 <= lim1 ? (g1 - tb.x) * kLog2e : -INFINITY;
   return make_float4(a00 * ex2_ftz(x00) * ba, a01 * ex2_ftz(x01) * bb, a10 * ex2_ftz(x10) * ba, a11 * ex2_ftz(x11) * bb);
 }
 
@@ -2496,7 +2497,8 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 // sm_90a code, LRNN_DA_WG not 0, its shared memory and tensor maps. Segments as the mma.sync per-key
 // forward's plan (what fwd_out::seg_ctx holds for the backward): their states from tc_seg_key_wg (the
 // gating in the CTA too) and seg_scan. Unset: kKeyWgDefault (off: run 29's tests pass, racecheck's report
-// on it is not settled; bench/gpu/decay_attn_h100.md).
+// on it is not settled: run 30's probe showed racecheck models the barrier pattern, so it is no known
+// tool artefact; bench/gpu/decay_attn_h100.md).
 // Read per call (tests switch it).
 constexpr bool kKeyWgDefault = false;
 template <typename TI, int K, int VT>
