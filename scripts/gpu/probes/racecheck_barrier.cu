@@ -12,8 +12,12 @@
 //      copy (TMA, completing on an mbarrier the writers wait on), and the writers rewrite them in place
 //      (read, scale, write) before the next round. Session 18 (run 30): modes 0-2 are free of hazards;
 //      mode 3 asks whether the bulk copy and the mbarrier are what racecheck's report on tc_key_wg is about.
+//   4: tc_key_wg's barrier set at its size: 384 threads, warpgroup 0 (128 threads) reads by ldmatrix after
+//      `bar.sync 0, 384` and then passes its own `bar.sync 1, 128`; the two writer warpgroups (256) pass
+//      `bar.sync 2, 256` among themselves before writing, then `bar.sync 0, 384` in their branch.
+//      Asks whether partial named barriers next to the CTA-wide one confuse racecheck.
 //   nvcc -arch=sm_90a -o /tmp/probe scripts/gpu/probes/racecheck_barrier.cu
-//   for m in 0 1 2 3; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
+//   for m in 0 1 2 3 4; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
 #include <cstdio>
 #include <cstdlib>
 
@@ -61,9 +65,41 @@ __device__ void stage_cycle(const unsigned short* src, unsigned* out) {
   }
 }
 
+// Mode 4 (see the top): 3 rounds on a 64 x 64 16-bit tile, each row written by the writers (a 4-byte word
+// per thread per row), read back by warpgroup 0's ldmatrix (x1: each warp its 8-row slice).
+__device__ void named_barriers(unsigned* out) {
+  __shared__ __align__(128) unsigned short tile[64 * 64];
+  __shared__ int flag[8];
+  const int tid = threadIdx.x, l = tid % 32, warp = tid / 32;
+  for (int it = 0; it < 3; ++it) {
+    if (tid >= 128) {
+      const int st = tid - 128, r = st / 32, cw = st % 32;  // (8 rows of 32 words per round part)
+      if (l == 0) flag[warp - 4] = it;
+      asm volatile("bar.sync 2, 256;\n" ::: "memory");
+      const int f = flag[(warp - 4) ^ 1];
+      for (int rr = r; rr < 64; rr += 8)
+        reinterpret_cast<unsigned*>(tile)[rr * 32 + cw] = static_cast<unsigned>(it * 65536 + rr * 32 + cw + f);
+      asm volatile("bar.sync 0, 384;\n" ::: "memory");
+      asm volatile("bar.sync 0, 384;\n" ::: "memory");  // (warpgroup 0 is done with the tile)
+    } else {
+      asm volatile("bar.sync 0, 384;\n" ::: "memory");
+      unsigned r0;
+      const unsigned a = smem(tile + (8 * warp + l % 8) * 64 + 8 * (it % 8));
+      asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r0) : "r"(a));
+      out[it * 128 + tid] = r0;
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      asm volatile("bar.sync 0, 384;\n" ::: "memory");
+    }
+  }
+}
+
 __global__ void probe(int mode, const unsigned short* src, unsigned* out) {
   if (mode == 3) {
     stage_cycle(src, out);
+    return;
+  }
+  if (mode == 4) {
+    named_barriers(out);
     return;
   }
   __shared__ __align__(16) unsigned short buf[32 * 8];
@@ -98,10 +134,10 @@ int main(int argc, char** argv) {
   const int mode = argc > 1 ? atoi(argv[1]) : 0;
   unsigned* out = nullptr;
   unsigned short* src = nullptr;
-  cudaMalloc(&out, 4 * 32 * sizeof(unsigned));
+  cudaMalloc(&out, 4 * 128 * sizeof(unsigned));
   cudaMalloc(&src, 4 * 64 * sizeof(unsigned short));
   cudaMemset(src, 1, 4 * 64 * sizeof(unsigned short));
-  probe<<<1, 64>>>(mode, src, out);
+  probe<<<1, mode == 4 ? 384 : 64>>>(mode, src, out);
   const cudaError_t e = cudaDeviceSynchronize();
   printf("mode %d: %s\n", mode, cudaGetErrorString(e));
   cudaFree(out);
