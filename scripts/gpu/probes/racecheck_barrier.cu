@@ -15,7 +15,8 @@
 //   4: tc_key_wg's barrier set at its size: 384 threads, warpgroup 0 (128 threads) reads by ldmatrix after
 //      `bar.sync 0, 384` and then passes its own `bar.sync 1, 128`; the two writer warpgroups (256) pass
 //      `bar.sync 2, 256` among themselves before writing, then `bar.sync 0, 384` in their branch.
-//      Asks whether partial named barriers next to the CTA-wide one confuse racecheck.
+//      Asks whether partial named barriers next to the CTA-wide one (and warp 0 diverged before it, its
+//      thread 0 waiting on bulk stores) confuse racecheck.
 //   nvcc -arch=sm_90a -o /tmp/probe scripts/gpu/probes/racecheck_barrier.cu
 //   for m in 0 1 2 3 4; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
 #include <cstdio>
@@ -82,6 +83,8 @@ __device__ void named_barriers(unsigned* out) {
       asm volatile("bar.sync 0, 384;\n" ::: "memory");
       asm volatile("bar.sync 0, 384;\n" ::: "memory");  // (warpgroup 0 is done with the tile)
     } else {
+      // (thread 0 alone first, as tc_key_wg's wait for its O stores: the warp reaches the barrier diverged)
+      if (tid == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
       asm volatile("bar.sync 0, 384;\n" ::: "memory");
       unsigned r0;
       const unsigned a = smem(tile + (8 * warp + l % 8) * 64 + 8 * (it % 8));
