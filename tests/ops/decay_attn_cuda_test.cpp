@@ -294,10 +294,13 @@ TEST(decay_attn_cuda, key_forward_kernels) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const bool wg = ops::cuda_chunk::tc_forward_wg_available();
   struct mode {
-    const char *kw, *wgv, *segs;
+    const char *kw, *wgv, *segs, *var;
   };
-  for (const mode& md : {mode{"1", "2", "1"}, mode{"1", "1", "1"}, mode{"0", "2", "1"}, mode{"1", "2", "3"}}) {
+  // (var: LRNN_DA_KW_VAR, tc_key_wg's register split and overlap; 0 and 1 exist for bf16)
+  for (const mode& md : {mode{"1", "2", "1", "2"}, mode{"1", "1", "1", "2"}, mode{"0", "2", "1", "2"}, mode{"1", "2", "3", "2"},
+                         mode{"1", "2", "1", "0"}, mode{"1", "2", "1", "1"}}) {
     const char *kw = md.kw, *wgv = md.wgv;
+    const env_scope var_env("LRNN_DA_KW_VAR", md.var);
     const env_scope key_env("LRNN_DA_KEY_WG", kw);
     const env_scope wg_env("LRNN_DA_WG", wgv);
     const env_scope seg_env("LRNN_DA_SEGMENTS", md.segs);
@@ -308,7 +311,7 @@ TEST(decay_attn_cuda, key_forward_kernels) {
                                sized(v, 1, 257, 128, 256, true, 1.0, 1), sized(v, 1, 300, 128, 128, true, 50.0, 2),
                                sized(v, 1, 300, 128, 128, true, 5.5, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
         const auto rep = run_op_case(cuda_family(), c);
-        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " segments " << md.segs << " "
+        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " LRNN_DA_KW_VAR=" << md.var << " segments " << md.segs << " "
                                 << da::variant_name(v) << " " << c.name << ": " << rep.summary();
       }
       ops::cuda_chunk::tc_forward_launches(after);

@@ -166,7 +166,11 @@ __device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a,
 
 // BONUS: RWKV-6 (a.u: P_ii = scale q_i . (u k_i), P_ij for j < i with Gq_i = G_{i-1}: Qa from the row
 // before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
-template <typename TI, int K, bool BONUS>
+// VAR (LRNN_DA_KW_VAR, chunk_tc.cu): 0 every warp at the launch's 168 registers; 1 warpgroup 0 hands
+// registers to the state warpgroups (setmaxnreg: 144 and 184, 128 x 144 + 256 x 184 = 64512 of the SM's
+// 65536; their loop's spill reloads 28 -> 7 per chunk in RWKV-6's SASS); 2 as 1, and the state
+// warpgroups prepare chunk ci + 1 while their wgmmas of chunk ci run (waiting for them afterwards).
+template <typename TI, int K, bool BONUS, int VAR = 2>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
     tc_key_wg(core_args a, fwd_out out, seg_io sg, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -232,7 +236,10 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     issue_qk(ci + 2);
     issue_v(ci + 1);
   };
+  constexpr int kRegs0 = 144, kRegsState = 184;  // (multiples of 8; 128 kRegs0 + 256 kRegsState <= 65536)
+  static_assert(128 * kRegs0 + 256 * kRegsState <= 65536, "the SM's register file");
   if (!state_wg) {
+    if constexpr (VAR > 0) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs0));
     for (int ci = 0; ci < nch; ++ci) {
       sync_issue(ci);
       const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
@@ -332,6 +339,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     return;
   }
   // ---- the state warpgroups ----
+  if constexpr (VAR > 0) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsState));
   const int st = tid - 128, m = st / (K / 2), kp = st % (K / 2), d0 = 2 * kp, half = kp / 32;
   float2 gv[16];  // log gates of rows 16 m.. of the next chunk to prepare, keys d0, d0 + 1 (0 past the sequence)
   auto load_g = [&](int cj) { wg::load_gates(gv, a, tb + static_cast<int64_t>(cj) * kC + 16 * m, te, h, d0); };
@@ -478,6 +486,13 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       for (int x = 0; x < 5; ++x) f0[x] = fk[x * K + dr], f1[x] = fk[x * K + dr + 8];
       wg::state_issue_key<TI>(S, Ks_of(ci), Vs_of(ci), f0, f1, hh);
     }
+    // (VAR 2: chunk ci + 1 is prepared while the state's wgmmas run: they read V of ci and their A
+    // fragments from registers, prepare writes ci + 1's stage and buffers; ptxas keeps the wgmmas'
+    // registers, no wait between them in the SASS)
+    if (VAR == 2 && ci + 1 < nch) {
+      wait_qk(ci + 1);
+      prepare(ci + 1);
+    }
     wg::wait0();
     wg::keep(S);
     {
@@ -491,11 +506,11 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       }
     }
     wg::proxy_fence();
-    if (ci + 1 < nch) {
+    if (VAR != 2 && ci + 1 < nch) {
       wait_qk(ci + 1);
       prepare(ci + 1);
-      if (ci + 2 < nch) load_g(ci + 2);
     }
+    if (ci + 2 < nch) load_g(ci + 2);
   }
   if (out.sf && te == sr.se) wg::for_each_state(hh, [&](int x, int d, int col) { out.sf[(srow + d) * Vin + v0 + col] = S[x]; });
 #endif
