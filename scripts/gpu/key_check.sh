@@ -10,7 +10,7 @@
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck, RC=0: no racecheck
-# (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4); SYNC=0: no synccheck (SYNC_FILTER: its gtest filter); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
+# (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_FILTER: its gtest filter); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
 # profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
 # shellcheck source=scripts/gpu/common.sh
@@ -27,7 +27,7 @@ step "tests" tests.log timeout 200 "$pk/lrnn_tests" --gtest_filter="${TESTS:-dec
 # Does racecheck model a CTA barrier reached at different instructions by two warp roles (tc_key_wg's
 # pattern)? scripts/gpu/probes/racecheck_barrier.cu: every mode should be free of hazards.
 if [ "${PROBE:-1}" = 1 ] && nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probes/racecheck_barrier.cu >"$out/probe.log" 2>&1; then
-  for m in ${PROBE_MODES:-0 1 2 3 4}; do
+  for m in ${PROBE_MODES:-0 1 2 3 4 5}; do
     timeout 60 compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/rc_probe $m >"$out/probe$m.log" 2>&1
     echo "racecheck probe mode $m: exit $?; $(grep -E 'RACECHECK SUMMARY|^mode' "$out/probe$m.log" | tr '\n' ' ')"
   done

@@ -17,8 +17,10 @@
 //      `bar.sync 2, 256` among themselves before writing, then `bar.sync 0, 384` in their branch.
 //      Asks whether partial named barriers next to the CTA-wide one (and warp 0 diverged before it, its
 //      thread 0 waiting on bulk stores) confuse racecheck.
+//   5: as 4, warpgroup 0 first passing one barrier of its own (both roles then pass equally many
+//      barriers before each access: tells whether racecheck matches accesses by barrier counts).
 //   nvcc -arch=sm_90a -o /tmp/probe scripts/gpu/probes/racecheck_barrier.cu
-//   for m in 0 1 2 3 4; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
+//   for m in 0 1 2 3 4 5; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
 #include <cstdio>
 #include <cstdlib>
 
@@ -68,10 +70,14 @@ __device__ void stage_cycle(const unsigned short* src, unsigned* out) {
 
 // Mode 4 (see the top): 3 rounds on a 64 x 64 16-bit tile, each row written by the writers (a 4-byte word
 // per thread per row), read back by warpgroup 0's ldmatrix (x1: each warp its 8-row slice).
-__device__ void named_barriers(unsigned* out) {
+__device__ void named_barriers(unsigned* out, bool align) {
   __shared__ __align__(128) unsigned short tile[64 * 64];
   __shared__ int flag[8];
   const int tid = threadIdx.x, l = tid % 32, warp = tid / 32;
+  // (mode 5: warpgroup 0 passes one barrier of its own first, so that both roles have passed as many
+  // barriers, of any id, at each access: if racecheck matched accesses by such counts, mode 4 reports
+  // and mode 5 does not)
+  if (align && tid < 128) asm volatile("bar.sync 1, 128;\n" ::: "memory");
   for (int it = 0; it < 3; ++it) {
     if (tid >= 128) {
       const int st = tid - 128, r = st / 32, cw = st % 32;  // (8 rows of 32 words per round part)
@@ -101,8 +107,8 @@ __global__ void probe(int mode, const unsigned short* src, unsigned* out) {
     stage_cycle(src, out);
     return;
   }
-  if (mode == 4) {
-    named_barriers(out);
+  if (mode == 4 || mode == 5) {
+    named_barriers(out, mode == 5);
     return;
   }
   __shared__ __align__(16) unsigned short buf[32 * 8];
@@ -140,7 +146,7 @@ int main(int argc, char** argv) {
   cudaMalloc(&out, 4 * 128 * sizeof(unsigned));
   cudaMalloc(&src, 4 * 64 * sizeof(unsigned short));
   cudaMemset(src, 1, 4 * 64 * sizeof(unsigned short));
-  probe<<<1, mode == 4 ? 384 : 64>>>(mode, src, out);
+  probe<<<1, mode >= 4 ? 384 : 64>>>(mode, src, out);
   const cudaError_t e = cudaDeviceSynchronize();
   printf("mode %d: %s\n", mode, cudaGetErrorString(e));
   cudaFree(out);
