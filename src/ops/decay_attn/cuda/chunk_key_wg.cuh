@@ -168,7 +168,7 @@ __device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a,
 // before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
 // VAR (LRNN_DA_KW_VAR, chunk_tc.cu): 0 every warp at the launch's 168 registers; 1 warpgroup 0 hands
 // registers to the state warpgroups (setmaxnreg: 144 and 184, 128 x 144 + 256 x 184 = 64512 of the SM's
-// 65536; their loop's spill reloads 28 -> 7 per chunk in RWKV-6's SASS); 2 as 1, and the state
+// 65536; their loop's spill reloads 29 -> 10 per chunk in RWKV-6's SASS); 2 as 1, and the state
 // warpgroups prepare chunk ci + 1 while their wgmmas of chunk ci run (waiting for them afterwards).
 template <typename TI, int K, bool BONUS, int VAR = 2>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
@@ -240,6 +240,13 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   static_assert(128 * kRegs0 + 256 * kRegsState <= 65536, "the SM's register file");
   if (!state_wg) {
     if constexpr (VAR > 0) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs0));
+    // One barrier of warpgroup 0's own first, so that both roles have passed equally many barriers (of
+    // any id) wherever one writes what the other reads: the state warps pass `bar.sync 2` in each
+    // preparation, warpgroup 0 `bar.sync 1` after each chunk (in both ways of storing O). Nothing needs
+    // it for ordering (`bar.sync 0` does that); it is for racecheck, whose RAW reports on this kernel
+    // (run 29) pair exactly the accesses that such a count would put in one interval (session 19:
+    // probe modes 4 and 5 of scripts/gpu/probes/racecheck_barrier.cu test that reading of the tool).
+    asm volatile("bar.sync 1, 128;\n" ::: "memory");
     for (int ci = 0; ci < nch; ++ci) {
       sync_issue(ci);
       const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
@@ -334,6 +341,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
         if (i0 < L) *reinterpret_cast<uint32_t*>(p0 + 8 * t) = mma::pack2<TI>(O[4 * t], O[4 * t + 1]);
         if (i1 < L) *reinterpret_cast<uint32_t*>(p1 + 8 * t) = mma::pack2<TI>(O[4 * t + 2], O[4 * t + 3]);
       }
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");  // (as the TMA path's: one per chunk, for racecheck, above)
     }
     if (tid == 0) wg::store_wait();
     return;
