@@ -226,7 +226,7 @@ TEST(decay_attn_cuda, forward_kernels) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
     // (LRNN_DA_WG=2 also runs the reverse segment pass on wgmma: LRNN_DA_SEG_WG=2)
     const env_scope seg_wg_env("LRNN_DA_SEG_WG", wgv[0] == '2' ? "2" : "1");
-    int64_t before[10], after[10];
+    int64_t before[ops::cuda_chunk::kLaunchKinds], after[ops::cuda_chunk::kLaunchKinds];
     ops::cuda_chunk::tc_forward_launches(before);
     for (const char* segs : {"1", "3"}) {
       const env_scope seg_env("LRNN_DA_SEGMENTS", segs);
@@ -266,7 +266,7 @@ TEST(decay_attn_cuda, gate_table) {
   GTEST_SKIP() << "built without CUDA";
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  int64_t before[10], after[10];
+  int64_t before[ops::cuda_chunk::kLaunchKinds], after[ops::cuda_chunk::kLaunchKinds];
   ops::cuda_chunk::tc_forward_launches(before);
   for (variant v : {variant::retnet, variant::simple_gla, variant::mlstm, variant::mlstm_sig}) {
     for (const op_case& c : {sized(v, 2, 200, 64, 64, true, 1.0, 17), sized(v, 1, 129, 64, 64, false, 1.0, 16),
@@ -305,7 +305,7 @@ TEST(decay_attn_cuda, key_forward_kernels) {
     const env_scope wg_env("LRNN_DA_WG", wgv);
     const env_scope seg_env("LRNN_DA_SEGMENTS", md.segs);
     for (variant v : {variant::gla, variant::rwkv6}) {
-      int64_t before[10], after[10];
+      int64_t before[ops::cuda_chunk::kLaunchKinds], after[ops::cuda_chunk::kLaunchKinds];
       ops::cuda_chunk::tc_forward_launches(before);
       for (const op_case& c : {sized(v, 2, 300, 128, 128, true, 1.0, 2), sized(v, 1, 128, 128, 128, false, 1.0, 3),
                                sized(v, 1, 257, 128, 256, true, 1.0, 1), sized(v, 1, 300, 128, 128, true, 50.0, 2),
@@ -318,6 +318,12 @@ TEST(decay_attn_cuda, key_forward_kernels) {
       const int64_t fused = after[7] - before[7], seg = after[8] - before[8];
       if (wg && kw[0] == '1') {
         EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
+        // (the cases run bf16 and f16: bf16 takes the variant asked for, f16 always 2)
+        const int var = md.var[0] - '0';
+        EXPECT_GT(after[10 + var] - before[10 + var], 0) << da::variant_name(v) << ": tc_key_wg's variant " << var << " did not run";
+        if (var != 2) {
+          EXPECT_GT(after[12] - before[12], 0) << da::variant_name(v) << ": f16 did not take variant 2";
+        }
         if (md.segs[0] == '3') EXPECT_GT(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg did not run with segments";
         else EXPECT_EQ(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg ran without segments";
       } else {

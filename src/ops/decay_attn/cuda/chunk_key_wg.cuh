@@ -162,13 +162,27 @@ __device__ __forceinline__ void load_gates(float2 (&gv)[16], const core_args& a,
   for (int r = 0; r < 16; ++r) gv[r] = r < n ? __ldg(p + r * st) : make_float2(0.f, 0.f);
 }
 
+// The cumulative log gates of 16 rows in base 2 (each exponential of them is then one ex2), in place,
+// from 0; their range per key in lo, hi (from 0 too). Returns the last row's (the block's total).
+__device__ __forceinline__ float2 scan_gates(float2 (&gv)[16], float2& lo, float2& hi) {
+  float2 acc = make_float2(0.f, 0.f);
+  lo = acc, hi = acc;
+#pragma unroll
+  for (int r = 0; r < 16; ++r) {
+    acc.x = fmaf(gv[r].x, kLog2e, acc.x), acc.y = fmaf(gv[r].y, kLog2e, acc.y);
+    gv[r] = acc;
+    lo.x = fminf(lo.x, acc.x), lo.y = fminf(lo.y, acc.y), hi.x = fmaxf(hi.x, acc.x), hi.y = fmaxf(hi.y, acc.y);
+  }
+  return acc;
+}
+
 }  // namespace wg
 
 // BONUS: RWKV-6 (a.u: P_ii = scale q_i . (u k_i), P_ij for j < i with Gq_i = G_{i-1}: Qa from the row
 // before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
 // VAR (LRNN_DA_KW_VAR, chunk_tc.cu): 0 every warp at the launch's 168 registers; 1 warpgroup 0 hands
 // registers to the state warpgroups (setmaxnreg: 144 and 184, 128 x 144 + 256 x 184 = 64512 of the SM's
-// 65536; their loop's spill reloads 29 -> 10 per chunk in RWKV-6's SASS); 2 as 1, and the state
+// 65536; bench/decay_attn_cuda.md, session 19: SASS spill counts); 2 as 1, and the state
 // warpgroups prepare chunk ci + 1 while their wgmmas of chunk ci run (waiting for them afterwards).
 template <typename TI, int K, bool BONUS, int VAR = 2>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
@@ -361,16 +375,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     TI* Ks = Ks_of(cj);
     float* fac = fac_of(cj);
     int* fl = flg_of(cj);
-    // The block's cumulative log gates (relative to E_{m-1}) in base 2 (every exponential below is one
-    // ex2), in place; their span per key.
-    float2 lo = make_float2(0.f, 0.f), hi = lo, acc = lo;
-#pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      acc.x = fmaf(gv[r].x, kLog2e, acc.x), acc.y = fmaf(gv[r].y, kLog2e, acc.y);
-      gv[r] = acc;
-      lo.x = fminf(lo.x, acc.x), lo.y = fminf(lo.y, acc.y), hi.x = fmaxf(hi.x, acc.x), hi.y = fmaxf(hi.y, acc.y);
-    }
-    const float2 T = gv[15];
+    // The block's cumulative log gates (relative to E_{m-1}) in base 2, in place; their span per key.
+    float2 lo, hi;
+    const float2 T = wg::scan_gates(gv, lo, hi);
     *reinterpret_cast<float2*>(tot + m * K + d0) = T;
     constexpr float split2 = wg::key_split<TI>() * kLog2e;
     const bool far = hi.x - lo.x > split2 || hi.y - lo.y > split2;
@@ -467,14 +474,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     const int64_t ld = sr.s == 0 ? Vin : a.V;
     const size_t base = sr.s == 0 ? srow * Vin + v0 : v0;
     wg::for_each_state(hh, [&](int x, int d, int col) { S[x] = st0 ? st0[base + d * ld + col] : 0.f; });
-    auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
-    TI* dst = sbuf + Ly::SBB / 2;  // copy 1: the state before chunk 0
-#pragma unroll
-    for (int t = 0; t < 16; ++t) {
-      const int d = 64 * hh + 16 * w + g, col = 8 * t + 2 * c;
-      *reinterpret_cast<uint32_t*>(dst + sb_at(d, col)) = mma::pack2<TI>(S[4 * t], S[4 * t + 1]);
-      *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
-    }
+    wg::write_state_copy<TI>(sbuf + Ly::SBB / 2, S, hh);  // copy 1: the state before chunk 0
     wg::proxy_fence();
   }
   if (nch > 0) {
@@ -503,16 +503,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     }
     wg::wait0();
     wg::keep(S);
-    {
-      auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
-      TI* dst = sbuf + (ci & 1) * (Ly::SBB / 2);
-#pragma unroll
-      for (int t = 0; t < 16; ++t) {
-        const int d = 64 * hh + 16 * w + g, col = 8 * t + 2 * c;
-        *reinterpret_cast<uint32_t*>(dst + sb_at(d, col)) = mma::pack2<TI>(S[4 * t], S[4 * t + 1]);
-        *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
-      }
-    }
+    wg::write_state_copy<TI>(sbuf + (ci & 1) * (Ly::SBB / 2), S, hh);
     wg::proxy_fence();
     if (VAR != 2 && ci + 1 < nch) {
       wait_qk(ci + 1);
@@ -592,9 +583,8 @@ __global__ void __launch_bounds__(128 * (K / 64), 1) tc_seg_key_wg(core_args a, 
     TI* Ks = reinterpret_cast<TI*>(sm + (it % Ly::NS) * Ly::stage);
     const TI* Vs = reinterpret_cast<const TI*>(sm + (it % Ly::NS) * Ly::stage + Ly::KB);
     // Kb in place (0 past the segment), the block's totals.
-    float2 acc = make_float2(0.f, 0.f);  // (base 2, as tc_key_wg's)
-#pragma unroll
-    for (int r = 0; r < 16; ++r) acc.x = fmaf(gv[r].x, kLog2e, acc.x), acc.y = fmaf(gv[r].y, kLog2e, acc.y), gv[r] = acc;
+    float2 lo, hi;  // (unused here)
+    const float2 acc = wg::scan_gates(gv, lo, hi);  // (base 2, as tc_key_wg's)
     *reinterpret_cast<float2*>(tot + m * K + d0) = acc;
 #pragma unroll
     for (int r = 0; r < 16; ++r) {

@@ -2174,7 +2174,7 @@ float* forward_states(const core_args& a, const seg_io& sg, const float* ctx) {
 }
 
 // Per kind, the launches of the forward, the segment passes and the gate tables (tc_forward_launches).
-std::atomic<int64_t> fwd_launches[10];
+std::atomic<int64_t> fwd_launches[kLaunchKinds];
 
 // Gate table (into a.gate_tab or scratch) and, with segments, their buffers: the forward's states go
 // to fwd_ctx (fwd_out::seg_ctx) where given; a backward passes bwd_ctx (bwd_io::seg_ctx, forward_states).
@@ -2502,11 +2502,11 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 // Read per call (tests switch it).
 constexpr bool kKeyWgDefault = false;
 // LRNN_DA_KW_VAR: tc_key_wg's register split and overlap (its VAR, chunk_key_wg.cuh; default 2; 0 and 1
-// are kept for A/B runs, bf16 only).
+// are kept for A/B runs, bf16 only); var: the variant chosen.
 template <typename TI, int K>
-auto key_wg_kernel(bool bonus) {
+auto key_wg_kernel(bool bonus, int& var) {
   const char* e = getenv("LRNN_DA_KW_VAR");
-  const int var = e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : 2;
+  var = std::is_same_v<TI, __nv_bfloat16> && e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : 2;
   if constexpr (std::is_same_v<TI, __nv_bfloat16>) {
     if (var == 0) return bonus ? tc_key_wg<TI, K, true, 0> : tc_key_wg<TI, K, false, 0>;
     if (var == 1) return bonus ? tc_key_wg<TI, K, true, 1> : tc_key_wg<TI, K, false, 1>;
@@ -2534,10 +2534,12 @@ int key_pass_wg(const core_args& a, const fwd_out& o) {
       scan_segments(a, sg, a.s0, a.n0, true);
     }
     constexpr size_t bytes = wg::key_lay<K>::total;
-    auto kern = key_wg_kernel<TI, K>(a.u != nullptr);
+    int var = 2;
+    auto kern = key_wg_kernel<TI, K>(a.u != nullptr, var);
     if (int err = tc_smem(kern, bytes)) return err;
     kern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, bytes, launch_stream()>>>(a, o, sg, mp);
     ++fwd_launches[7];
+    ++fwd_launches[10 + var];
     return static_cast<int>(cudaGetLastError());
   } else {
     (void)a, (void)o;
@@ -2722,8 +2724,8 @@ int tc_backward(const core_args& args, const bwd_io& io) {
   });
 }
 
-void tc_forward_launches(int64_t out[10]) {
-  for (int i = 0; i < 10; ++i) out[i] = fwd_launches[i].load();
+void tc_forward_launches(int64_t out[kLaunchKinds]) {
+  for (int i = 0; i < kLaunchKinds; ++i) out[i] = fwd_launches[i].load();
 }
 
 bool tc_forward_wg_available() { return wg_kernel_loads<__nv_bfloat16, 128, false>(); }

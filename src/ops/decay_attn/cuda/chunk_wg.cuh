@@ -235,6 +235,21 @@ __device__ __forceinline__ void for_each_state(int hh, Fn&& fn) {
     for (int x = 0; x < 4; ++x) fn(4 * t + x, 64 * hh + 16 * w + g + (x >= 2 ? 8 : 0), 8 * t + 2 * c + (x & 1));
 }
 
+// A state warpgroup's 16-bit copy of its rows 64 hh.. of S (this thread's accumulator elements) at dst,
+// the layout warpgroup 0's wgmma reads as B: element (d, col) at piece (d / 8) 128 + 8 (col / 8) + d % 8
+// (MN-major).
+template <typename TI>
+__device__ __forceinline__ void write_state_copy(TI* dst, const float (&S)[64], int hh) {
+  const int l = threadIdx.x % 32, w = (threadIdx.x / 32) % 4, g = l / 4, c = l % 4;
+  auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
+#pragma unroll
+  for (int t = 0; t < 16; ++t) {
+    const int d = 64 * hh + 16 * w + g, col = 8 * t + 2 * c;
+    *reinterpret_cast<uint32_t*>(dst + sb_at(d, col)) = mma::pack2<TI>(S[4 * t], S[4 * t + 1]);
+    *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
+  }
+}
+
 // This thread's element (row, column) of an m64nN accumulator (warp w of the warpgroup, lane l):
 // index 4 t + x is row 16 w + l / 4 (+ 8 for x >= 2), column 8 t + 2 (l % 4) + (x & 1).
 
@@ -335,17 +350,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   issue(0);
   issue(1);
   TI* sbuf = reinterpret_cast<TI*>(sm + Ly::sb);
-  // The state copy's element (d, col): piece (d / 8) 128 + 8 (col / 8) + d % 8 (MN-major).
-  auto sb_at = [](int d, int col) { return (d / 8) * 1024 + (col / 8) * 64 + (d % 8) * 8 + col % 8; };
   float S[64];
-  auto write_copy = [&](TI* dst) {
-#pragma unroll
-    for (int t = 0; t < 16; ++t) {
-      const int d = 64 * hh + 16 * w + g, col = 8 * t + 2 * c;
-      *reinterpret_cast<uint32_t*>(dst + sb_at(d, col)) = mma::pack2<TI>(S[4 * t], S[4 * t + 1]);
-      *reinterpret_cast<uint32_t*>(dst + sb_at(d + 8, col)) = mma::pack2<TI>(S[4 * t + 2], S[4 * t + 3]);
-    }
-  };
+  auto write_copy = [&](TI* dst) { wg::write_state_copy<TI>(dst, S, hh); };
   // Per chunk: its copies landed (the stage's mbarrier), then the CTA barrier (every warp is done with
   // chunk ci - 1: its stage and the older state copy; the state warpgroups fenced their copy for the
   // async proxy before it), then the copies of chunk ci + 2 into the stage of ci - 1. The two roles
