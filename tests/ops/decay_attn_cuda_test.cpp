@@ -55,7 +55,8 @@ struct env_scope {
   bool had;
   env_scope(const char* n, const char* v) : name(n), had(std::getenv(n) != nullptr) {
     if (had) old = std::getenv(n);
-    setenv(n, v, 1);
+    if (v) setenv(n, v, 1);
+    else unsetenv(n);  // (null: unset for the scope)
   }
   ~env_scope() {
     if (had) setenv(name.c_str(), old.c_str(), 1);
@@ -296,9 +297,11 @@ TEST(decay_attn_cuda, key_forward_kernels) {
   struct mode {
     const char *kw, *wgv, *segs, *var;
   };
-  // (var: LRNN_DA_KW_VAR, tc_key_wg's register split and overlap; 0 and 1 exist for bf16)
-  for (const mode& md : {mode{"1", "2", "1", "2"}, mode{"1", "1", "1", "2"}, mode{"0", "2", "1", "2"}, mode{"1", "2", "3", "2"},
-                         mode{"1", "2", "1", "0"}, mode{"1", "2", "1", "1"}}) {
+  // (var: LRNN_DA_KW_VAR, tc_key_wg's register split (1) and overlap (2); bf16 has 0..3, f16 only the default;
+  // null: unset)
+  for (const mode& md : {mode{"1", "2", "1", nullptr}, mode{"1", "1", "1", nullptr}, mode{"0", "2", "1", nullptr},
+                         mode{"1", "2", "3", nullptr}, mode{"1", "2", "1", "0"}, mode{"1", "2", "1", "1"}, mode{"1", "2", "1", "2"},
+                         mode{"1", "2", "1", "3"}}) {
     const char *kw = md.kw, *wgv = md.wgv;
     const env_scope var_env("LRNN_DA_KW_VAR", md.var);
     const env_scope key_env("LRNN_DA_KEY_WG", kw);
@@ -311,18 +314,18 @@ TEST(decay_attn_cuda, key_forward_kernels) {
                                sized(v, 1, 257, 128, 256, true, 1.0, 1), sized(v, 1, 300, 128, 128, true, 50.0, 2),
                                sized(v, 1, 300, 128, 128, true, 5.5, 2), varlen(v, {0, 1, 64, 64, 130, 200}, 128, 128)}) {
         const auto rep = run_op_case(cuda_family(), c);
-        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " LRNN_DA_KW_VAR=" << md.var << " segments " << md.segs << " "
+        EXPECT_TRUE(rep.pass()) << "LRNN_DA_KEY_WG=" << kw << " LRNN_DA_WG=" << wgv << " LRNN_DA_KW_VAR=" << (md.var ? md.var : "(unset)") << " segments " << md.segs << " "
                                 << da::variant_name(v) << " " << c.name << ": " << rep.summary();
       }
       ops::cuda_chunk::tc_forward_launches(after);
       const int64_t fused = after[7] - before[7], seg = after[8] - before[8];
       if (wg && kw[0] == '1') {
         EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
-        // (the cases run bf16 and f16: bf16 takes the variant asked for, f16 always 2)
-        const int var = md.var[0] - '0';
+        // (the cases run bf16 and f16: bf16 takes the variant asked for, f16 always the default)
+        const int def = ops::cuda_chunk::kKwVarDefault, var = md.var ? md.var[0] - '0' : def;
         EXPECT_GT(after[10 + var] - before[10 + var], 0) << da::variant_name(v) << ": tc_key_wg's variant " << var << " did not run";
-        if (var != 2) {
-          EXPECT_GT(after[12] - before[12], 0) << da::variant_name(v) << ": f16 did not take variant 2";
+        if (var != def) {
+          EXPECT_GT(after[10 + def] - before[10 + def], 0) << da::variant_name(v) << ": f16 did not take variant " << def;
         }
         if (md.segs[0] == '3') EXPECT_GT(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg did not run with segments";
         else EXPECT_EQ(seg, 0) << da::variant_name(v) << ": tc_seg_key_wg ran without segments";

@@ -180,11 +180,20 @@ __device__ __forceinline__ float2 scan_gates(float2 (&gv)[16], float2& lo, float
 
 // BONUS: RWKV-6 (a.u: P_ii = scale q_i . (u k_i), P_ij for j < i with Gq_i = G_{i-1}: Qa from the row
 // before's cumulative gate; the bonus terms summed by the state warps as their pair sums).
-// VAR (LRNN_DA_KW_VAR, chunk_tc.cu): 0 every warp at the launch's 168 registers; 1 warpgroup 0 hands
-// registers to the state warpgroups (setmaxnreg: 144 and 184, 128 x 144 + 256 x 184 = 64512 of the SM's
-// 65536; bench/decay_attn_cuda.md, session 19: SASS spill counts); 2 as 1, and the state
-// warpgroups prepare chunk ci + 1 while their wgmmas of chunk ci run (waiting for them afterwards).
-template <typename TI, int K, bool BONUS, int VAR = 2>
+// VAR (LRNN_DA_KW_VAR, chunk_tc.cu), two bits: 1 the register split, warpgroup 0 hands registers to the
+// state warpgroups (setmaxnreg: kKwRegs0 and kKwRegsState below, within the CTA's launch allocation of
+// 168 per thread, which is the pool setmaxnreg.inc draws from: it waits for registers until there are
+// enough, so a split over that total would hang); 2 the overlap, the state warpgroups prepare chunk ci +
+// 1 while their wgmmas of chunk ci run (waiting for them afterwards). 0: neither, every warp at 168
+// (bench/decay_attn_cuda.md, sessions 19 and 20: SASS spill counts).
+#if defined(LRNN_KW_REGS0)
+constexpr int kKwRegs0 = LRNN_KW_REGS0, kKwRegsState = LRNN_KW_REGSS;  // (SASS experiments)
+#else
+constexpr int kKwRegs0 = 152, kKwRegsState = 176;
+#endif
+static_assert(kKwRegs0 % 8 == 0 && kKwRegsState % 8 == 0 && kKwRegs0 >= 24 && kKwRegsState <= 256, "setmaxnreg's operand");
+static_assert(128 * kKwRegs0 + 256 * kKwRegsState <= 384 * 168, "the CTA's registers at launch (wg_threads<128> x 168)");
+template <typename TI, int K, bool BONUS, int VAR = 0>
 __global__ void __launch_bounds__(wg_threads<K>, 1)
     tc_key_wg(core_args a, fwd_out out, seg_io sg, const __grid_constant__ wg::maps mp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -250,10 +259,10 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     issue_qk(ci + 2);
     issue_v(ci + 1);
   };
-  constexpr int kRegs0 = 144, kRegsState = 184;  // (multiples of 8; 128 kRegs0 + 256 kRegsState <= 65536)
-  static_assert(128 * kRegs0 + 256 * kRegsState <= 65536, "the SM's register file");
+  constexpr bool kSplit = (VAR & 1) != 0, kOverlap = (VAR & 2) != 0;
+  static_assert(!kSplit || NT == 384, "the register split's numbers are for three warpgroups");
   if (!state_wg) {
-    if constexpr (VAR > 0) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs0));
+    if constexpr (kSplit) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kKwRegs0));
     // One barrier of warpgroup 0's own first, so that both roles have passed equally many barriers (of
     // any id) wherever one writes what the other reads: the state warps pass `bar.sync 2` in each
     // preparation, warpgroup 0 `bar.sync 1` after each chunk (in both ways of storing O). Nothing needs
@@ -361,7 +370,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     return;
   }
   // ---- the state warpgroups ----
-  if constexpr (VAR > 0) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegsState));
+  if constexpr (kSplit) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kKwRegsState));
   const int st = tid - 128, m = st / (K / 2), kp = st % (K / 2), d0 = 2 * kp, half = kp / 32;
   float2 gv[16];  // log gates of rows 16 m.. of the next chunk to prepare, keys d0, d0 + 1 (0 past the sequence)
   auto load_g = [&](int cj) { wg::load_gates(gv, a, tb + static_cast<int64_t>(cj) * kC + 16 * m, te, h, d0); };
@@ -494,10 +503,10 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
       for (int x = 0; x < 5; ++x) f0[x] = fk[x * K + dr], f1[x] = fk[x * K + dr + 8];
       wg::state_issue_key<TI>(S, Ks_of(ci), Vs_of(ci), f0, f1, hh);
     }
-    // (VAR 2: chunk ci + 1 is prepared while the state's wgmmas run: they read V of ci and their A
+    // (kOverlap: chunk ci + 1 is prepared while the state's wgmmas run: they read V of ci and their A
     // fragments from registers, prepare writes ci + 1's stage and buffers; ptxas keeps the wgmmas'
     // registers, no wait between them in the SASS)
-    if (VAR == 2 && ci + 1 < nch) {
+    if (kOverlap && ci + 1 < nch) {
       wait_qk(ci + 1);
       prepare(ci + 1);
     }
@@ -505,7 +514,7 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
     wg::keep(S);
     wg::write_state_copy<TI>(sbuf + (ci & 1) * (Ly::SBB / 2), S, hh);
     wg::proxy_fence();
-    if (VAR != 2 && ci + 1 < nch) {
+    if (!kOverlap && ci + 1 < nch) {
       wait_qk(ci + 1);
       prepare(ci + 1);
     }

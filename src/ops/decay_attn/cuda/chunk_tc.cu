@@ -2501,17 +2501,20 @@ int key_prepare(core_args& a, key_io& kio, scratch_scope& sc, bool bwd) {
 // tool artefact; bench/gpu/decay_attn_h100.md).
 // Read per call (tests switch it).
 constexpr bool kKeyWgDefault = false;
-// LRNN_DA_KW_VAR: tc_key_wg's register split and overlap (its VAR, chunk_key_wg.cuh; default 2; 0 and 1
-// are kept for A/B runs, bf16 only); var: the variant chosen.
+// LRNN_DA_KW_VAR: tc_key_wg's variant (its VAR, chunk_key_wg.cuh: 1 the register split, 2 the overlap, 3
+// both; default kKwVarDefault (chunk_tc.h), the only one f16 builds; bf16 builds 0..3 for A/B runs); var:
+// the one chosen.
 template <typename TI, int K>
 auto key_wg_kernel(bool bonus, int& var) {
   const char* e = getenv("LRNN_DA_KW_VAR");
-  var = std::is_same_v<TI, __nv_bfloat16> && e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : 2;
+  var = std::is_same_v<TI, __nv_bfloat16> && e && e[0] >= '0' && e[0] <= '3' && e[1] == 0 ? e[0] - '0' : kKwVarDefault;
   if constexpr (std::is_same_v<TI, __nv_bfloat16>) {
-    if (var == 0) return bonus ? tc_key_wg<TI, K, true, 0> : tc_key_wg<TI, K, false, 0>;
     if (var == 1) return bonus ? tc_key_wg<TI, K, true, 1> : tc_key_wg<TI, K, false, 1>;
+    if (var == 2) return bonus ? tc_key_wg<TI, K, true, 2> : tc_key_wg<TI, K, false, 2>;
+    if (var == 3) return bonus ? tc_key_wg<TI, K, true, 3> : tc_key_wg<TI, K, false, 3>;
+    if (var == 0) return bonus ? tc_key_wg<TI, K, true, 0> : tc_key_wg<TI, K, false, 0>;
   }
-  return bonus ? tc_key_wg<TI, K, true, 2> : tc_key_wg<TI, K, false, 2>;
+  return bonus ? tc_key_wg<TI, K, true, kKwVarDefault> : tc_key_wg<TI, K, false, kKwVarDefault>;
 }
 
 template <typename TI, int K, int VT>
@@ -2534,7 +2537,7 @@ int key_pass_wg(const core_args& a, const fwd_out& o) {
       scan_segments(a, sg, a.s0, a.n0, true);
     }
     constexpr size_t bytes = wg::key_lay<K>::total;
-    int var = 2;
+    int var = kKwVarDefault;
     auto kern = key_wg_kernel<TI, K>(a.u != nullptr, var);
     if (int err = tc_smem(kern, bytes)) return err;
     kern<<<dim3(a.Vin / 128, a.H, a.N * sg.nseg), wg_threads<K>, bytes, launch_stream()>>>(a, o, sg, mp);

@@ -32,8 +32,10 @@ int64_t tc_ctx_floats(const core_args& a);
 // the forward-direction segment pass (forward and backward, any decay): [3] tc_seg, [4] tc_seg_wg; the
 // backward's reverse segment pass: [5] tc_seg, [6] tc_seg_wg; the fused per-key forward: [7] tc_key_wg,
 // [8] its segment pass tc_seg_key_wg; [9] gate tables (gate_table_rows, forward and backward);
-// [10 + v] tc_key_wg's variant v (LRNN_DA_KW_VAR, also counted in [7]).
-constexpr int kLaunchKinds = 13;
+// [10 + v] tc_key_wg's variant v = 0..3 (LRNN_DA_KW_VAR, also counted in [7]).
+constexpr int kLaunchKinds = 14;
+// tc_key_wg's variant where LRNN_DA_KW_VAR is unset, and f16's always (chunk_tc.cu, key_wg_kernel).
+constexpr int kKwVarDefault = 0;
 void tc_forward_launches(int64_t out[kLaunchKinds]);
 // Whether tc_fwd_wg can run here: a Hopper GPU and this build's sm_90a code (LRNN_DA_WG aside).
 bool tc_forward_wg_available();
