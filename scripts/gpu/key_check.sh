@@ -10,7 +10,7 @@
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck, RC=0: no racecheck
-# (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_FILTER: its gtest filter); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
+# (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_PROBE_MODES, SYNC_CASES: below); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
 # profile at B=8 (kernel times, the GPU's idle gaps between kernels).
 set -u
 # shellcheck source=scripts/gpu/common.sh
@@ -69,11 +69,21 @@ fi
 cases=${MC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128:decay_attn_cuda_simple_gla.varlen:decay_attn_cuda_mlstm.t200_init_k128_v128}
 step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
 [ "${RC:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
-# synccheck: barrier misuse (a bar.sync reached by part of a warp, wrong counts, mbarrier misuse)
+# synccheck: barrier misuse (a bar.sync reached by part of a warp, or by the roles at different instructions,
+# wrong counts, mbarrier misuse): the probe's modes (SYNC_PROBE_MODES, default 0 1 4 6: one instruction, two
+# roles' own, tc_key_wg's set, and its non-aligned form) and each SYNC_CASES test in its own process
+# (synccheck stops a kernel at its first error, failing the rest of that process).
 if [ "${SYNC:-1}" = 1 ]; then
-  step "synccheck" synccheck.log timeout 120 compute-sanitizer --tool synccheck --print-limit 10 --error-exitcode 3 \
-    "$pk/lrnn_tests" --gtest_filter="${SYNC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128}"
-  grep -v '^\[' "$out/synccheck.log" | grep -m2 -A12 -E 'Barrier|barrier|ERROR' | head -28
+  if [ -x /tmp/rc_probe ]; then
+    for m in ${SYNC_PROBE_MODES:-0 1 4 6}; do
+      timeout 60 compute-sanitizer --tool synccheck /tmp/rc_probe $m >"$out/sprobe$m.log" 2>&1
+      echo "synccheck probe mode $m: exit $?; $(grep -E 'ERROR SUMMARY|^mode' "$out/sprobe$m.log" | tr '\n' ' ')"
+    done
+  fi
+  for c in ${SYNC_CASES:-decay_attn_cuda_gla.t200_init_k128_v128 decay_attn_cuda_rwkv6.t200_init_k128_v128 decay_attn_cuda_simple_gla.t200_init_k128_v128}; do
+    step "synccheck $c" "sync_$c.log" timeout 120 compute-sanitizer --tool synccheck --print-limit 4 --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$c"
+    grep -v '^\[' "$out/sync_$c.log" | grep -m1 -A3 -E 'Barrier|barrier' | head -5
+  done
 fi
 step "racecheck" racecheck.log timeout 200 compute-sanitizer --tool racecheck --racecheck-report hazard --print-limit 10 --error-exitcode 3 \
   "$pk/lrnn_tests" --gtest_filter="${RC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128}"

@@ -322,7 +322,7 @@ TEST(decay_attn_cuda, key_forward_kernels) {
       if (wg && kw[0] == '1') {
         EXPECT_GT(fused, 0) << da::variant_name(v) << " LRNN_DA_WG=" << wgv << ": tc_key_wg did not run";
         // (the cases run bf16 and f16: bf16 takes the variant asked for, f16 always the default)
-        const int def = ops::cuda_chunk::kKwVarDefault, var = md.var ? md.var[0] - '0' : def;
+        const int def = ops::cuda_chunk::kw_var_default(v == variant::rwkv6), var = md.var ? md.var[0] - '0' : def;
         EXPECT_GT(after[10 + var] - before[10 + var], 0) << da::variant_name(v) << ": tc_key_wg's variant " << var << " did not run";
         if (var != def) {
           EXPECT_GT(after[10 + def] - before[10 + def], 0) << da::variant_name(v) << ": f16 did not take variant " << def;

@@ -19,6 +19,11 @@
 //      thread 0 waiting on bulk stores) confuse racecheck.
 //   5: as 4, warpgroup 0 first passing one barrier of its own (both roles then pass equally many
 //      barriers before each access: tells whether racecheck matches accesses by barrier counts).
+//      Session 20 (run 31, H100): mode 4 272 racecheck errors, mode 5 none: it does.
+//   6: as 5 with the CTA-wide barrier in its non-aligned form, `barrier.sync 0, 384` (bar.sync is
+//      barrier.sync.aligned, which PTX defines only where every thread executes the same instruction; the
+//      two roles pass it at different ones). For synccheck, which reported "Divergent thread(s) in block"
+//      at tc_key_wg's `bar.sync 0` in run 31: key_check.sh runs it on modes 0, 1, 4 and 6.
 //   nvcc -arch=sm_90a -o /tmp/probe scripts/gpu/probes/racecheck_barrier.cu
 //   for m in 0 1 2 3 4 5; do compute-sanitizer --tool racecheck --racecheck-report hazard /tmp/probe $m; done
 #include <cstdio>
@@ -70,10 +75,14 @@ __device__ void stage_cycle(const unsigned short* src, unsigned* out) {
 
 // Mode 4 (see the top): 3 rounds on a 64 x 64 16-bit tile, each row written by the writers (a 4-byte word
 // per thread per row), read back by warpgroup 0's ldmatrix (x1: each warp its 8-row slice).
-__device__ void named_barriers(unsigned* out, bool align) {
+__device__ void named_barriers(unsigned* out, bool align, bool na) {
   __shared__ __align__(128) unsigned short tile[64 * 64];
   __shared__ int flag[8];
   const int tid = threadIdx.x, l = tid % 32, warp = tid / 32;
+  auto cta_bar = [na] {
+    if (na) asm volatile("barrier.sync 0, 384;\n" ::: "memory");
+    else asm volatile("bar.sync 0, 384;\n" ::: "memory");
+  };
   // (mode 5: warpgroup 0 passes one barrier of its own first, so that both roles have passed as many
   // barriers, of any id, at each access: if racecheck matched accesses by such counts, mode 4 reports
   // and mode 5 does not)
@@ -86,18 +95,18 @@ __device__ void named_barriers(unsigned* out, bool align) {
       const int f = flag[(warp - 4) ^ 1];
       for (int rr = r; rr < 64; rr += 8)
         reinterpret_cast<unsigned*>(tile)[rr * 32 + cw] = static_cast<unsigned>(it * 65536 + rr * 32 + cw + f);
-      asm volatile("bar.sync 0, 384;\n" ::: "memory");
-      asm volatile("bar.sync 0, 384;\n" ::: "memory");  // (warpgroup 0 is done with the tile)
+      cta_bar();
+      cta_bar();  // (warpgroup 0 is done with the tile)
     } else {
       // (thread 0 alone first, as tc_key_wg's wait for its O stores: the warp reaches the barrier diverged)
       if (tid == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-      asm volatile("bar.sync 0, 384;\n" ::: "memory");
+      cta_bar();
       unsigned r0;
       const unsigned a = smem(tile + (8 * warp + l % 8) * 64 + 8 * (it % 8));
       asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r0) : "r"(a));
       out[it * 128 + tid] = r0;
       asm volatile("bar.sync 1, 128;\n" ::: "memory");
-      asm volatile("bar.sync 0, 384;\n" ::: "memory");
+      cta_bar();
     }
   }
 }
@@ -107,8 +116,8 @@ __global__ void probe(int mode, const unsigned short* src, unsigned* out) {
     stage_cycle(src, out);
     return;
   }
-  if (mode == 4 || mode == 5) {
-    named_barriers(out, mode == 5);
+  if (mode >= 4) {
+    named_barriers(out, mode >= 5, mode == 6);
     return;
   }
   __shared__ __align__(16) unsigned short buf[32 * 8];
