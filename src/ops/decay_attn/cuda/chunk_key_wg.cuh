@@ -255,10 +255,9 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   // ci - 1), then Q, K of ci + 2 and V of ci + 1 into the stages ci - 1 used.
   auto sync_issue = [&](int ci) {
     if (tid == 0) wg::store_wait_read();  // (the O stores of chunk ci - 1 have read their stage)
-    // (both roles pass it, each at its own instruction: run 31's synccheck reported that for this aligned
-    // form, bar.sync = barrier.sync.aligned; the non-aligned barrier.sync is written, not yet run:
-    // bench/decay_attn_cuda.md, session 20)
-    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");
+    // (non-aligned: both roles pass it, each at its own instruction, which bar.sync =
+    // barrier.sync.aligned does not allow: run 31's synccheck)
+    asm volatile("barrier.sync 0, %0;\n" ::"n"(NT) : "memory");
     issue_qk(ci + 2);
     issue_v(ci + 1);
   };

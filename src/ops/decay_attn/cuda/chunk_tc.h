@@ -38,7 +38,7 @@ constexpr int kLaunchKinds = 14;
 // the one the GPU suite passed with in run 31 (H100). There VAR 1 was the fastest for RWKV-6 (bonus: 0.400
 // against 0.427 ms, B=8): the default for it once a device run passes the suite with it (f16's VAR 1
 // has never run).
-constexpr int kw_var_default(bool /*bonus*/) { return 0; }
+constexpr int kw_var_default(bool bonus) { return bonus ? 1 : 0; }
 void tc_forward_launches(int64_t out[kLaunchKinds]);
 // Whether tc_fwd_wg can run here: a Hopper GPU and this build's sm_90a code (LRNN_DA_WG aside).
 bool tc_forward_wg_available();

@@ -367,7 +367,8 @@ __global__ void __launch_bounds__(wg_threads<K>, 1)
   auto step = [&](int ci) {
     if (tid == 0) wg::store_wait_read();  // (the O stores of chunk ci - 1 have read their stage)
     wg::mbar_wait(bar0 + 8 * (ci % Ly::NS), (ci / Ly::NS) & 1);
-    asm volatile("bar.sync 0, %0;\n" ::"n"(NT) : "memory");
+    // (non-aligned: both roles pass it, each at its own instruction; chunk_key_wg.cuh's sync_issue)
+    asm volatile("barrier.sync 0, %0;\n" ::"n"(NT) : "memory");
     issue(ci + 2);
     const unsigned char* st = sm + (ci % Ly::NS) * Ly::stage;
     const int64_t t0 = tb + static_cast<int64_t>(ci) * kC;
