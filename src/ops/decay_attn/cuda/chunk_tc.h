@@ -34,10 +34,8 @@ int64_t tc_ctx_floats(const core_args& a);
 // [8] its segment pass tc_seg_key_wg; [9] gate tables (gate_table_rows, forward and backward);
 // [10 + v] tc_key_wg's variant v = 0..3 (LRNN_DA_KW_VAR, also counted in [7]).
 constexpr int kLaunchKinds = 14;
-// tc_key_wg's variant where LRNN_DA_KW_VAR is unset, and f16's always (chunk_tc.cu, key_wg_kernel): 0,
-// the one the GPU suite passed with in run 31 (H100). There VAR 1 was the fastest for RWKV-6 (bonus: 0.400
-// against 0.427 ms, B=8): the default for it once a device run passes the suite with it (f16's VAR 1
-// has never run).
+// tc_key_wg's variant where LRNN_DA_KW_VAR is unset, and f16's always (chunk_tc.cu, key_wg_kernel): GLA
+// 0, RWKV-6 (bonus) 1, the fastest in run 31 (H100: 0.313 and 0.400 ms at B=8).
 constexpr int kw_var_default(bool bonus) { return bonus ? 1 : 0; }
 void tc_forward_launches(int64_t out[kLaunchKinds]);
 // Whether tc_fwd_wg can run here: a Hopper GPU and this build's sm_90a code (LRNN_DA_WG aside).
