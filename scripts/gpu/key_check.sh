@@ -11,7 +11,7 @@
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / racecheck, RC=0: no racecheck
 # (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_PROBE_MODES, SYNC_CASES: below); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
-# profile at B=8 (kernel times, the GPU's idle gaps between kernels).
+# profile (kernel times, the GPU's idle gaps between kernels) at PROF_SHAPES (default 8x4096).
 set -u
 # shellcheck source=scripts/gpu/common.sh
 source "$(dirname "$0")/common.sh" "${1:-gpu}"
@@ -57,10 +57,10 @@ for x in r["rows"]:
 PY
 done
 if [ -n "${PROF:-}" ]; then
-  # (PROF: ops whose forward+backward kernels and the GPU's idle gaps between them are profiled, B=8)
+  # (PROF: ops whose forward+backward kernels and the GPU's idle gaps between them are profiled)
   t=$(date +%s)
   timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --only "$PROF" --profile "$PROF" \
-    --shapes 8x4096 --reps 10 --out "$out/prof" >"$out/prof.log" 2>&1
+    --shapes "${PROF_SHAPES:-8x4096}" --reps 10 --out "$out/prof" >"$out/prof.log" 2>&1
   echo "profile process: exit $? in $(( $(date +%s) - t )) s"
   for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
 fi
