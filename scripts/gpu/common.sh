@@ -1,9 +1,15 @@
 # Sourced by the device-run scripts (wg_check.sh, key_check.sh): unpacks the pack .carry/$1.tar.xz
 # (scripts/gpu/pack.sh) into .carry/$1 (pk), the Python peers .carry/py.tar.xz into .carry/py, sets the
-# library and tool paths, makes the log folder (out: $OUT or gpu-out), prints the GPU, and defines step.
+# library and tool paths, makes the log folder (out), prints the GPU, and defines step.
+# The logs go to a folder of their own (out, under /tmp) and are packed into one archive, $OUT (or
+# gpu-out)/logs.tgz, after every step and at exit: a device run brings back at most 8 files from $OUT
+# (run 32 lost its profiles that way). Read them here with tar -xzf <files_at>/logs.tgz.
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-out=${OUT:-gpu-out}
-mkdir -p "$out"
+dest=${OUT:-gpu-out}
+mkdir -p "$dest"
+out=$(mktemp -d /tmp/gpu-logs.XXXXXX)
+pack_logs() { tar -C "$out" -czf "$dest/logs.tgz" . 2>/dev/null; }
+trap pack_logs EXIT
 name=${1:-gpu}
 tar -C .carry -xJf ".carry/$name.tar.xz" || { echo "no .carry/$name.tar.xz: run scripts/gpu/pack.sh first"; exit 1; }
 pk=$PWD/.carry/$name
@@ -23,6 +29,7 @@ step() {
   echo "$label: exit $? in $(( $(date +%s) - t )) s; OK $(grep -c '^\[       OK \]' "$out/$log")"
   grep -E '^\[  (PASSED|FAILED) |^\[  FAILED  \]|ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log" | head -20
   grep -E 'Failure|FAIL |rror' "$out/$log" | grep -v 'ERROR SUMMARY: 0' | head -30
+  pack_logs
 }
 # NCU_OP=op NCU_KERNEL=regex: Nsight Compute on one launch of that kernel (demangled name, e.g.
 # 'tc_fwd_wg<.*bool.1>': ncu demangles as tc_fwd_wg<__nv_bfloat16, (int)128, (bool)1>) in that benchmark op at B=8, T=4096: the details page and the

@@ -12,7 +12,7 @@
 # VAR=value[,VAR=value] environment assignments (e.g. AB="LRNN_DA_SEG_WG=2 LRNN_DA_SEG_WG=0"); PROF and
 # NCU_OP (below). QUICK=1 (~3 minutes instead of ~5): the GPU suite on the default kernels instead of
 # LRNN_DA_WG=s, no racecheck.
-# Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT.
+# Everything that decides the result is printed (the device run returns the output's tail); logs in $OUT/logs.tgz.
 set -u
 # shellcheck source=scripts/gpu/common.sh
 source "$(dirname "$0")/common.sh" "${1:-gpu}"
