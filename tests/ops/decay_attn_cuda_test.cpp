@@ -337,6 +337,40 @@ TEST(decay_attn_cuda, key_forward_kernels) {
 #endif
 }
 
+// mLSTM's stabiliser scans (chunk_aux.cu) each way (LRNN_DA_STAB_LOOK: 0 three launches with the carry
+// kernels, 1 two with the look-back, 2 one cooperative launch) against the reference, final state and
+// all gradients (d m0 among them): sequences of 1 to 20 blocks of 256 tokens (T = 200, 256, 257, 1000,
+// 5000: the look-back over none to 19 blocks before and after a block, several batches of 8 maps at
+// H = 257), H = 3 (85 segments per head, a thread idle), H = 257 (one segment per head, two heads for
+// one thread), packed batches with empty and one-token sequences, initial state present and absent.
+// The launch counts show that each call ran the way asked for.
+TEST(decay_attn_cuda, stabiliser_scans) {
+#ifndef LRNN_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const variant v = variant::mlstm;
+  for (const char* way : {"0", "1", "2"}) {
+    const env_scope way_env("LRNN_DA_STAB_LOOK", way);
+    int64_t before[3], after[3];
+    ops::cuda_chunk::stabiliser_launches(before);
+    for (const op_case& c : {sized(v, 2, 200, 16, 16, true, 1.0, 2), sized(v, 1, 256, 16, 16, false, 1.0, 3),
+                             sized(v, 1, 257, 32, 16, true, 1.0, 3), sized(v, 2, 1000, 16, 16, true, 1.0, 16),
+                             sized(v, 1, 300, 16, 16, true, 1.0, 257), sized(v, 1, 5000, 16, 16, true, 0.5, 257),
+                             varlen(v, {0, 1, 1, 300, 556, 1600}, 16, 16), varlen(v, {0, 0, 1000, 1001}, 16, 16)}) {
+      const auto rep = run_op_case(cuda_family(), c);
+      EXPECT_TRUE(rep.pass()) << "LRNN_DA_STAB_LOOK=" << way << " " << c.name << ": " << rep.summary();
+    }
+    ops::cuda_chunk::stabiliser_launches(after);
+    const int w = way[0] - '0';
+    for (int o = 0; o < 3; ++o) {
+      if (o == w) EXPECT_GT(after[o] - before[o], 0) << "LRNN_DA_STAB_LOOK=" << way << " did not run that way";
+      else EXPECT_EQ(after[o] - before[o], 0) << "LRNN_DA_STAB_LOOK=" << way << " ran way " << o;
+    }
+  }
+#endif
+}
+
 // Without output_final_state, and a zero-length batch of sequences inside a packed batch only.
 TEST(decay_attn_cuda, no_final_state) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";

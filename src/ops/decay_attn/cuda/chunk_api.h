@@ -162,6 +162,9 @@ int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* off
                         float* scratch);
 // Floats of either's scratch (max_len: the longest sequence).
 int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len);
+// Calls of stabiliser_scan and stabiliser_backward in this process, by the way they ran (chunk_aux.cu,
+// LRNN_DA_STAB_LOOK): [0] three launches (the carry kernel), [1] two (look-back), [2] one cooperative launch.
+void stabiliser_launches(int64_t out[3]);
 // The normaliser's backward folded into the tensor-core kernels: per row only rs = 1 / divisor,
 // dn = the gradient of the normaliser column / rs (+-(h . d_o) or 0), dm_local (m non-null); from the
 // normalised o in `type` and den (den non-null) or from o' [rows, Vin + 1] fp32 (den null).

@@ -3,264 +3,16 @@
 // per-head sum of a per-head-constant decay's gradient.
 #include "ops/decay_attn/cuda/chunk_common.cuh"
 #include "ops/decay_attn/cuda/chunk_mma.cuh"
+#include "ops/decay_attn/cuda/stabiliser.cuh"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 namespace lrnn::ops::cuda_chunk {
 
 namespace {
-
-__device__ __forceinline__ float gate_at(const float* g, int gmode, int64_t t, int H, int h) {
-  return gmode == g_head ? g[h] : gmode == g_scalar ? g[t * H + h] : 0.f;
-}
-
-// The stabiliser's recurrences (decay_attn.cpp) as three-phase scans over blocks of kBL tokens of
-// a sequence, all heads at once: a CTA per (block, sequence) splits its block into NS segments per
-// head, thread (segment s, head h) with h fastest, so a warp's loads of [tokens, H] rows are
-// contiguous (one CTA per (sequence, head) read them H-strided, one sector per token, and left
-// B = 2, T = 16384 on 32 SMs: ~100 us per scan). Phase 1 composes each block's map per head
-// (forward m -> max(m + A, B), a max-plus affine map; backward carry -> P carry + Q, P in {0, 1}),
-// phase 2 runs over a sequence's blocks per head (tiny), phase 3 recomposes the segment maps from
-// the block's entry value and runs the segments. Loads in batches of kSB tokens, all issued before
-// the batch's sequential steps.
-constexpr int kBT = 256;  // threads per CTA
-constexpr int kBL = 256;  // tokens per block
-constexpr int kSB = 16;
-constexpr int kCB = 16;  // blocks per batch of the carry kernels (phase 2)
-
-__host__ __device__ __forceinline__ int stab_segs(int H) { return H >= kBT ? 1 : kBT / H; }
-
-struct stab_blk {
-  int64_t sb, se, bb, be;  // sequence [sb, se), block [bb, be)
-  int NS, SL;              // segments per head, tokens per segment
-  __device__ stab_blk(const int32_t* offsets, int H) {
-    const int n = blockIdx.y;
-    sb = offsets[n], se = offsets[n + 1];
-    bb = sb + static_cast<int64_t>(blockIdx.x) * kBL;
-    be = bb + kBL < se ? bb + kBL : se;
-    NS = stab_segs(H), SL = (kBL + NS - 1) / NS;
-  }
-  __device__ bool idle() const { return bb >= se; }
-  __device__ int64_t seg_begin(int s) const { return bb + s * SL < be ? bb + s * SL : be; }
-  __device__ int64_t seg_end(int s) const { return bb + (s + 1) * SL < be ? bb + (s + 1) * SL : be; }
-};
-
-// The forward map of tokens [tb, te) of head h; with m non-null also runs them from m_in, writing m, gt, bt.
-__device__ __forceinline__ void stab_fwd_segment(const float* __restrict__ g, int gmode, const float* __restrict__ in, int H,
-                                                 int h, int64_t tb, int64_t te, float& A, float& B, float m_in,
-                                                 float* __restrict__ m, float* __restrict__ gt, float* __restrict__ bt) {
-  float gs[kSB], iv[kSB];
-  A = 0.f, B = -INFINITY;
-  float mp = m_in;
-  for (int64_t t0 = tb; t0 < te; t0 += kSB) {
-    const int nb = static_cast<int>(te - t0 < kSB ? te - t0 : kSB);
-#pragma unroll
-    for (int r = 0; r < kSB; ++r)
-      if (r < nb) gs[r] = gate_at(g, gmode, t0 + r, H, h), iv[r] = in[(t0 + r) * H + h];
-#pragma unroll
-    for (int r = 0; r < kSB; ++r) {
-      if (r >= nb) break;
-      if (m) {
-        const int64_t o = (t0 + r) * H + h;
-        const float mt = fmaxf(gs[r] + mp, iv[r]);
-        m[o] = mt;
-        gt[o] = fminf(0.f, gs[r] + mp - mt);
-        bt[o] = fminf(0.f, iv[r] - mt);
-        mp = mt;
-      } else {
-        A += gs[r], B = fmaxf(B + gs[r], iv[r]);
-      }
-    }
-  }
-}
-
-// Phase 1 / 3 of the forward (maps null: phase 3, from entry). maps, entry [N][nblk][H] ({A, B}, m_in).
-__global__ void stab_fwd_blocks(int H, const int32_t* __restrict__ offsets, const float* __restrict__ g, int gmode,
-                                const float* __restrict__ in, float2* __restrict__ maps, const float* __restrict__ entry,
-                                float* __restrict__ m, float* __restrict__ gt, float* __restrict__ bt) {
-  const stab_blk k(offsets, H);
-  if (k.idle()) return;
-  extern __shared__ float sm_st[];
-  float* sA = sm_st;                // [NS][H]
-  float* sB = sA + k.NS * H;        // [NS][H]
-  const int P = k.NS * H;
-  const size_t row = (static_cast<size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * H;
-  for (int p = threadIdx.x; p < P; p += blockDim.x) {
-    const int s = p / H, h = p % H;
-    stab_fwd_segment(g, gmode, in, H, h, k.seg_begin(s), k.seg_end(s), sA[p], sB[p], 0.f, nullptr, nullptr, nullptr);
-  }
-  __syncthreads();
-  // Per head, the segments in order: the block's map (phase 1) or each segment's entry value (phase 3).
-  for (int h = threadIdx.x; h < H; h += blockDim.x) {
-    float A = 0.f, B = -INFINITY, cur = maps ? 0.f : entry[row + h];
-    for (int s = 0; s < k.NS; ++s) {
-      const float a = sA[s * H + h], b = sB[s * H + h];
-      if (maps) {
-        A += a, B = fmaxf(B + a, b);
-      } else {
-        sA[s * H + h] = cur;
-        cur = fmaxf(cur + a, b);
-      }
-    }
-    if (maps) maps[row + h] = make_float2(A, B);
-  }
-  if (maps) return;
-  __syncthreads();
-  for (int p = threadIdx.x; p < P; p += blockDim.x) {
-    const int s = p / H, h = p % H;
-    float A, B;
-    stab_fwd_segment(g, gmode, in, H, h, k.seg_begin(s), k.seg_end(s), A, B, sA[p], m, gt, bt);
-  }
-}
-
-// Phase 2 of the forward: per (sequence, head) over its blocks from m0 (or 0): entry values, m_T.
-__global__ void stab_fwd_carry(int N, int H, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
-                               const float* __restrict__ m0, float* __restrict__ entry, float* __restrict__ mT) {
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= N * H) return;
-  const int n = idx / H, h = idx % H;
-  const int nb = static_cast<int>((offsets[n + 1] - offsets[n] + kBL - 1) / kBL);
-  float cur = m0 ? m0[idx] : 0.f;
-  // (the maps in batches of kCB, all loaded before the batch's steps: one memory round trip a batch)
-  for (int b0 = 0; b0 < nb; b0 += kCB) {
-    float2 ab[kCB];
-#pragma unroll
-    for (int r = 0; r < kCB; ++r)
-      if (b0 + r < nb) ab[r] = maps[(static_cast<size_t>(n) * nblk + b0 + r) * H + h];
-#pragma unroll
-    for (int r = 0; r < kCB; ++r)
-      if (b0 + r < nb) {
-        entry[(static_cast<size_t>(n) * nblk + b0 + r) * H + h] = cur;
-        cur = fmaxf(cur + ab[r].x, ab[r].y);
-      }
-  }
-  if (mT) mT[idx] = cur;
-}
-
-// Backward through the stabiliser, per token from the last (decay_attn.cpp): dm = carry + dm_local,
-// the carry into token T being dmT - <S_T, dS_T> (F summed over keys); the token's decay gradient
-// gets dm where m took the decay branch (g + m_prev >= i), else the input gate's does; the carry to
-// the previous token is dm on the decay branch, else 0. d m0 = dg at the first token (its exact
-// anchor <S_0, dS_0>) + the carry out of it; dmT for an empty sequence.
-struct stab_bwd_args {
-  int H;
-  const int32_t* offsets;
-  const float *g, *in, *m0, *m, *dg, *db, *dm_local;
-  int gmode;
-  float *dgs_out, *di;
-};
-
-// Tokens [tb, te) of head h from the last: the map carry -> P carry + Q (out null), or the run from
-// carry writing dgs_out, di.
-__device__ __forceinline__ void stab_bwd_segment(const stab_bwd_args& a, int64_t sb, int h, int64_t tb, int64_t te,
-                                                 float& P, float& Q, float carry, bool run) {
-  const int H = a.H;
-  const float mfirst = a.m0 ? a.m0[blockIdx.y * H + h] : 0.f;
-  bool dec[kSB];
-  float dml[kSB];
-  P = 1.f, Q = 0.f;
-  for (int64_t t1 = te; t1 > tb; t1 -= kSB) {
-    const int nb = static_cast<int>(t1 - tb < kSB ? t1 - tb : kSB);
-#pragma unroll
-    for (int r = 0; r < kSB; ++r)
-      if (r < nb) {
-        const int64_t t = t1 - 1 - r, o = t * H + h;
-        dec[r] = gate_at(a.g, a.gmode, t, H, h) + (t > sb ? a.m[o - H] : mfirst) >= a.in[o];
-        dml[r] = a.dm_local[o];
-      }
-    if (!run) {
-#pragma unroll
-      for (int r = 0; r < kSB; ++r)
-        if (r < nb) {
-          if (dec[r]) Q += dml[r];
-          else P = Q = 0.f;
-        }
-      continue;
-    }
-    float dgv[kSB], dbv[kSB];
-#pragma unroll
-    for (int r = 0; r < kSB; ++r)
-      if (r < nb) {
-        const int64_t o = (t1 - 1 - r) * H + h;
-        dgv[r] = a.dg ? a.dg[o] : 0.f, dbv[r] = a.db[o];
-      }
-#pragma unroll
-    for (int r = 0; r < kSB; ++r) {
-      if (r >= nb) break;
-      const int64_t o = (t1 - 1 - r) * H + h;
-      const float dm = carry + dml[r];
-      a.dgs_out[o] = dgv[r] + (dec[r] ? dm : 0.f);
-      a.di[o] = dbv[r] + (dec[r] ? 0.f : dm);
-      carry = dec[r] ? dm : 0.f;
-    }
-  }
-}
-
-// Phase 1 / 3 of the backward (maps null: phase 3, from entry = the carry into the block's end).
-__global__ void stab_bwd_blocks(stab_bwd_args a, float2* __restrict__ maps, const float* __restrict__ entry) {
-  const int H = a.H;
-  const stab_blk k(a.offsets, H);
-  if (k.idle()) return;
-  extern __shared__ float sm_st[];
-  float* sP = sm_st;
-  float* sQ = sP + k.NS * H;
-  const int Pn = k.NS * H;
-  const size_t row = (static_cast<size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * H;
-  for (int p = threadIdx.x; p < Pn; p += blockDim.x) {
-    const int s = p / H, h = p % H;
-    stab_bwd_segment(a, k.sb, h, k.seg_begin(s), k.seg_end(s), sP[p], sQ[p], 0.f, false);
-  }
-  __syncthreads();
-  // Per head, the segments from the last: the block's map (phase 1) or each segment's carry in (phase 3).
-  for (int h = threadIdx.x; h < H; h += blockDim.x) {
-    float P = 1.f, Q = 0.f, cur = maps ? 0.f : entry[row + h];
-    for (int s = k.NS - 1; s >= 0; --s) {
-      const float ps = sP[s * H + h], qs = sQ[s * H + h];
-      if (maps) {
-        Q = ps * Q + qs, P = ps * P;
-      } else {
-        sP[s * H + h] = cur;
-        cur = ps * cur + qs;
-      }
-    }
-    if (maps) maps[row + h] = make_float2(P, Q);
-  }
-  if (maps) return;
-  __syncthreads();
-  for (int p = threadIdx.x; p < Pn; p += blockDim.x) {
-    const int s = p / H, h = p % H;
-    float P, Q;
-    stab_bwd_segment(a, k.sb, h, k.seg_begin(s), k.seg_end(s), P, Q, sP[p], true);
-  }
-}
-
-// Phase 2 of the backward: per (sequence, head) over its blocks from the last: the carry into each
-// block's end, d m0.
-__global__ void stab_bwd_carry(int N, int H, int K, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
-                               const float* __restrict__ dmT, const float* __restrict__ F, const float* __restrict__ dg,
-                               float* __restrict__ entry, float* __restrict__ dm0) {
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= N * H) return;
-  const int n = idx / H, h = idx % H;
-  const int64_t sb = offsets[n], se = offsets[n + 1];
-  const int nb = static_cast<int>((se - sb + kBL - 1) / kBL);
-  const float up = dmT ? dmT[idx] : 0.f;
-  float cur = up;
-  if (F)
-#pragma unroll 16
-    for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
-  for (int b1 = nb - 1; b1 >= 0; b1 -= kCB) {  // (batches of kCB maps, as stab_fwd_carry)
-    float2 pq[kCB];
-#pragma unroll
-    for (int r = 0; r < kCB; ++r)
-      if (b1 - r >= 0) pq[r] = maps[(static_cast<size_t>(n) * nblk + b1 - r) * H + h];
-#pragma unroll
-    for (int r = 0; r < kCB; ++r)
-      if (b1 - r >= 0) {
-        entry[(static_cast<size_t>(n) * nblk + b1 - r) * H + h] = cur;
-        cur = pq[r].x * cur + pq[r].y;
-      }
-  }
-  if (dm0) dm0[idx] = se > sb ? (dg ? dg[sb * H + h] : 0.f) + cur : up;
-}
 
 template <typename TO>
 __global__ void norm_fwd_kernel(int64_t rows, int Vin, const float* op, const float* m, float eps, TO* o) {
@@ -380,12 +132,85 @@ namespace {
 struct stab_grid {
   dim3 grid;
   int nblk;
-  size_t smem;
+  size_t smem, smem_look;
   stab_grid(int N, int H, int64_t max_len)
       : grid(static_cast<unsigned>(std::max<int64_t>(1, (max_len + kBL - 1) / kBL)), static_cast<unsigned>(N)),
-        nblk(static_cast<int>(grid.x)), smem(2 * sizeof(float) * stab_segs(H) * H) {}
+        nblk(static_cast<int>(grid.x)), smem(stab_smem(H, false)), smem_look(stab_smem(H, true)) {}
 };
+
+// The ways from phase 1 to phase 3 (stabiliser.cuh): three launches, two (look-back), one (cooperative).
+enum stab_way : int { w_three = 0, w_look = 1, w_coop = 2 };
+std::atomic<int64_t> stab_launch_count[3];
+
+// The way where LRNN_DA_STAB_LOOK (0, 1, 2: the way) is unset: three launches, the only way that has
+// run on a GPU so far (the look-back and cooperative ways are written and compiled, not yet run: their
+// test is decay_attn_cuda.stabiliser_scans).
+constexpr int kStabWayDefault = w_three;
+
+// Whether the cooperative kernel `kern` can have the whole grid resident at once (occupancy per
+// device, kernel and shared memory, cached).
+bool stab_resident(const void* kern, const stab_grid& sg) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  static std::mutex mu;
+  static std::map<std::tuple<int, const void*, size_t>, int64_t> cache;  // -> CTAs resident on the device
+  std::lock_guard<std::mutex> lock(mu);
+  auto [it, fresh] = cache.try_emplace(std::make_tuple(dev, kern, sg.smem_look), 0);
+  if (fresh) {
+    int coop = 0, sms = 0, per = 0;
+    if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && coop &&
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, kBT, sg.smem_look) == cudaSuccess)
+      it->second = static_cast<int64_t>(per) * sms;
+    else
+      cudaGetLastError();  // (a failed query: no cooperative launch)
+  }
+  return static_cast<int64_t>(sg.grid.x) * sg.grid.y <= it->second;
+}
+
+// The way for a call: LRNN_DA_STAB_LOOK or kStabWayDefault; the look-back only where each thread composes
+// at most 8 batches of maps (kLB; H = 16: sequences up to 1024 blocks) and its shared memory fits 48 KiB,
+// else three launches; the cooperative launch only where the grid is resident, else the look-back.
+int stab_way_for(const stab_grid& sg, int H, const void* coop_kernel) {
+  const char* e = getenv("LRNN_DA_STAB_LOOK");
+  int w = e && e[0] >= '0' && e[0] <= '2' && e[1] == 0 ? e[0] - '0' : kStabWayDefault;
+  const int NS = stab_segs(H);
+  if (w != w_three && ((sg.nblk + NS - 1) / NS > 8 * kLB || sg.smem_look > 48 * 1024)) w = w_three;
+  if (w == w_coop && !stab_resident(coop_kernel, sg)) w = w_look;
+  return w;
+}
+
+// Phases 1 and 3 of a scan (ks: its block kernel per stab_mode) by `way`; carry() launches phase 2 (w_three).
+template <typename Args, typename Carry>
+int stab_run(int way, const stab_grid& sg, Args a, void (*const ks[4])(Args), Carry&& carry) {
+  const cudaStream_t st = launch_stream();
+  if (way == w_coop) {
+    void* args[] = {&a};
+    const cudaError_t e =
+        cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(ks[k_coop]), sg.grid, dim3(kBT), args, sg.smem_look, st);
+    if (e == cudaSuccess) {
+      ++stab_launch_count[w_coop];
+      return 0;
+    }
+    if (e != cudaErrorCooperativeLaunchTooLarge) return static_cast<int>(e);
+    cudaGetLastError();  // (the grid did not fit after all, e.g. under MPS: two launches)
+    way = w_look;
+  }
+  ks[k_maps]<<<sg.grid, kBT, sg.smem, st>>>(a);
+  if (way == w_look) {
+    ks[k_look]<<<sg.grid, kBT, sg.smem_look, st>>>(a);
+  } else {
+    carry(st);
+    ks[k_entry]<<<sg.grid, kBT, sg.smem, st>>>(a);
+  }
+  ++stab_launch_count[way];
+  return static_cast<int>(cudaGetLastError());
+}
 }  // namespace
+
+void stabiliser_launches(int64_t out[3]) {
+  for (int w = 0; w < 3; ++w) out[w] = stab_launch_count[w].load();
+}
 
 int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const float* g, int gmode, const float* i,
                     const float* m0, float* m, float* gt, float* bt, float* mT, float* scratch) {
@@ -394,10 +219,13 @@ int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const
   if (sg.smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);
   float2* maps = reinterpret_cast<float2*>(scratch);
   float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
-  stab_fwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(H, offsets, g, gmode, i, maps, nullptr, nullptr, nullptr, nullptr);
-  stab_fwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, launch_stream()>>>(N, H, sg.nblk, offsets, maps, m0, entry, mT);
-  stab_fwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(H, offsets, g, gmode, i, nullptr, entry, m, gt, bt);
-  return static_cast<int>(cudaGetLastError());
+  static void (*const ks[4])(stab_fwd_args) = {stab_fwd_blocks<k_maps>, stab_fwd_blocks<k_entry>, stab_fwd_blocks<k_look>,
+                                               stab_fwd_blocks<k_coop>};
+  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]));
+  const stab_fwd_args a{H, offsets, g, i, m0, gmode, maps, entry, m, gt, bt, mT};
+  return stab_run(way, sg, a, ks, [&](cudaStream_t st) {
+    stab_fwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, st>>>(N, H, sg.nblk, offsets, maps, m0, entry, mT);
+  });
 }
 
 int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* offsets, const float* g, int gmode,
@@ -410,12 +238,14 @@ int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* off
   if (sg.smem > 48 * 1024) return static_cast<int>(cudaErrorInvalidValue);
   float2* maps = reinterpret_cast<float2*>(scratch);
   float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
-  stab_bwd_args a{H, offsets, g, i, m0, m, dg, db, dm_local, gmode, dgs_out, di};
-  stab_bwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(a, maps, nullptr);
-  stab_bwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, launch_stream()>>>(N, H, K, sg.nblk, offsets, maps, dmT, F,
-                                                                                        dg, entry, dm0);
-  stab_bwd_blocks<<<sg.grid, kBT, sg.smem, launch_stream()>>>(a, nullptr, entry);
-  return static_cast<int>(cudaGetLastError());
+  static void (*const ks[4])(stab_bwd_args) = {stab_bwd_blocks<k_maps>, stab_bwd_blocks<k_entry>, stab_bwd_blocks<k_look>,
+                                               stab_bwd_blocks<k_coop>};
+  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]));
+  const stab_bwd_args a{H, K, offsets, g, i, m0, m, dg, db, dm_local, gmode, dgs_out, di, maps, entry, dmT, F, dm0};
+  return stab_run(way, sg, a, ks, [&](cudaStream_t st) {
+    stab_bwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, st>>>(N, H, K, sg.nblk, offsets, maps, dmT, F, dg, entry,
+                                                                             dm0);
+  });
 }
 
 int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type) {
