@@ -1,16 +1,20 @@
-// mLSTM's stabiliser kernels (src/ops/decay_attn/cuda/stabiliser.cuh) run on the CPU through the CUDA
-// emulation (support/cuda_emu.h), each way chunk_aux.cu launches them: three launches (block maps,
-// the carry kernel, the blocks' runs), two (the runs find their entry values by looking back over the
-// maps) and one cooperative launch (a grid barrier between the two phases). Against the sequential
-// recurrences of decay_attn.cpp: m, g~, b~, m_T forward; dgs, di, d m0 backward, for sequences of 0 to
-// 20 blocks of 256 tokens, H = 1 to 257 (segments per head from 256 down to 1, several heads per
-// thread past 256), every gate mode, optional m0, dmT, F and dg. Outputs start NaN, so an unwritten
-// element fails. Runs in CI (no GPU); the GPU suite runs the same kernels for real
+// decay_attn's CUDA scan kernels run on the CPU through the CUDA emulation (support/cuda_emu.h), each
+// way chunk_aux.cu / chunk_bwd.cu launch them, against the sequential recurrences of decay_attn.cpp:
+// * mLSTM's stabiliser (stabiliser.cuh): three launches (block maps, the carry kernel, the blocks'
+//   runs), two (the runs find their entry values by looking back over the maps) and one cooperative
+//   launch (a grid barrier between the two phases): m, g~, b~, m_T forward; dgs, di, d m0 backward;
+// * the scalar gate's gradient scan (gate_scan.cuh, scalar_gate_blocks: two launches), with and without
+//   an initial state, F, F0 and RWKV-6's bonus order;
+// * mLSTM's fused backward tail (stabiliser.cuh, k_tail: that scan and the stabiliser's backward in one
+//   cooperative launch).
+// Sequences of 0 to 20 blocks of 256 tokens, H = 1 to 257 (segments per head from 256 down to 1, several
+// heads per thread past 256), every gate mode, optional m0, dmT, F and dg. Outputs start NaN, so an
+// unwritten element fails. Runs in CI (no GPU); the GPU suite runs the same kernels for real
 // (decay_attn_cuda.stabiliser_scans).
 #include "support/cuda_emu.h"
 // (after cuda_emu.h: its shared memory. g++ takes the kernels' loads guarded by the same bound as
 // their uses for possibly uninitialised)
-#define LRNN_STAB_SMEM(x) float* x = emu_smem
+#define LRNN_DYN_SMEM(T, x) T* x = reinterpret_cast<T*>(emu_smem)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "ops/decay_attn/cuda/stabiliser.cuh"
@@ -211,6 +215,121 @@ TEST(decay_attn_cuda_emu, stabiliser_look_back) {
 }
 TEST(decay_attn_cuda_emu, stabiliser_cooperative) {
   for (const auto& c : cases()) expect_close(c, way_coop);
+}
+
+
+// ---- the scalar gate's gradient scan and the fused backward tail ----
+
+struct xy_data {
+  std::vector<float2> xy;    // (X_t, Y_t) at t H + h
+  std::vector<float> F0;     // [N, H, K]
+};
+
+xy_data make_xy(const stab_case& c, uint32_t seed) {
+  const int N = static_cast<int>(c.cu.size()) - 1;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  xy_data x;
+  x.xy.resize(static_cast<size_t>(c.cu.back()) * c.H);
+  for (auto& p : x.xy) p = {nd(rng), nd(rng)};
+  x.F0.resize(static_cast<size_t>(N) * c.H * c.K);
+  for (auto& f : x.F0) f = 0.3f * nd(rng);
+  return x;
+}
+
+// finish_backward's reverse running sum per sequence and head (chunk_bwd.cu), in double.
+std::vector<float> gate_scan_sequential(const stab_case& c, const stab_data& d, const xy_data& x, bool s0, bool bonus) {
+  const int H = c.H, N = static_cast<int>(c.cu.size()) - 1;
+  std::vector<float> dgs(static_cast<size_t>(c.cu.back()) * H);
+  for (int n = 0; n < N; ++n)
+    for (int h = 0; h < H; ++h) {
+      double acc = 0.0, f0 = 0.0;
+      for (int k = 0; k < c.K; ++k) {
+        if (c.F) acc += d.F[static_cast<size_t>(n * H + h) * c.K + k];
+        f0 += x.F0[static_cast<size_t>(n * H + h) * c.K + k];
+      }
+      for (int64_t t = c.cu[n + 1] - 1; t >= c.cu[n]; --t) {
+        const float2 p = x.xy[t * H + h];
+        if (!bonus) acc += p.x;
+        acc -= p.y;
+        if (t == c.cu[n]) acc = !s0 ? 0.0 : bonus ? acc : f0;
+        dgs[t * H + h] = static_cast<float>(acc);
+        if (bonus) acc += p.x;
+      }
+    }
+  return dgs;
+}
+
+dim3 block_grid(const stab_case& c) {
+  int64_t max_len = 0;
+  for (size_t n = 0; n + 1 < c.cu.size(); ++n) max_len = std::max<int64_t>(max_len, c.cu[n + 1] - c.cu[n]);
+  return dim3(static_cast<unsigned>(std::max<int64_t>(1, (max_len + kBL - 1) / kBL)), static_cast<unsigned>(c.cu.size() - 1));
+}
+
+xy_scan_args xy_args(const stab_case& c, const stab_data& d, const xy_data& x, bool s0, bool bonus, float* dgs) {
+  return {c.H, c.K, c.cu.data(), x.xy.data(), c.F ? d.F.data() : nullptr, x.F0.data(), s0, bonus, dgs};
+}
+
+void expect_same(const char* what, const std::vector<float>& got, const std::vector<float>& ref, const stab_case& c, double tol) {
+  size_t at = 0;
+  const double w = worst(got, ref, at);
+  EXPECT_LE(w, tol) << what << " H " << c.H << " N " << c.cu.size() - 1 << " T " << c.cu.back() << ": [" << at << "] = " << got[at]
+                    << ", sequential " << ref[at];
+}
+
+TEST(decay_attn_cuda_emu, gate_scan_blocks) {
+  for (const auto& c : cases()) {
+    if (c.H > kSBT) continue;  // (scalar_scan takes a CTA per sequence and head there)
+    const stab_data d = make_data(c, static_cast<uint32_t>(c.H * 7 + c.cu.back()));
+    const xy_data x = make_xy(c, static_cast<uint32_t>(c.H * 11 + c.cu.back()));
+    const dim3 grid = block_grid(c);
+    for (int variant = 0; variant < 3; ++variant) {
+      const bool s0 = variant != 0, bonus = variant == 2;
+      const std::vector<float> ref = gate_scan_sequential(c, d, x, s0, bonus);
+      std::vector<float> dgs(ref.size(), NAN);
+      std::vector<double> tot(static_cast<size_t>(grid.x) * grid.y * c.H, NAN);
+      const xy_scan_args a = xy_args(c, d, x, s0, bonus, dgs.data());
+      const size_t smem = xy_block_smem(c.H);
+      emu_launch(grid, kSBT, smem, false, [&] { scalar_gate_blocks(a, tot.data(), true); });
+      emu_launch(grid, kSBT, smem, false, [&] { scalar_gate_blocks(a, tot.data(), false); });
+      expect_same(s0 ? (bonus ? "dgs (s0, bonus)" : "dgs (s0)") : "dgs", dgs, ref, c, 1e-6);
+    }
+  }
+}
+
+TEST(decay_attn_cuda_emu, stabiliser_backward_tail) {
+  for (const auto& c : cases()) {
+    if (c.H > kSBT) continue;  // (the tail's limit: the host runs the two steps past it)
+    const stab_data d = make_data(c, static_cast<uint32_t>(c.H * 131 + c.cu.back()));
+    const xy_data x = make_xy(c, static_cast<uint32_t>(c.H * 13 + c.cu.back()));
+    const bool s0 = c.m0;
+    const std::vector<float> mid = gate_scan_sequential(c, d, x, s0, false);
+    stab_case cr = c;
+    cr.dg = true;
+    stab_data dr = d;
+    dr.dg = mid;
+    for (size_t j = 0; j < x.xy.size(); ++j) dr.db[j] = x.xy[j].y;
+    const stab_result ref = sequential(cr, dr);
+
+    const int H = c.H, N = static_cast<int>(c.cu.size()) - 1;
+    const dim3 grid = block_grid(c);
+    const size_t th = static_cast<size_t>(c.cu.back()) * H;
+    std::vector<float> dgs_mid(th, NAN), dgs(th, NAN), di(th, NAN), dm0(static_cast<size_t>(N) * H, NAN);
+    std::vector<float2> maps(static_cast<size_t>(grid.x) * grid.y * H, float2{NAN, NAN});
+    std::vector<double> tot(static_cast<size_t>(grid.x) * grid.y * H, NAN);
+    stab_bwd_args b{H,          c.K,         c.cu.data(), d.g.data(), d.in.data(), c.m0 ? d.m0.data() : nullptr,
+                    ref.m.data(), dgs_mid.data(), reinterpret_cast<const float*>(x.xy.data()) + 1, d.dml.data(), c.gmode,
+                    dgs.data(), di.data(), maps.data(), nullptr, c.dmT ? d.dmT.data() : nullptr, c.F ? d.F.data() : nullptr,
+                    dm0.data()};
+    b.db_stride = 2;
+    b.xs = xy_args(c, d, x, s0, false, dgs_mid.data());
+    b.tot = tot.data();
+    emu_launch(grid, kBT, stab_smem(H, true) + xy_block_smem(H), true, [&] { stab_bwd_blocks<k_tail>(b); });
+    expect_same("tail: the gate scan's dgs", dgs_mid, mid, c, 1e-6);
+    expect_same("tail: dgs", dgs, ref.dgs, c, 2e-5);
+    expect_same("tail: di", di, ref.di, c, 2e-5);
+    expect_same("tail: d m0", dm0, ref.dm0, c, 2e-5);
+  }
 }
 
 }  // namespace

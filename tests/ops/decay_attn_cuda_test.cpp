@@ -343,7 +343,9 @@ TEST(decay_attn_cuda, key_forward_kernels) {
 // 5000: the look-back over none to 19 blocks before and after a block, several batches of 8 maps at
 // H = 257), H = 3 (85 segments per head, a thread idle), H = 257 (one segment per head, two heads for
 // one thread), packed batches with empty and one-token sequences, initial state present and absent.
-// The launch counts show that each call ran the way asked for.
+// With way 2, head dims 64 and 128 (a core that writes dq, dk itself) also take the fused backward tail
+// (stabilised_backward_tail: the gate scan and the stabiliser's backward in one launch). The launch
+// counts show that each call ran the way asked for.
 TEST(decay_attn_cuda, stabiliser_scans) {
 #ifndef LRNN_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
@@ -352,12 +354,14 @@ TEST(decay_attn_cuda, stabiliser_scans) {
   const variant v = variant::mlstm;
   for (const char* way : {"0", "1", "2"}) {
     const env_scope way_env("LRNN_DA_STAB_LOOK", way);
-    int64_t before[3], after[3];
+    int64_t before[4], after[4];
     ops::cuda_chunk::stabiliser_launches(before);
     for (const op_case& c : {sized(v, 2, 200, 16, 16, true, 1.0, 2), sized(v, 1, 256, 16, 16, false, 1.0, 3),
                              sized(v, 1, 257, 32, 16, true, 1.0, 3), sized(v, 2, 1000, 16, 16, true, 1.0, 16),
                              sized(v, 1, 300, 16, 16, true, 1.0, 257), sized(v, 1, 5000, 16, 16, true, 0.5, 257),
-                             varlen(v, {0, 1, 1, 300, 556, 1600}, 16, 16), varlen(v, {0, 0, 1000, 1001}, 16, 16)}) {
+                             varlen(v, {0, 1, 1, 300, 556, 1600}, 16, 16), varlen(v, {0, 0, 1000, 1001}, 16, 16),
+                             sized(v, 2, 700, 64, 64, true, 1.0, 3), sized(v, 1, 600, 128, 128, false, 1.0, 2),
+                             varlen(v, {0, 0, 1, 300, 556, 1600}, 128, 128)}) {
       const auto rep = run_op_case(cuda_family(), c);
       EXPECT_TRUE(rep.pass()) << "LRNN_DA_STAB_LOOK=" << way << " " << c.name << ": " << rep.summary();
     }
@@ -367,6 +371,8 @@ TEST(decay_attn_cuda, stabiliser_scans) {
       if (o == w) EXPECT_GT(after[o] - before[o], 0) << "LRNN_DA_STAB_LOOK=" << way << " did not run that way";
       else EXPECT_EQ(after[o] - before[o], 0) << "LRNN_DA_STAB_LOOK=" << way << " ran way " << o;
     }
+    if (w == 2) EXPECT_GT(after[3] - before[3], 0) << "the fused backward tail did not run";
+    else EXPECT_EQ(after[3] - before[3], 0) << "the fused backward tail ran with LRNN_DA_STAB_LOOK=" << way;
   }
 #endif
 }

@@ -162,9 +162,18 @@ int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* off
                         float* scratch);
 // Floats of either's scratch (max_len: the longest sequence).
 int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len);
+// mLSTM's backward after a core that wrote dq, dk itself (finish_io::core_wrote_dqdk, H <= 256, no
+// bonus) in one cooperative launch: what finish_backward does there (db = Y of the (X, Y) pairs, the
+// scalar gate's scan into fi.dgs) and stabiliser_backward (its other arguments as there; db unused).
+// -1 where it does not run (the cooperative way not chosen: LRNN_DA_STAB_LOOK, the grid not resident):
+// the caller runs finish_backward and stabiliser_backward instead.
+int stabilised_backward_tail(const core_args& a, const finish_io& fi, const float* g, int gmode, const float* i, const float* m0,
+                             const float* m, const float* dm_local, const float* dmT, float* dgs_out, float* di, float* dm0,
+                             float* scratch);
 // Calls of stabiliser_scan and stabiliser_backward in this process, by the way they ran (chunk_aux.cu,
-// LRNN_DA_STAB_LOOK): [0] three launches (the carry kernel), [1] two (look-back), [2] one cooperative launch.
-void stabiliser_launches(int64_t out[3]);
+// LRNN_DA_STAB_LOOK): [0] three launches (the carry kernel), [1] two (look-back), [2] one cooperative
+// launch; [3] stabilised_backward_tail's launches.
+void stabiliser_launches(int64_t out[4]);
 // The normaliser's backward folded into the tensor-core kernels: per row only rs = 1 / divisor,
 // dn = the gradient of the normaliser column / rs (+-(h . d_o) or 0), dm_local (m non-null); from the
 // normalised o in `type` and den (den non-null) or from o' [rows, Vin + 1] fp32 (den null).

@@ -140,7 +140,7 @@ struct stab_grid {
 
 // The ways from phase 1 to phase 3 (stabiliser.cuh): three launches, two (look-back), one (cooperative).
 enum stab_way : int { w_three = 0, w_look = 1, w_coop = 2 };
-std::atomic<int64_t> stab_launch_count[3];
+std::atomic<int64_t> stab_launch_count[4];  // (by way; [3] the backward tail)
 
 // The way where LRNN_DA_STAB_LOOK (0, 1, 2: the way) is unset: three launches, the only way that has
 // run on a GPU so far (the look-back and cooperative ways are written and compiled, not yet run: their
@@ -149,18 +149,18 @@ constexpr int kStabWayDefault = w_three;
 
 // Whether the cooperative kernel `kern` can have the whole grid resident at once (occupancy per
 // device, kernel and shared memory, cached).
-bool stab_resident(const void* kern, const stab_grid& sg) {
+bool stab_resident(const void* kern, const stab_grid& sg, size_t smem) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   static std::mutex mu;
   static std::map<std::tuple<int, const void*, size_t>, int64_t> cache;  // -> CTAs resident on the device
   std::lock_guard<std::mutex> lock(mu);
-  auto [it, fresh] = cache.try_emplace(std::make_tuple(dev, kern, sg.smem_look), 0);
+  auto [it, fresh] = cache.try_emplace(std::make_tuple(dev, kern, smem), 0);
   if (fresh) {
     int coop = 0, sms = 0, per = 0;
     if (cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && coop &&
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, kBT, sg.smem_look) == cudaSuccess)
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, kBT, smem) == cudaSuccess)
       it->second = static_cast<int64_t>(per) * sms;
     else
       cudaGetLastError();  // (a failed query: no cooperative launch)
@@ -171,12 +171,12 @@ bool stab_resident(const void* kern, const stab_grid& sg) {
 // The way for a call: LRNN_DA_STAB_LOOK or kStabWayDefault; the look-back only where each thread composes
 // at most 8 batches of maps (kLB; H = 16: sequences up to 1024 blocks) and its shared memory fits 48 KiB,
 // else three launches; the cooperative launch only where the grid is resident, else the look-back.
-int stab_way_for(const stab_grid& sg, int H, const void* coop_kernel) {
+int stab_way_for(const stab_grid& sg, int H, const void* coop_kernel, size_t coop_smem) {
   const char* e = getenv("LRNN_DA_STAB_LOOK");
   int w = e && e[0] >= '0' && e[0] <= '2' && e[1] == 0 ? e[0] - '0' : kStabWayDefault;
   const int NS = stab_segs(H);
   if (w != w_three && ((sg.nblk + NS - 1) / NS > 8 * kLB || sg.smem_look > 48 * 1024)) w = w_three;
-  if (w == w_coop && !stab_resident(coop_kernel, sg)) w = w_look;
+  if (w == w_coop && !stab_resident(coop_kernel, sg, coop_smem)) w = w_look;
   return w;
 }
 
@@ -208,8 +208,8 @@ int stab_run(int way, const stab_grid& sg, Args a, void (*const ks[4])(Args), Ca
 }
 }  // namespace
 
-void stabiliser_launches(int64_t out[3]) {
-  for (int w = 0; w < 3; ++w) out[w] = stab_launch_count[w].load();
+void stabiliser_launches(int64_t out[4]) {
+  for (int w = 0; w < 4; ++w) out[w] = stab_launch_count[w].load();
 }
 
 int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const float* g, int gmode, const float* i,
@@ -221,7 +221,7 @@ int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const
   float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
   static void (*const ks[4])(stab_fwd_args) = {stab_fwd_blocks<k_maps>, stab_fwd_blocks<k_entry>, stab_fwd_blocks<k_look>,
                                                stab_fwd_blocks<k_coop>};
-  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]));
+  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]), sg.smem_look);
   const stab_fwd_args a{H, offsets, g, i, m0, gmode, maps, entry, m, gt, bt, mT};
   return stab_run(way, sg, a, ks, [&](cudaStream_t st) {
     stab_fwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, st>>>(N, H, sg.nblk, offsets, maps, m0, entry, mT);
@@ -240,12 +240,38 @@ int stabiliser_backward(int N, int H, int K, int64_t max_len, const int32_t* off
   float* entry = scratch + 2 * static_cast<size_t>(N) * sg.nblk * H;
   static void (*const ks[4])(stab_bwd_args) = {stab_bwd_blocks<k_maps>, stab_bwd_blocks<k_entry>, stab_bwd_blocks<k_look>,
                                                stab_bwd_blocks<k_coop>};
-  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]));
+  const int way = stab_way_for(sg, H, reinterpret_cast<const void*>(ks[k_coop]), sg.smem_look);
   const stab_bwd_args a{H, K, offsets, g, i, m0, m, dg, db, dm_local, gmode, dgs_out, di, maps, entry, dmT, F, dm0};
   return stab_run(way, sg, a, ks, [&](cudaStream_t st) {
     stab_bwd_carry<<<blocks(static_cast<int64_t>(N) * H, 128), 128, 0, st>>>(N, H, K, sg.nblk, offsets, maps, dmT, F, dg, entry,
                                                                              dm0);
   });
+}
+
+int stabilised_backward_tail(const core_args& a, const finish_io& fi, const float* g, int gmode, const float* i, const float* m0,
+                             const float* m, const float* dm_local, const float* dmT, float* dgs_out, float* di, float* dm0,
+                             float* scratch) {
+  if (a.N * a.H == 0 || a.tokens == 0) return -1;
+  if (!fi.core_wrote_dqdk || !fi.scratch || !fi.dgs || fi.gk || a.u || a.H > kSBT || !dm_local) return -1;
+  const stab_grid sg(a.N, a.H, a.max_len);
+  const size_t smem = sg.smem_look + xy_block_smem(a.H);
+  if (smem > 48 * 1024) return -1;
+  auto kern = stab_bwd_blocks<k_tail>;
+  if (stab_way_for(sg, a.H, reinterpret_cast<const void*>(kern), smem) != w_coop) return -1;
+  const float* xy = fi.scratch;  // (X, Y) per token and head, then the scan's block totals (finish_scratch_floats)
+  stab_bwd_args sa{a.H, a.K, a.offsets, g, i, m0, m, fi.dgs, xy + 1, dm_local, gmode, dgs_out, di,
+                   reinterpret_cast<float2*>(scratch), nullptr, dmT, fi.F, dm0};
+  sa.db_stride = 2;
+  sa.xs = xy_args_of(a, fi);
+  sa.tot = reinterpret_cast<double*>(fi.scratch + a.tokens * a.H * 2);
+  void* args[] = {&sa};
+  const cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kern), sg.grid, dim3(kBT), args, smem, launch_stream());
+  if (e == cudaErrorCooperativeLaunchTooLarge) {
+    cudaGetLastError();
+    return -1;
+  }
+  if (e == cudaSuccess) ++stab_launch_count[3];
+  return static_cast<int>(e);
 }
 
 int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type) {

@@ -6,6 +6,7 @@
 // gate's db, the bonus terms, and writes dq, dk in the input dtype (README.md, "CUDA").
 #include "ops/decay_attn/cuda/chunk_common.cuh"
 #include "ops/decay_attn/cuda/chunk_tc.h"
+#include "ops/decay_attn/cuda/gate_scan.cuh"
 
 namespace lrnn::ops::cuda_chunk {
 
@@ -183,8 +184,6 @@ __global__ void __launch_bounds__(kThreads) bwd_kernel(core_args a, bwd_io io) {
 // block's scan from the totals of the blocks after it (gate_scan_kernel), so all SMs take part.
 constexpr int kScanB = 256;
 
-__device__ __forceinline__ int64_t llmin(int64_t x, int64_t y) { return x < y ? x : y; }
-
 int64_t scan_blocks(const core_args& a) { return (a.max_len + kScanB - 1) / kScanB; }
 
 template <typename TI>
@@ -246,48 +245,6 @@ __global__ void gate_scan_kernel(core_args a, finish_io io) {
   }
 }
 
-// The (X, Y) pairs of head h over tokens [tb, te): their sum of X - Y, and the reverse run from acc (the
-// carry into te) writing dgs, with the initial state's term f0 (F0 summed over keys) at the sequence's
-// first token sb. Pairs read kScanU at a time (the loads issue together).
-constexpr int kScanU = 8;
-
-__device__ __forceinline__ double xy_total(const float2* xy, int H, int h, int64_t tb, int64_t te) {
-  double tot = 0.0;
-  for (int64_t t0 = tb; t0 < te; t0 += kScanU) {
-    float2 v[kScanU];
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) v[u] = t0 + u < te ? xy[(t0 + u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) tot += static_cast<double>(v[u].x) - v[u].y;
-  }
-  return tot;
-}
-
-__device__ __forceinline__ void xy_run(const core_args& a, const finish_io& io, const float2* xy, int h, int64_t sb,
-                                       int64_t tb, int64_t te, double acc, double f0) {
-  const int H = a.H;
-  const bool bonus = a.u != nullptr;
-  for (int64_t t1 = te; t1 > tb; t1 -= kScanU) {
-    float2 v[kScanU];
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) v[u] = t1 - 1 - u >= tb ? xy[(t1 - 1 - u) * H + h] : make_float2(0.f, 0.f);
-#pragma unroll
-    for (int u = 0; u < kScanU; ++u) {
-      const int64_t t = t1 - 1 - u;
-      if (t < tb) break;
-      const double x = v[u].x, y = v[u].y;
-      if (!bonus) acc += x;
-      acc -= y;
-      if (t == sb) {
-        if (!a.s0) acc = 0.0;
-        else if (!bonus) acc = f0;
-      }
-      io.dgs[static_cast<size_t>(t) * H + h] = static_cast<float>(acc);
-      if (bonus) acc += x;
-    }
-  }
-}
-
 // Scalar or per-head decay: the same reverse running sum as gate_scan_kernel on per-token sums
 // over keys (X_t = q_t . dq_t, Y_t = k_t . dk_t, from token_kernel), F and F0 summed over keys.
 // One CTA per (sequence, head); each thread scans a contiguous segment after a CTA-wide suffix sum
@@ -296,17 +253,16 @@ __device__ __forceinline__ void xy_run(const core_args& a, const finish_io& io, 
 // suffix sum is a warp-shuffle scan, F and F0 are summed by a warp each.
 constexpr int kScalarScanT = 512;
 
-__global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, finish_io io) {
+__global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(xy_scan_args a) {
   const int h = blockIdx.x, n = blockIdx.y, H = a.H, K = a.K, j = threadIdx.x, lane = j % 32, warp = j / 32;
   constexpr int NW = kScalarScanT / 32;
   const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
   const int64_t seg = (se - sb + kScalarScanT - 1) / kScalarScanT;
   const int64_t tb = llmin(se, sb + j * seg), te = llmin(se, tb + seg);
-  const float2* xy = reinterpret_cast<const float2*>(io.scratch);  // (X_t, Y_t) at t H + h
   __shared__ double wsum[NW];
   __shared__ double base[2];
   if (warp < 2) {
-    const float* F = warp == 0 ? io.F : io.F0;
+    const float* F = warp == 0 ? a.F : a.F0;
     double f = 0.0;
     if (F)
       for (int d = lane; d < K; d += 32) f += F[(static_cast<size_t>(n) * H + h) * K + d];
@@ -314,7 +270,7 @@ __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, fi
     for (int o = 16; o > 0; o >>= 1) f += __shfl_xor_sync(0xffffffffu, f, o);
     if (lane == 0) base[warp] = f;
   }
-  const double tot = xy_total(xy, H, h, tb, te);
+  const double tot = xy_total(a.xy, H, h, tb, te);
   // Exclusive suffix sum of the threads' totals: within the warp by shuffles, then the later warps'.
   double inc = tot;
 #pragma unroll
@@ -327,88 +283,26 @@ __global__ void __launch_bounds__(kScalarScanT) scalar_gate_scan(core_args a, fi
   if (lane == 0) wsum[warp] = inc;
   __syncthreads();
   for (int w = warp + 1; w < NW; ++w) exc += wsum[w];
-  xy_run(a, io, xy, h, sb, tb, te, base[0] + exc, base[1]);
+  xy_run(a, h, sb, tb, te, base[0] + exc, base[1]);
 }
 
-// The same scan over blocks of kSBlk tokens of every sequence, all heads in one CTA (scalar_gate_blocks:
-// 32 CTAs at B=2 T=16384 left 100 SMs idle, 37 us on an H100). Thread (r, h) of R = 256 / H rows
-// covers sub-block r of the block for head h (neighbouring threads read neighbouring heads of one
-// token), its pairs kScanU at a time (the loads issue together). totals: the pass writes each block's
-// total of (X - Y) per head into tot [N, nblk, H]; then the scan pass starts each block from F plus the
-// totals of the blocks after it. Those carries (and F0 in the first block) are summed by all R rows of
-// a head, strided, then added up in shared memory: one thread per head summing K floats and the later
-// blocks' totals in turn waited out a load each (run 19, H100: 11.9 us a pass at B=8 T=4096).
-constexpr int kSBlk = 256, kSBT = 256;
-
+// The same scan over blocks of kSBlk tokens of every sequence, all heads in one CTA (gate_scan.cuh's
+// scalar_gate_blocks: 32 CTAs at B=2 T=16384 left 100 SMs idle, 37 us on an H100).
 int scalar_blocks(const core_args& a) { return static_cast<int>((a.max_len + kSBlk - 1) / kSBlk); }
-
-size_t scalar_blocks_smem(int H) { return static_cast<size_t>(3 * (kSBT / H) + 1) * H * sizeof(double); }
-
-__global__ void __launch_bounds__(kSBT) scalar_gate_blocks(core_args a, finish_io io, double* tot, bool totals) {
-  // [R][H] sub-block sums (then their carries), [R][H] partial carries into the block's end, [R][H]
-  // partial sums of F0, [H] F0 summed over keys
-  extern __shared__ double sbuf[];
-  const int H = a.H, K = a.K, R = kSBT / H, n = blockIdx.y, b = blockIdx.x, tid = threadIdx.x, h = tid % H, r = tid / H;
-  const int nblk = gridDim.x;
-  const bool bonus = a.u != nullptr;
-  const int64_t sb = a.offsets[n], se = a.offsets[n + 1];
-  const int64_t tb0 = sb + static_cast<int64_t>(b) * kSBlk;
-  if (tb0 >= se) return;
-  const int64_t te0 = llmin(se, tb0 + kSBlk), S = (kSBlk + R - 1) / R;
-  const int64_t tb = llmin(te0, tb0 + r * S), te = llmin(te0, tb + S);
-  const bool act = r < R;
-  const bool first = b == 0 && a.s0 && !bonus && io.F0;  // the sequence's first token takes F0
-  const float2* xy = reinterpret_cast<const float2*>(io.scratch);
-  double* part = sbuf;
-  double* carry = sbuf + R * H;
-  double* f0p = sbuf + 2 * R * H;
-  double* f0s = sbuf + 3 * R * H;
-  if (act) {
-    part[r * H + h] = xy_total(xy, H, h, tb, te);
-    if (!totals) {  // partial carries: F's keys r, r + R, ...; the sequence's later blocks b + 1 + r, + R, ...
-      double f = 0.0, f0 = 0.0;
-      const size_t fo = (static_cast<size_t>(n) * H + h) * K;
-      if (io.F)
-        for (int d = r; d < K; d += R) f += io.F[fo + d];
-      for (int x = b + 1 + r; x < nblk && sb + static_cast<int64_t>(x) * kSBlk < se; x += R)
-        f += tot[(static_cast<size_t>(n) * nblk + x) * H + h];
-      if (first)
-        for (int d = r; d < K; d += R) f0 += io.F0[fo + d];
-      carry[r * H + h] = f;
-      f0p[r * H + h] = f0;
-    }
-  }
-  __syncthreads();
-  if (tid < H) {
-    double cur = 0.0, f0 = 0.0;
-    if (!totals)
-      for (int x = 0; x < R; ++x) cur += carry[x * H + tid], f0 += f0p[x * H + tid];
-    f0s[tid] = f0;
-    for (int x = R - 1; x >= 0; --x) {
-      const double v = part[x * H + tid];
-      part[x * H + tid] = cur;
-      cur += v;
-    }
-    if (totals) tot[(static_cast<size_t>(n) * nblk + b) * H + tid] = cur;
-  }
-  if (totals) return;
-  __syncthreads();
-  if (!act) return;
-  xy_run(a, io, xy, h, sb, tb, te, part[r * H + h], first ? f0s[h] : 0.0);
-}
 
 // By blocks (run 20, H100: two passes 19.4 us at B=8 T=4096 and 20.2 at B=2 T=16384, against 18.2 and
 // 37.7 with one CTA per sequence and head); one CTA per sequence and head past kSBT heads.
 int scalar_scan(const core_args& a, const finish_io& io) {
+  const xy_scan_args xa = xy_args_of(a, io);
   if (a.H > kSBT) {
-    scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT, 0, launch_stream()>>>(a, io);
+    scalar_gate_scan<<<dim3(a.H, a.N), kScalarScanT, 0, launch_stream()>>>(xa);
     return static_cast<int>(cudaGetLastError());
   }
   double* tot = reinterpret_cast<double*>(io.scratch + a.tokens * a.H * 2);
-  const size_t smem = scalar_blocks_smem(a.H);
+  const size_t smem = xy_block_smem(a.H);
   const dim3 grid(static_cast<unsigned>(scalar_blocks(a)), a.N);
-  scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(a, io, tot, true);
-  scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(a, io, tot, false);
+  scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(xa, tot, true);
+  scalar_gate_blocks<<<grid, kSBT, smem, launch_stream()>>>(xa, tot, false);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -396,6 +396,8 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
   if (key_core) io.gk = fpm(gk), io.db = fpm(db), io.du = fpm(du), io.dq_out = gr.dq.raw_data(), io.dk_out = gr.dk.raw_data();
   LRNN_TRY(check(cc::core_backward(a, io), "backward kernel"));
 
+  tensor dgo, dio, dm0;  // (mLSTM: the stabiliser's outputs)
+  bool tail_done = false;
   if (!key_core && !(head_core && direct && !a.b)) {  // (else the core wrote everything)
     cc::finish_io fi;
     fi.F = fp(F), fi.F0 = fp(F0), fi.rho = fp(rho), fi.dq = fpm(dqa), fi.dk = fpm(dka);
@@ -413,22 +415,33 @@ result<decay_attn_grads> decay_attn_backward_cuda(const decay_attn_spec& spec, c
       fi.scratch = fpm(scratch);
     }
     fi.dq_out = gr.dq.raw_data(), fi.dk_out = gr.dk.raw_data();
-    LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
+    // mLSTM after a core that wrote dq, dk: this and the stabiliser's backward in one launch where it
+    // can (cc::stabilised_backward_tail), else in turn.
+    if (p.stabilised && direct) {
+      LRNN_ASSIGN_OR_RETURN(dgo, result_tensor(scalar_dg ? into_dg : tensor(), {p.B, p.T, p.H}, dtype::f32, dev));
+      LRNN_ASSIGN_OR_RETURN(dio, result_tensor(into_di, {p.B, p.T, p.H}, dtype::f32, dev));
+      LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
+      const int r = cc::stabilised_backward_tail(a, fi, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0), fp(p.m), fp(dm_local), fp(dmT),
+                                                 fpm(dgo), fpm(dio), fpm(dm0), fpm(p.stab_scratch));
+      if (r != -1) LRNN_TRY(check(r, "backward tail (gate gradients and stabiliser)"));
+      tail_done = r == 0;
+    }
+    if (!tail_done) LRNN_TRY(check(cc::finish_backward(a, fi), "gate gradients"));
   }
 
   // Gate gradients, mapped back through the stabiliser where there is one.
   tensor dg_scalar = dgs;  // [B, T, H] gradient of the scalar log decay (before any per-head sum)
   if (p.stabilised) {
-    tensor dgo, di, dm0;
-    LRNN_ASSIGN_OR_RETURN(dgo, result_tensor(scalar_dg ? into_dg : tensor(), {p.B, p.T, p.H}, dtype::f32, dev));
-    LRNN_ASSIGN_OR_RETURN(di, result_tensor(into_di, {p.B, p.T, p.H}, dtype::f32, dev));
-    LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev));
-    LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0),
-                                           fp(p.m), fp(dgs), fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(di),
-                                           fpm(dm0), fpm(p.stab_scratch)),
-                   "stabiliser backward"));
+    if (!dgo.defined()) { LRNN_ASSIGN_OR_RETURN(dgo, result_tensor(scalar_dg ? into_dg : tensor(), {p.B, p.T, p.H}, dtype::f32, dev)); }
+    if (!dio.defined()) { LRNN_ASSIGN_OR_RETURN(dio, result_tensor(into_di, {p.B, p.T, p.H}, dtype::f32, dev)); }
+    if (!dm0.defined()) { LRNN_ASSIGN_OR_RETURN(dm0, tensor::empty({p.N, p.H}, dtype::f32, dev)); }
+    if (!tail_done)
+      LRNN_TRY(check(cc::stabiliser_backward(a.N, a.H, a.K, a.max_len, a.offsets, fp(p.g), p.gs_mode, fp(p.i), fp(p.m0),
+                                             fp(p.m), fp(dgs), fp(db), fp(dm_local), fp(dmT), fp(F), fpm(dgo), fpm(dio),
+                                             fpm(dm0), fpm(p.stab_scratch)),
+                     "stabiliser backward"));
     dg_scalar = dgo;
-    gr.di = di;
+    gr.di = dio;
     if (init.s.defined()) gr.d_initial_state.m = dm0;
   } else if (spec.input_gate != input_gate_kind::none) {
     gr.di = db;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include "ops/decay_attn/cuda/chunk_api.h"
+#include "ops/decay_attn/cuda/gate_scan.cuh"
+#include "ops/decay_attn/cuda/portable.cuh"
 
 #ifdef __CUDACC__
 #include <cooperative_groups.h>
@@ -14,19 +16,6 @@
 #include <cstddef>
 #include <cstdint>
 
-// A kernel's dynamic shared memory as float* x (the emulation gives each CTA its own buffer).
-#ifndef LRNN_STAB_SMEM
-#define LRNN_STAB_SMEM(x) extern __shared__ float x[]
-#endif
-
-// (`#pragma unroll` only where a CUDA compiler reads it)
-#ifdef __CUDACC__
-#define LRNN_STAB_UNROLL _Pragma("unroll")
-#define LRNN_STAB_UNROLL_16 _Pragma("unroll 16")
-#else
-#define LRNN_STAB_UNROLL
-#define LRNN_STAB_UNROLL_16
-#endif
 
 namespace lrnn::ops::cuda_chunk {
 namespace {
@@ -58,9 +47,11 @@ constexpr int kLB = 8;   // maps per batch of the look-back (registers: 2 of its
 
 __host__ __device__ __forceinline__ int stab_segs(int H) { return H >= kBT ? 1 : kBT / H; }
 
-// The phases a block kernel runs: k_maps phase 1 only; k_entry phase 3 from entry (k_three);
-// k_look phase 3 with the look-back (k_look); k_coop both, the look-back between them.
-enum stab_mode : int { k_maps = 0, k_entry = 1, k_look = 2, k_coop = 3 };
+// The phases a block kernel runs: k_maps phase 1 only; k_entry phase 3 from entry (three launches);
+// k_look phase 3 with the look-back (two); k_coop both, the look-back between them (one). k_tail
+// (backward only): k_coop with the scalar gate's scan before it (gate_scan.cuh, phases 1 and 2 beside
+// the stabiliser's): mLSTM's whole backward tail after the core in one launch.
+enum stab_mode : int { k_maps = 0, k_entry = 1, k_look = 2, k_coop = 3, k_tail = 4 };
 
 struct stab_blk {
   int64_t sb, se, bb, be;  // sequence [sb, se), block [bb, be)
@@ -102,10 +93,10 @@ __device__ __forceinline__ void stab_fwd_segment(const float* __restrict__ g, in
   float mp = m_in;
   for (int64_t t0 = tb; t0 < te; t0 += kSB) {
     const int nb = static_cast<int>(te - t0 < kSB ? te - t0 : kSB);
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kSB; ++r)
       if (r < nb) gs[r] = gate_at(g, gmode, t0 + r, H, h), iv[r] = in[(t0 + r) * H + h];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kSB; ++r) {
       if (r >= nb) break;
       if (m) {
@@ -139,7 +130,7 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_fwd_blocks(s
   const int H = a.H, n = blockIdx.y;
   const stab_blk k(a.offsets, H);
   const bool idle = k.idle();  // (uniform in the CTA; k_coop's idle CTAs still meet the grid barrier)
-  LRNN_STAB_SMEM(sm_st);
+  LRNN_DYN_SMEM(float, sm_st);
   float* sA = sm_st;            // [NS][H] segment maps
   float* sB = sA + k.NS * H;
   const int P = k.NS * H;
@@ -183,10 +174,10 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_fwd_blocks(s
       float A = 0.f, B = -INFINITY;
       for (int j0 = rb; j0 < re; j0 += kLB) {
         float2 ab[kLB];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
         for (int r = 0; r < kLB; ++r)
           if (j0 + r < re) ab[r] = __ldcg(mp + static_cast<size_t>(j0 + r) * H + h);
-LRNN_STAB_UNROLL
+LRNN_UNROLL
         for (int r = 0; r < kLB; ++r)
           if (j0 + r < re) A += ab[r].x, B = fmaxf(B + ab[r].x, ab[r].y);
       }
@@ -229,10 +220,10 @@ __global__ void stab_fwd_carry(int N, int H, int nblk, const int32_t* __restrict
   // (the maps in batches of kCB, all loaded before the batch's steps: one memory round trip a batch)
   for (int b0 = 0; b0 < nb; b0 += kCB) {
     float2 ab[kCB];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kCB; ++r)
       if (b0 + r < nb) ab[r] = maps[(static_cast<size_t>(n) * nblk + b0 + r) * H + h];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kCB; ++r)
       if (b0 + r < nb) {
         entry[(static_cast<size_t>(n) * nblk + b0 + r) * H + h] = cur;
@@ -257,6 +248,9 @@ struct stab_bwd_args {
   const float* entry;       // [N][nblk][H] the carry into each block's end (k_entry)
   const float *dmT, *F;     // [N, H], [N, H, K] or null (k_look, k_coop)
   float* dm0;               // [N, H] or null (k_look, k_coop)
+  int db_stride = 1;        // db[t H + h] at db[(t H + h) db_stride] (k_tail: Y of the (X, Y) pairs)
+  xy_scan_args xs{};        // k_tail: the gate scan, into xs.dgs = dg
+  double* tot = nullptr;    // k_tail: its block totals [N][nblk][H]
 };
 
 // The carry into the end of sequence n, head h: dmT - sum over keys of F (k_three's carry kernel sums
@@ -264,7 +258,7 @@ struct stab_bwd_args {
 __device__ __forceinline__ float stab_bwd_start(const float* dmT, const float* F, int K, int idx) {
   float cur = dmT ? dmT[idx] : 0.f;
   if (F)
-LRNN_STAB_UNROLL_16
+LRNN_UNROLL_16
     for (int d = 0; d < K; ++d) cur -= F[static_cast<size_t>(idx) * K + d];
   return cur;
 }
@@ -280,7 +274,7 @@ __device__ __forceinline__ void stab_bwd_segment(const stab_bwd_args& a, int64_t
   P = 1.f, Q = 0.f;
   for (int64_t t1 = te; t1 > tb; t1 -= kSB) {
     const int nb = static_cast<int>(t1 - tb < kSB ? t1 - tb : kSB);
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kSB; ++r)
       if (r < nb) {
         const int64_t t = t1 - 1 - r, o = t * H + h;
@@ -288,7 +282,7 @@ LRNN_STAB_UNROLL
         dml[r] = a.dm_local[o];
       }
     if (!run) {
-LRNN_STAB_UNROLL
+LRNN_UNROLL
       for (int r = 0; r < kSB; ++r)
         if (r < nb) {
           if (dec[r]) Q += dml[r];
@@ -297,13 +291,13 @@ LRNN_STAB_UNROLL
       continue;
     }
     float dgv[kSB], dbv[kSB];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kSB; ++r)
       if (r < nb) {
         const int64_t o = (t1 - 1 - r) * H + h;
-        dgv[r] = a.dg ? a.dg[o] : 0.f, dbv[r] = a.db[o];
+        dgv[r] = a.dg ? a.dg[o] : 0.f, dbv[r] = a.db[o * a.db_stride];
       }
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kSB; ++r) {
       if (r >= nb) break;
       const int64_t o = (t1 - 1 - r) * H + h;
@@ -317,25 +311,30 @@ LRNN_STAB_UNROLL
 
 // The backward's block kernel (phases per MODE, as stab_fwd_blocks; the look-back composes the blocks
 // after this one, from the last).
+// (k_tail: H <= kSBT, one thread per (segment, head), the gate scan's (sub-block, head) the same
+// tokens; shared memory stab_smem(H, true) floats then xy_block_smem(H).)
 template <int MODE>
 __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(stab_bwd_args a) {
+  static_assert(kBT == kSBT && kBL == kSBlk, "k_tail: the gate scan's blocks and rows are the stabiliser's");
   const int H = a.H, n = blockIdx.y;
   const stab_blk k(a.offsets, H);
   const bool idle = k.idle();
-  LRNN_STAB_SMEM(sm_st);
+  LRNN_DYN_SMEM(float, sm_st);
   float* sP = sm_st;
   float* sQ = sP + k.NS * H;
   const int Pn = k.NS * H;
   const size_t row = (static_cast<size_t>(n) * gridDim.x + blockIdx.x) * H;
+  double* xbuf = reinterpret_cast<double*>(sm_st + 4 * Pn);  // (k_tail)
   if (!idle) {
     for (int p = threadIdx.x; p < Pn; p += blockDim.x) {
       const int s = p / H, h = p % H;
       stab_bwd_segment(a, k.sb, h, k.seg_begin(s), k.seg_end(s), sP[p], sQ[p], 0.f, false);
     }
+    if constexpr (MODE == k_tail) xy_block_sums(a.xs, xy_blk(a.xs), xbuf);
     __syncthreads();
   }
-  if constexpr (MODE == k_maps || MODE == k_coop) {
-    if (!idle)
+  if constexpr (MODE == k_maps || MODE == k_coop || MODE == k_tail) {
+    if (!idle) {
       for (int h = threadIdx.x; h < H; h += blockDim.x) {
         float P = 1.f, Q = 0.f;
         for (int s = k.NS - 1; s >= 0; --s) {
@@ -344,6 +343,8 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(s
         }
         a.maps[row + h] = make_float2(P, Q);
       }
+      if constexpr (MODE == k_tail) xy_block_total(xy_blk(a.xs), xbuf, a.tot);
+    }
     if constexpr (MODE == k_maps) return;
     else cooperative_groups::this_grid().sync();
   }
@@ -353,9 +354,12 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(s
       for (int h = threadIdx.x; h < H; h += blockDim.x) a.dm0[n * H + h] = a.dmT ? a.dmT[n * H + h] : 0.f;
     return;
   }
+  // (k_tail: the gate scan's runs write dg = xs.dgs of this block's tokens, each thread the tokens its
+  // stabiliser run reads next)
+  if constexpr (MODE == k_tail) xy_block_scan(a.xs, xy_blk(a.xs), xbuf, a.tot, true);
   float* sX = sQ + k.NS * H;
   float* sY = sX + k.NS * H;
-  if constexpr (MODE == k_look || MODE == k_coop) {
+  if constexpr (MODE != k_entry) {
     // Look-back (here: ahead): thread (s, h) composes range s of the blocks after this one, its last
     // block first.
     const float2* mp = a.maps + static_cast<size_t>(n) * gridDim.x * H;
@@ -366,10 +370,10 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(s
       float P = 1.f, Q = 0.f;
       for (int j1 = re; j1 > rb; j1 -= kLB) {
         float2 pq[kLB];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
         for (int r = 0; r < kLB; ++r)
           if (j1 - 1 - r >= rb) pq[r] = __ldcg(mp + static_cast<size_t>(j1 - 1 - r) * H + h);
-LRNN_STAB_UNROLL
+LRNN_UNROLL
         for (int r = 0; r < kLB; ++r)
           if (j1 - 1 - r >= rb) Q = pq[r].x * Q + pq[r].y, P = pq[r].x * P;
       }
@@ -415,10 +419,10 @@ __global__ void stab_bwd_carry(int N, int H, int K, int nblk, const int32_t* __r
   float cur = stab_bwd_start(dmT, F, K, idx);
   for (int b1 = nb - 1; b1 >= 0; b1 -= kCB) {  // (batches of kCB maps, as stab_fwd_carry)
     float2 pq[kCB];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kCB; ++r)
       if (b1 - r >= 0) pq[r] = maps[(static_cast<size_t>(n) * nblk + b1 - r) * H + h];
-LRNN_STAB_UNROLL
+LRNN_UNROLL
     for (int r = 0; r < kCB; ++r)
       if (b1 - r >= 0) {
         entry[(static_cast<size_t>(n) * nblk + b1 - r) * H + h] = cur;
