@@ -3,8 +3,9 @@
 // * mLSTM's stabiliser (stabiliser.cuh): three launches (block maps, the carry kernel, the blocks'
 //   runs), two (the runs find their entry values by looking back over the maps) and one cooperative
 //   launch (a grid barrier between the two phases): m, g~, b~, m_T forward; dgs, di, d m0 backward;
-// * the scalar gate's gradient scan (gate_scan.cuh, scalar_gate_blocks: two launches), with and without
-//   an initial state, F, F0 and RWKV-6's bonus order;
+// * the scalar gate's gradient scan (gate_scan.cuh: scalar_gate_blocks, two launches; scalar_gate_coop,
+//   one cooperative launch that also copies db), with and without an initial state, F, F0 and RWKV-6's
+//   bonus order;
 // * mLSTM's fused backward tail (stabiliser.cuh, k_tail: that scan and the stabiliser's backward in one
 //   cooperative launch).
 // Sequences of 0 to 20 blocks of 256 tokens, H = 1 to 257 (segments per head from 256 down to 1, several
@@ -293,6 +294,28 @@ TEST(decay_attn_cuda_emu, gate_scan_blocks) {
       emu_launch(grid, kSBT, smem, false, [&] { scalar_gate_blocks(a, tot.data(), true); });
       emu_launch(grid, kSBT, smem, false, [&] { scalar_gate_blocks(a, tot.data(), false); });
       expect_same(s0 ? (bonus ? "dgs (s0, bonus)" : "dgs (s0)") : "dgs", dgs, ref, c, 1e-6);
+    }
+  }
+}
+
+// The same scan as one cooperative launch, db = Y per token with it.
+TEST(decay_attn_cuda_emu, gate_scan_cooperative) {
+  for (const auto& c : cases()) {
+    if (c.H > kSBT) continue;
+    const stab_data d = make_data(c, static_cast<uint32_t>(c.H * 5 + c.cu.back()));
+    const xy_data x = make_xy(c, static_cast<uint32_t>(c.H * 3 + c.cu.back()));
+    const dim3 grid = block_grid(c);
+    std::vector<float> ydb(x.xy.size());
+    for (size_t j = 0; j < x.xy.size(); ++j) ydb[j] = x.xy[j].y;
+    for (int variant = 0; variant < 3; ++variant) {
+      const bool s0 = variant != 0, bonus = variant == 2;
+      const std::vector<float> ref = gate_scan_sequential(c, d, x, s0, bonus);
+      std::vector<float> dgs(ref.size(), NAN), db(ref.size(), NAN);
+      std::vector<double> tot(static_cast<size_t>(grid.x) * grid.y * c.H, NAN);
+      const xy_scan_args a = xy_args(c, d, x, s0, bonus, dgs.data());
+      emu_launch(grid, kSBT, xy_block_smem(c.H), true, [&] { scalar_gate_coop(a, tot.data(), db.data()); });
+      expect_same(s0 ? (bonus ? "dgs (s0, bonus)" : "dgs (s0)") : "dgs", dgs, ref, c, 1e-6);
+      expect_same("db", db, ydb, c, 0.0);
     }
   }
 }

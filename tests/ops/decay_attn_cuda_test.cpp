@@ -339,8 +339,8 @@ TEST(decay_attn_cuda, key_forward_kernels) {
 
 // mLSTM's stabiliser scans (chunk_aux.cu) each way (LRNN_DA_STAB_LOOK: 0 three launches with the carry
 // kernels, 1 two with the look-back, 2 one cooperative launch) against the reference, final state and
-// all gradients (d m0 among them): sequences of 1 to 20 blocks of 256 tokens (T = 200, 256, 257, 1000,
-// 5000: the look-back over none to 19 blocks before and after a block, several batches of 8 maps at
+// all gradients (d m0 among them): sequences of 1 to 11 blocks of 256 tokens (T = 200, 256, 257, 1000,
+// 2600: the look-back over none to 10 blocks before and after a block, two batches of 8 maps at
 // H = 257), H = 3 (85 segments per head, a thread idle), H = 257 (one segment per head, two heads for
 // one thread), packed batches with empty and one-token sequences, initial state present and absent.
 // With way 2, head dims 64 and 128 (a core that writes dq, dk itself) also take the fused backward tail
@@ -354,11 +354,11 @@ TEST(decay_attn_cuda, stabiliser_scans) {
   const variant v = variant::mlstm;
   for (const char* way : {"0", "1", "2"}) {
     const env_scope way_env("LRNN_DA_STAB_LOOK", way);
-    int64_t before[4], after[4];
+    int64_t before[5], after[5];
     ops::cuda_chunk::stabiliser_launches(before);
     for (const op_case& c : {sized(v, 2, 200, 16, 16, true, 1.0, 2), sized(v, 1, 256, 16, 16, false, 1.0, 3),
                              sized(v, 1, 257, 32, 16, true, 1.0, 3), sized(v, 2, 1000, 16, 16, true, 1.0, 16),
-                             sized(v, 1, 300, 16, 16, true, 1.0, 257), sized(v, 1, 5000, 16, 16, true, 0.5, 257),
+                             sized(v, 1, 300, 16, 16, true, 1.0, 257), sized(v, 1, 2600, 16, 16, true, 0.5, 257),
                              varlen(v, {0, 1, 1, 300, 556, 1600}, 16, 16), varlen(v, {0, 0, 1000, 1001}, 16, 16),
                              sized(v, 2, 700, 64, 64, true, 1.0, 3), sized(v, 1, 600, 128, 128, false, 1.0, 2),
                              varlen(v, {0, 0, 1, 300, 556, 1600}, 128, 128)}) {
@@ -373,6 +373,35 @@ TEST(decay_attn_cuda, stabiliser_scans) {
     }
     if (w == 2) EXPECT_GT(after[3] - before[3], 0) << "the fused backward tail did not run";
     else EXPECT_EQ(after[3] - before[3], 0) << "the fused backward tail ran with LRNN_DA_STAB_LOOK=" << way;
+  }
+#endif
+}
+
+// The scalar gate's gradient scan (finish_backward after a core that wrote dq, dk itself: one V tile,
+// K = 64 and 128) as one cooperative launch with db (LRNN_DA_STAB_LOOK=2: scalar_scan_cooperative) and as
+// the two-launch scan with db_from_xy (=0), against the reference: simple GLA, mLSTM-sig (its input gate's
+// db), RetNet's per-head decay with an input gate absent (the core's own sum: no scan either way); an
+// initial state present and absent, packed batches with empty and one-token sequences, several blocks
+// of 256 tokens. The launch counts show which ran.
+TEST(decay_attn_cuda, gate_scan_cooperative) {
+#ifndef LRNN_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const char* way : {"0", "2"}) {
+    const env_scope way_env("LRNN_DA_STAB_LOOK", way);
+    int64_t before[5], after[5];
+    ops::cuda_chunk::stabiliser_launches(before);
+    for (variant v : {variant::simple_gla, variant::mlstm_sig, variant::retnet}) {
+      for (const op_case& c : {sized(v, 2, 700, 64, 64, true, 1.0, 3), sized(v, 1, 600, 128, 128, false, 1.0, 2),
+                               varlen(v, {0, 0, 1, 300, 556, 1600}, 128, 128)}) {
+        const auto rep = run_op_case(cuda_family(), c);
+        EXPECT_TRUE(rep.pass()) << "LRNN_DA_STAB_LOOK=" << way << " " << da::variant_name(v) << " " << c.name << ": " << rep.summary();
+      }
+    }
+    ops::cuda_chunk::stabiliser_launches(after);
+    if (way[0] == '2') EXPECT_GT(after[4] - before[4], 0) << "the cooperative gate scan did not run";
+    else EXPECT_EQ(after[4] - before[4], 0) << "the cooperative gate scan ran with LRNN_DA_STAB_LOOK=0";
   }
 #endif
 }

@@ -170,10 +170,14 @@ int64_t stabiliser_scratch_floats(int N, int H, int64_t max_len);
 int stabilised_backward_tail(const core_args& a, const finish_io& fi, const float* g, int gmode, const float* i, const float* m0,
                              const float* m, const float* dm_local, const float* dmT, float* dgs_out, float* di, float* dm0,
                              float* scratch);
-// Calls of stabiliser_scan and stabiliser_backward in this process, by the way they ran (chunk_aux.cu,
-// LRNN_DA_STAB_LOOK): [0] three launches (the carry kernel), [1] two (look-back), [2] one cooperative
-// launch; [3] stabilised_backward_tail's launches.
-void stabiliser_launches(int64_t out[4]);
+// finish_backward's scalar gate scan (and, with db non-null, db = Y of the (X, Y) pairs) in one
+// cooperative launch (gate_scan.cuh) where the cooperative way is chosen (LRNN_DA_STAB_LOOK=2) and the
+// grid is resident; -1 where it does not run (the caller takes the two-launch scan).
+int scalar_scan_cooperative(const core_args& a, const finish_io& io, float* db);
+// Launches of the small scans in this process, by the way they ran (chunk_aux.cu, LRNN_DA_STAB_LOOK):
+// stabiliser_scan and stabiliser_backward [0] three launches (the carry kernel), [1] two (look-back),
+// [2] one cooperative launch; [3] stabilised_backward_tail's, [4] scalar_scan_cooperative's launches.
+void stabiliser_launches(int64_t out[5]);
 // The normaliser's backward folded into the tensor-core kernels: per row only rs = 1 / divisor,
 // dn = the gradient of the normaliser column / rs (+-(h . d_o) or 0), dm_local (m non-null); from the
 // normalised o in `type` and den (den non-null) or from o' [rows, Vin + 1] fp32 (den null).

@@ -140,16 +140,16 @@ struct stab_grid {
 
 // The ways from phase 1 to phase 3 (stabiliser.cuh): three launches, two (look-back), one (cooperative).
 enum stab_way : int { w_three = 0, w_look = 1, w_coop = 2 };
-std::atomic<int64_t> stab_launch_count[4];  // (by way; [3] the backward tail)
+std::atomic<int64_t> stab_launch_count[5];  // (by way; [3] the backward tail, [4] the gate scan's)
 
 // The way where LRNN_DA_STAB_LOOK (0, 1, 2: the way) is unset: three launches, the only way that has
 // run on a GPU so far (the look-back and cooperative ways are written and compiled, not yet run: their
 // test is decay_attn_cuda.stabiliser_scans).
 constexpr int kStabWayDefault = w_three;
 
-// Whether the cooperative kernel `kern` can have the whole grid resident at once (occupancy per
-// device, kernel and shared memory, cached).
-bool stab_resident(const void* kern, const stab_grid& sg, size_t smem) {
+// Whether `ctas` CTAs of the cooperative kernel `kern` (kBT threads each) can be resident at once
+// (occupancy per device, kernel and shared memory, cached).
+bool stab_resident(const void* kern, int64_t ctas, size_t smem) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   static std::mutex mu;
@@ -165,7 +165,7 @@ bool stab_resident(const void* kern, const stab_grid& sg, size_t smem) {
     else
       cudaGetLastError();  // (a failed query: no cooperative launch)
   }
-  return static_cast<int64_t>(sg.grid.x) * sg.grid.y <= it->second;
+  return ctas <= it->second;
 }
 
 // The way for a call: LRNN_DA_STAB_LOOK or kStabWayDefault; the look-back only where each thread composes
@@ -176,7 +176,7 @@ int stab_way_for(const stab_grid& sg, int H, const void* coop_kernel, size_t coo
   int w = e && e[0] >= '0' && e[0] <= '2' && e[1] == 0 ? e[0] - '0' : kStabWayDefault;
   const int NS = stab_segs(H);
   if (w != w_three && ((sg.nblk + NS - 1) / NS > 8 * kLB || sg.smem_look > 48 * 1024)) w = w_three;
-  if (w == w_coop && !stab_resident(coop_kernel, sg, coop_smem)) w = w_look;
+  if (w == w_coop && !stab_resident(coop_kernel, static_cast<int64_t>(sg.grid.x) * sg.grid.y, coop_smem)) w = w_look;
   return w;
 }
 
@@ -208,8 +208,8 @@ int stab_run(int way, const stab_grid& sg, Args a, void (*const ks[4])(Args), Ca
 }
 }  // namespace
 
-void stabiliser_launches(int64_t out[4]) {
-  for (int w = 0; w < 4; ++w) out[w] = stab_launch_count[w].load();
+void stabiliser_launches(int64_t out[5]) {
+  for (int w = 0; w < 5; ++w) out[w] = stab_launch_count[w].load();
 }
 
 int stabiliser_scan(int N, int H, int64_t max_len, const int32_t* offsets, const float* g, int gmode, const float* i,
@@ -271,6 +271,24 @@ int stabilised_backward_tail(const core_args& a, const finish_io& fi, const floa
     return -1;
   }
   if (e == cudaSuccess) ++stab_launch_count[3];
+  return static_cast<int>(e);
+}
+
+int scalar_scan_cooperative(const core_args& a, const finish_io& io, float* db) {
+  if (a.N * a.H == 0 || a.tokens == 0 || a.H > kSBT || !io.dgs || !io.scratch) return -1;
+  const stab_grid sg(a.N, a.H, a.max_len);  // (the scan's blocks are the stabiliser's: kSBlk = kBL)
+  const size_t smem = xy_block_smem(a.H);
+  const void* kern = reinterpret_cast<const void*>(scalar_gate_coop);
+  if (stab_way_for(sg, a.H, kern, smem) != w_coop) return -1;
+  xy_scan_args xa = xy_args_of(a, io);
+  double* tot = reinterpret_cast<double*>(io.scratch + a.tokens * a.H * 2);
+  void* args[] = {&xa, &tot, &db};
+  const cudaError_t e = cudaLaunchCooperativeKernel(kern, sg.grid, dim3(kSBT), args, smem, launch_stream());
+  if (e == cudaErrorCooperativeLaunchTooLarge) {
+    cudaGetLastError();
+    return -1;
+  }
+  if (e == cudaSuccess) ++stab_launch_count[4];
   return static_cast<int>(e);
 }
 

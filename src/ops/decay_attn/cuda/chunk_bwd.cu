@@ -422,6 +422,10 @@ int finish_backward(const core_args& a, const finish_io& io) {
     // dq, dk are final; the per-token sums are in scratch (per-key gates and the bonus never get here).
     if (io.gk || a.u || !io.scratch) return static_cast<int>(cudaErrorInvalidValue);
     const int64_t n = a.tokens * a.H;
+    if (io.dgs) {  // (the scan and db in one launch where it can)
+      const int r = scalar_scan_cooperative(a, io, io.db);
+      if (r != -1) return r;
+    }
     if (io.db) db_from_xy<<<static_cast<unsigned>((n + 255) / 256), 256, 0, launch_stream()>>>(n, io.scratch, io.db);
     if (int e = static_cast<int>(cudaGetLastError())) return e;
     return io.dgs ? scalar_scan(a, io) : 0;

@@ -7,12 +7,16 @@
 // strided, then added up in shared memory (one thread per head summing K floats and the later blocks'
 // totals in turn waited out a load each: run 19, H100, 11.9 us a pass at B=8 T=4096). Device code on
 // CUDA's basic built-ins only (portable.cuh): scalar_gate_blocks runs the phases as two launches,
-// stabiliser.cuh's backward tail inside its cooperative launch, and tests/support/cuda_emu.h both on
-// the CPU.
+// scalar_gate_coop as one cooperative launch, stabiliser.cuh's backward tail inside its own, and
+// tests/support/cuda_emu.h all of them on the CPU.
 #pragma once
 
 #include "ops/decay_attn/cuda/chunk_api.h"
 #include "ops/decay_attn/cuda/portable.cuh"
+
+#ifdef __CUDACC__
+#include <cooperative_groups.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -165,6 +169,23 @@ __global__ void __launch_bounds__(kSBT) scalar_gate_blocks(xy_scan_args a, doubl
   } else {
     xy_block_scan(a, k, sbuf, tot, false);
   }
+}
+
+// The scan as one cooperative launch (the whole grid resident: chunk_bwd.cu's scalar_scan), a grid
+// barrier between the phases; with db non-null also db = Y per token (finish_backward's db_from_xy).
+__global__ void __launch_bounds__(kSBT, 2) scalar_gate_coop(xy_scan_args a, double* tot, float* db) {
+  LRNN_DYN_SMEM(double, sbuf);
+  const xy_blk k(a);
+  if (!k.idle) {  // (idle CTAs still meet the grid barrier)
+    xy_block_sums(a, k, sbuf);
+    __syncthreads();
+    xy_block_total(k, sbuf, tot);
+  }
+  cooperative_groups::this_grid().sync();
+  if (k.idle) return;
+  xy_block_scan(a, k, sbuf, tot, true);
+  if (db && k.act)
+    for (int64_t t = k.tb; t < k.te; ++t) db[t * k.H + k.h] = a.xy[t * k.H + k.h].y;
 }
 
 }  // namespace
