@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lrnn::ops::cuda_chunk {
@@ -131,35 +132,30 @@ stab_result emulated(const stab_case& c, const stab_data& d, const std::vector<f
 
   const stab_fwd_args a{H, off, d.g.data(), d.in.data(), m0, c.gmode, maps.data(), entry.data(), r.m.data(), r.gt.data(), r.bt.data(),
                         r.mT.data()};
-  if (way == way_coop) {
-    emu_launch(grid, kBT, sml, true, [&] { stab_fwd_blocks<k_coop>(a); });
-  } else {
-    emu_launch(grid, kBT, sm, false, [&] { stab_fwd_blocks<k_maps>(a); });
-    if (way == way_look) {
-      emu_launch(grid, kBT, sml, false, [&] { stab_fwd_blocks<k_look>(a); });
-    } else {
-      emu_launch(carry_grid, 128, 0, false, [&] { stab_fwd_carry(N, H, nblk, off, maps.data(), m0, entry.data(), r.mT.data()); });
-      emu_launch(grid, kBT, sm, false, [&] { stab_fwd_blocks<k_entry>(a); });
+  // (chunk_aux.cu's stab_run: the block kernel's modes per way; carry: phase 2 of three launches)
+  const auto run_way = [&](auto&& blocks, auto&& carry) {
+    if (way == way_coop) {
+      emu_launch(grid, kBT, sml, true, [&] { blocks(std::integral_constant<int, k_coop>()); });
+      return;
     }
-  }
+    emu_launch(grid, kBT, sm, false, [&] { blocks(std::integral_constant<int, k_maps>()); });
+    if (way == way_look) {
+      emu_launch(grid, kBT, sml, false, [&] { blocks(std::integral_constant<int, k_look>()); });
+    } else {
+      emu_launch(carry_grid, 128, 0, false, carry);
+      emu_launch(grid, kBT, sm, false, [&] { blocks(std::integral_constant<int, k_entry>()); });
+    }
+  };
+  run_way([&](auto mode) { stab_fwd_blocks<decltype(mode)::value>(a); },
+          [&] { stab_fwd_carry(N, H, nblk, off, maps.data(), m0, entry.data(), r.mT.data()); });
 
   std::fill(maps.begin(), maps.end(), float2{NAN, NAN});
   std::fill(entry.begin(), entry.end(), NAN);
   const stab_bwd_args b{H,       K,          off,           d.g.data(),       d.in.data(), m0,           m_in.data(),  dg,
                         d.db.data(), d.dml.data(), c.gmode, r.dgs.data(), r.di.data(),  maps.data(), entry.data(), dmT,
                         F,       r.dm0.data()};
-  if (way == way_coop) {
-    emu_launch(grid, kBT, sml, true, [&] { stab_bwd_blocks<k_coop>(b); });
-  } else {
-    emu_launch(grid, kBT, sm, false, [&] { stab_bwd_blocks<k_maps>(b); });
-    if (way == way_look) {
-      emu_launch(grid, kBT, sml, false, [&] { stab_bwd_blocks<k_look>(b); });
-    } else {
-      emu_launch(carry_grid, 128, 0, false,
-                 [&] { stab_bwd_carry(N, H, K, nblk, off, maps.data(), dmT, F, dg, entry.data(), r.dm0.data()); });
-      emu_launch(grid, kBT, sm, false, [&] { stab_bwd_blocks<k_entry>(b); });
-    }
-  }
+  run_way([&](auto mode) { stab_bwd_blocks<decltype(mode)::value>(b); },
+          [&] { stab_bwd_carry(N, H, K, nblk, off, maps.data(), dmT, F, dg, entry.data(), r.dm0.data()); });
   return r;
 }
 

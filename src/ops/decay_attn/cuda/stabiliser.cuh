@@ -84,6 +84,22 @@ __device__ __forceinline__ void look_range(int lo, int hi, int s, int NS, int& r
   re = rb + L < hi ? rb + L : hi;
 }
 
+// The look-back's share of one thread: maps [rb, re) of head h (a sequence's maps, H apart) into op,
+// in order (FWD) or from the last, kLB loads issued at a time (through L2: in a cooperative launch other
+// CTAs wrote them).
+template <bool FWD, typename Op>
+__device__ __forceinline__ void compose_range(const float2* mp, int H, int h, int rb, int re, Op&& op) {
+  for (int i = 0; i < re - rb; i += kLB) {
+    float2 x[kLB];
+LRNN_UNROLL
+    for (int r = 0; r < kLB; ++r)
+      if (i + r < re - rb) x[r] = __ldcg(mp + static_cast<size_t>(FWD ? rb + i + r : re - 1 - i - r) * H + h);
+LRNN_UNROLL
+    for (int r = 0; r < kLB; ++r)
+      if (i + r < re - rb) op(x[r]);
+  }
+}
+
 // The forward map of tokens [tb, te) of head h; with m non-null also runs them from m_in, writing m, gt, bt.
 __device__ __forceinline__ void stab_fwd_segment(const float* __restrict__ g, int gmode, const float* __restrict__ in, int H,
                                                  int h, int64_t tb, int64_t te, float& A, float& B, float m_in,
@@ -172,15 +188,7 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_fwd_blocks(s
       int rb, re;
       look_range(0, static_cast<int>(blockIdx.x), s, k.NS, rb, re);
       float A = 0.f, B = -INFINITY;
-      for (int j0 = rb; j0 < re; j0 += kLB) {
-        float2 ab[kLB];
-LRNN_UNROLL
-        for (int r = 0; r < kLB; ++r)
-          if (j0 + r < re) ab[r] = __ldcg(mp + static_cast<size_t>(j0 + r) * H + h);
-LRNN_UNROLL
-        for (int r = 0; r < kLB; ++r)
-          if (j0 + r < re) A += ab[r].x, B = fmaxf(B + ab[r].x, ab[r].y);
-      }
+      compose_range<true>(mp, H, h, rb, re, [&](float2 x) { A += x.x, B = fmaxf(B + x.x, x.y); });
       sX[p] = A, sY[p] = B;
     }
     __syncthreads();
@@ -368,15 +376,7 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(s
       int rb, re;
       look_range(static_cast<int>(blockIdx.x) + 1, k.count(), s, k.NS, rb, re);
       float P = 1.f, Q = 0.f;
-      for (int j1 = re; j1 > rb; j1 -= kLB) {
-        float2 pq[kLB];
-LRNN_UNROLL
-        for (int r = 0; r < kLB; ++r)
-          if (j1 - 1 - r >= rb) pq[r] = __ldcg(mp + static_cast<size_t>(j1 - 1 - r) * H + h);
-LRNN_UNROLL
-        for (int r = 0; r < kLB; ++r)
-          if (j1 - 1 - r >= rb) Q = pq[r].x * Q + pq[r].y, P = pq[r].x * P;
-      }
+      compose_range<false>(mp, H, h, rb, re, [&](float2 x) { Q = x.x * Q + x.y, P = x.x * P; });
       sX[p] = P, sY[p] = Q;
     }
     __syncthreads();
