@@ -12,7 +12,8 @@
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / synccheck / racecheck, MC=0: no
 # memcheck, RC=0: no synccheck / racecheck
 # (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_PROBE_MODES, SYNC_CASES: below); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
-# profile (kernel times, the GPU's idle gaps between kernels) at PROF_SHAPES (default 8x4096).
+# profile (kernel times, the GPU's idle gaps between kernels) at PROF_SHAPES (default 8x4096), with PROF_ENV (NAME=value
+# ...) set for it.
 set -u
 # shellcheck source=scripts/gpu/common.sh
 source "$(dirname "$0")/common.sh" "${1:-gpu}"
@@ -60,9 +61,10 @@ done
 if [ -n "${PROF:-}" ]; then
   # (PROF: ops whose forward+backward kernels and the GPU's idle gaps between them are profiled)
   t=$(date +%s)
-  timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --only "$PROF" --profile "$PROF" \
-    --shapes "${PROF_SHAPES:-8x4096}" --reps 10 --out "$out/prof" >"$out/prof.log" 2>&1
-  echo "profile process: exit $? in $(( $(date +%s) - t )) s"
+  # shellcheck disable=SC2086
+  env ${PROF_ENV:-} timeout 120 python3 bench/gpu/bench_decay_attn.py --lib "$pk/lib/liblrnn.so" --skip-tfla --only "$PROF" \
+    --profile "$PROF" --shapes "${PROF_SHAPES:-8x4096}" --reps 10 --out "$out/prof" >"$out/prof.log" 2>&1
+  echo "profile process (${PROF_ENV:-default env}): exit $? in $(( $(date +%s) - t )) s"
   for f in "$out"/prof/profile_*.txt; do [ -e "$f" ] && { head -3 "$f"; grep -A6 '^span' "$f"; }; done
 fi
 [ -n "${NCU_OP:-}" ] && ncu_op
