@@ -6,11 +6,11 @@
 # short by its time limit still prints what it did). Needs .carry/<pack>.tar.xz from scripts/gpu/pack.sh
 # (TEST_TARGET=lrnn_gpu_tests) and .carry/py.tar.xz (bench/gpu/README.md).
 #   bash scripts/gpu/key_check.sh [pack name (default gpu)]
-# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1"; or NAME=value[,NAME=value] each; ABT: each one's time limit, default
+# AB: the benchmark processes' LRNN_DA_KEY_WG values (default "1 0 1", empty: none; or NAME=value[,NAME=value] each; ABT: each one's time limit, default
 # 240 s: four ops at both shapes took more than 120 in run 29, fla's reference for simple GLA autotuning
 # first; the processes share Triton's cache in /tmp/tc); ONLY: the benchmark ops;
 # TESTS: the gtest filter (default decay_attn and C ABI); SAN=0: no memcheck / synccheck / racecheck, MC=0: no
-# memcheck, RC=0: no synccheck / racecheck
+# memcheck (MCT: its time limit, default 120 s), RC=0: no synccheck / racecheck
 # (MC_FILTER, RC_FILTER: their gtest filters); PROBE=0: no racecheck probe, PROBE_MODES: its modes (default 0 1 2 3 4 5); SYNC=0: no synccheck (SYNC_PROBE_MODES, SYNC_CASES: below); NCU_OP, NCU_KERNEL: Nsight Compute (common.sh ncu_op); PROF: ops to
 # profile (kernel times, the GPU's idle gaps between kernels) at PROF_SHAPES (default 8x4096), with PROF_ENV (NAME=value
 # ...) set for it.
@@ -36,7 +36,7 @@ if [ "${PROBE:-1}" = 1 ] && nvcc -arch=sm_90a -o /tmp/rc_probe scripts/gpu/probe
 fi
 export PYTHONPATH=$PWD/.carry/py:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 i=0
-for kw in ${AB:-1 0 1}; do
+for kw in ${AB-1 0 1}; do
   i=$(( i + 1 ))
   t=$(date +%s)
   # (an entry "NAME=value[,NAME=value]" sets those variables instead, e.g. LRNN_DA_KEY_WG=1,LRNN_DA_SEGMENTS=3)
@@ -70,7 +70,7 @@ fi
 [ -n "${NCU_OP:-}" ] && ncu_op
 [ "${SAN:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 cases=${MC_FILTER:-decay_attn_cuda_gla.t200_init_k128_v128:decay_attn_cuda_rwkv6.t200_init_k128_v128:decay_attn_cuda_gla.t63_init_k64_v128:decay_attn_cuda_simple_gla.varlen:decay_attn_cuda_mlstm.t200_init_k128_v128}
-[ "${MC:-1}" = 0 ] || step "memcheck" memcheck.log timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
+[ "${MC:-1}" = 0 ] || step "memcheck" memcheck.log timeout "${MCT:-120}" compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$pk/lrnn_tests" --gtest_filter="$cases"
 [ "${RC:-1}" = 0 ] && { echo "total $(( $(date +%s) - t0 )) s"; exit 0; }
 # synccheck: barrier misuse (a bar.sync reached by part of a warp, or by the roles at different instructions,
 # wrong counts, mbarrier misuse): the probe's modes (SYNC_PROBE_MODES, default 0 1 4 6: one instruction, two
