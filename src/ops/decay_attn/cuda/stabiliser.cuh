@@ -1,7 +1,8 @@
 // mLSTM's stabiliser scans on CUDA: the block kernels and carry kernels of stabiliser_scan and
 // stabiliser_backward (their launchers: chunk_aux.cu). Device code only, on nothing but CUDA's basic
-// built-ins, so that tests/cuda_emu runs the same source on the CPU (threads for a CTA's threads,
-// barriers for __syncthreads and the grid barrier) against the sequential recurrences.
+// built-ins, so that tests/ops/decay_attn_cuda_emu_test.cpp runs the same source on the CPU through
+// tests/support/cuda_emu.h (threads for a CTA's threads, barriers for __syncthreads and the grid
+// barrier) against the sequential recurrences.
 #pragma once
 
 #include "ops/decay_attn/cuda/chunk_api.h"
@@ -15,7 +16,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-
 
 namespace lrnn::ops::cuda_chunk {
 namespace {
@@ -137,7 +137,7 @@ struct stab_fwd_args {
   float2* maps;         // [N][nblk][H] {A, B} (k_maps, k_coop: written; k_look: read)
   const float* entry;   // [N][nblk][H] m into each block (k_entry)
   float *m, *gt, *bt;   // [tokens, H]
-  float* mT;            // [N, H] or null (k_look, k_coop; k_three's carry kernel writes it)
+  float* mT;            // [N, H] or null (k_look, k_coop; with three launches the carry kernel writes it)
 };
 
 // The forward's block kernel (phases per MODE). maps and entry [N][nblk = gridDim.x][H].
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_fwd_blocks(s
   }
 }
 
-// Phase 2 of the forward (k_three): per (sequence, head) over its blocks from m0 (or 0): entry values, m_T.
+// Phase 2 of the forward (three launches): per (sequence, head) over its blocks from m0 (or 0): entry values, m_T.
 __global__ void stab_fwd_carry(int N, int H, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
                                const float* __restrict__ m0, float* __restrict__ entry, float* __restrict__ mT) {
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -261,8 +261,8 @@ struct stab_bwd_args {
   double* tot = nullptr;    // k_tail: its block totals [N][nblk][H]
 };
 
-// The carry into the end of sequence n, head h: dmT - sum over keys of F (k_three's carry kernel sums
-// in the same order).
+// The carry into the end of sequence n, head h: dmT - sum over keys of F (where the carry kernel and
+// the look-back start).
 __device__ __forceinline__ float stab_bwd_start(const float* dmT, const float* F, int K, int idx) {
   float cur = dmT ? dmT[idx] : 0.f;
   if (F)
@@ -405,7 +405,7 @@ __global__ void __launch_bounds__(kBT, MODE >= k_look ? 2 : 1) stab_bwd_blocks(s
   }
 }
 
-// Phase 2 of the backward (k_three): per (sequence, head) over its blocks from the last: the carry into
+// Phase 2 of the backward (three launches): per (sequence, head) over its blocks from the last: the carry into
 // each block's end, d m0.
 __global__ void stab_bwd_carry(int N, int H, int K, int nblk, const int32_t* __restrict__ offsets, const float2* __restrict__ maps,
                                const float* __restrict__ dmT, const float* __restrict__ F, const float* __restrict__ dg,
