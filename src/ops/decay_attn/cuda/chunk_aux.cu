@@ -180,21 +180,28 @@ int stab_way_for(const stab_grid& sg, int H, const void* coop_kernel, size_t coo
   return w;
 }
 
+// A cooperative launch of kern on the grid (kBT threads per CTA), counted in stab_launch_count[count]:
+// 0, -1 where the GPU refused the grid as too large after all (e.g. under MPS; the error is cleared,
+// the caller takes its other way), else the CUDA error.
+int coop_launch(const void* kern, dim3 grid, void** args, size_t smem, cudaStream_t st, int count) {
+  const cudaError_t e = cudaLaunchCooperativeKernel(kern, grid, dim3(kBT), args, smem, st);
+  if (e == cudaErrorCooperativeLaunchTooLarge) {
+    cudaGetLastError();
+    return -1;
+  }
+  if (e == cudaSuccess) ++stab_launch_count[count];
+  return static_cast<int>(e);
+}
+
 // Phases 1 and 3 of a scan (ks: its block kernel per stab_mode) by `way`; carry() launches phase 2 (w_three).
 template <typename Args, typename Carry>
 int stab_run(int way, const stab_grid& sg, Args a, void (*const ks[4])(Args), Carry&& carry) {
   const cudaStream_t st = launch_stream();
   if (way == w_coop) {
     void* args[] = {&a};
-    const cudaError_t e =
-        cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(ks[k_coop]), sg.grid, dim3(kBT), args, sg.smem_look, st);
-    if (e == cudaSuccess) {
-      ++stab_launch_count[w_coop];
-      return 0;
-    }
-    if (e != cudaErrorCooperativeLaunchTooLarge) return static_cast<int>(e);
-    cudaGetLastError();  // (the grid did not fit after all, e.g. under MPS: two launches)
-    way = w_look;
+    const int r = coop_launch(reinterpret_cast<const void*>(ks[k_coop]), sg.grid, args, sg.smem_look, st, w_coop);
+    if (r != -1) return r;
+    way = w_look;  // (refused: two launches)
   }
   ks[k_maps]<<<sg.grid, kBT, sg.smem, st>>>(a);
   if (way == w_look) {
@@ -265,13 +272,7 @@ int stabilised_backward_tail(const core_args& a, const finish_io& fi, const floa
   sa.xs = xy_args_of(a, fi);
   sa.tot = reinterpret_cast<double*>(fi.scratch + a.tokens * a.H * 2);
   void* args[] = {&sa};
-  const cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kern), sg.grid, dim3(kBT), args, smem, launch_stream());
-  if (e == cudaErrorCooperativeLaunchTooLarge) {
-    cudaGetLastError();
-    return -1;
-  }
-  if (e == cudaSuccess) ++stab_launch_count[3];
-  return static_cast<int>(e);
+  return coop_launch(reinterpret_cast<const void*>(kern), sg.grid, args, smem, launch_stream(), 3);
 }
 
 int scalar_scan_cooperative(const core_args& a, const finish_io& io, float* db) {
@@ -283,13 +284,8 @@ int scalar_scan_cooperative(const core_args& a, const finish_io& io, float* db) 
   xy_scan_args xa = xy_args_of(a, io);
   double* tot = reinterpret_cast<double*>(io.scratch + a.tokens * a.H * 2);
   void* args[] = {&xa, &tot, &db};
-  const cudaError_t e = cudaLaunchCooperativeKernel(kern, sg.grid, dim3(kSBT), args, smem, launch_stream());
-  if (e == cudaErrorCooperativeLaunchTooLarge) {
-    cudaGetLastError();
-    return -1;
-  }
-  if (e == cudaSuccess) ++stab_launch_count[4];
-  return static_cast<int>(e);
+  static_assert(kSBT == kBT, "scalar_gate_coop's CTAs are the stabiliser's");
+  return coop_launch(kern, sg.grid, args, smem, launch_stream(), 4);
 }
 
 int normalise_forward(int64_t rows, int Vin, const float* op, const float* m, float eps, void* o, int type) {
